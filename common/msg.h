@@ -1,0 +1,80 @@
+/*
+ * Messages on the master <-> worker channel (see chan.h for framing).
+ * Payloads are plain structs: both ends are the same binary. Variable
+ * parts (names) follow the fixed struct and their lengths are in it;
+ * every handler checks the exact total size.
+ *
+ * Start-up and every later change follow one pattern (relayd's):
+ *   master: MSG_STATE_BEGIN(gen), MSG_LISTENER_CONF..., MSG_ROUTE...,
+ *           MSG_STATE_COMMIT(gen)
+ *   worker: builds the new tables aside, swaps them in on COMMIT, answers
+ *           MSG_ACK(gen).
+ * A worker starts accepting after its first COMMIT, so the master's first
+ * ACK from every worker means "every worker is accepting".
+ */
+#ifndef MC_MSG_H
+#define MC_MSG_H
+
+#include <stdint.h>
+
+#include "addr.h"
+#include "mc.h"
+
+enum msg_type {
+    MSG_SHM = 1,       /* m->w, fd: the shared counters memfd; struct msg_shm */
+    MSG_SETTINGS,      /* m->w: struct msg_settings, applies at once */
+    MSG_LISTENER,      /* m->w, fd: this worker's socket for listener id; struct msg_listener */
+    MSG_STATE_BEGIN,   /* m->w, gen: struct msg_state_begin */
+    MSG_LISTENER_CONF, /* m->w, gen: struct msg_listener_conf */
+    MSG_ROUTE,         /* m->w, gen: struct msg_route + hostname + backend */
+    MSG_STATE_COMMIT,  /* m->w, gen: no payload */
+    MSG_ACK,           /* w->m, gen: no payload */
+    MSG_STOP,          /* m->w: stop accepting, drain, exit; no payload */
+    MSG__COUNT
+};
+
+struct msg_shm {
+    uint64_t size;
+};
+
+struct msg_settings {
+    uint32_t worker_id;
+    int32_t cpu;    /* CPU to pin to, or -1 */
+    uint8_t setuid; /* switch to uid/gid (the master runs as root) */
+    uint32_t uid;
+    uint32_t gid;
+    int32_t log_level;
+    int32_t log_format;
+    uint64_t connect_timeout_ms;
+    uint64_t handshake_timeout_ms;
+    uint64_t idle_timeout_ms;
+    uint64_t shutdown_timeout_ms;
+};
+
+struct msg_listener {
+    uint32_t id;            /* index into shm listeners */
+    char addr[ADDR_STRLEN]; /* the listener's name, NUL-terminated */
+};
+
+struct msg_state_begin {
+    uint32_t n_listeners;
+    uint32_t n_routes;
+};
+
+struct msg_listener_conf {
+    uint32_t id;
+    uint32_t max_connections;
+    uint8_t proxy_protocol;
+};
+
+struct msg_route {
+    uint32_t listener_id;
+    uint8_t mode;
+    uint8_t backend_tls;
+    uint8_t send_proxy_protocol;
+    uint8_t hostname_len; /* bytes following the struct, no NUL */
+    uint16_t backend_len; /* bytes following the hostname, no NUL */
+    struct mc_addr backend_addr;
+};
+
+#endif

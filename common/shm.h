@@ -1,0 +1,54 @@
+/*
+ * Counters shared by every process: a memfd the master creates before
+ * starting any child, mapped MAP_SHARED by the master and each worker
+ * (the fd travels over the channel, since workers are exec'd).
+ *
+ * Each worker writes only its own slot, except the per-listener active
+ * counts, which are global (max_connections is enforced across workers):
+ * a worker adds to both the listener total and its own slot's share, so
+ * the master can subtract a dead worker's share when it reaps it.
+ */
+#ifndef MC_SHM_H
+#define MC_SHM_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "mc.h"
+#include "reason.h"
+
+#define SHM_MAGIC   0x6d637078u /* "mcpx" */
+#define SHM_VERSION 1
+
+struct shm_listener {
+    _Atomic int64_t active;
+    _Atomic uint64_t total;
+};
+
+struct shm_worker {
+    _Atomic int32_t pid; /* 0 when the slot is empty */
+    _Atomic int64_t active;
+    _Atomic uint64_t total;
+    _Atomic uint64_t bytes_in;  /* client -> backend */
+    _Atomic uint64_t bytes_out; /* backend -> client */
+    _Atomic uint64_t refused[REASON__COUNT];
+    _Atomic int64_t listener_active[MC_MAX_LISTENERS]; /* this worker's share */
+};
+
+struct shm {
+    uint32_t magic;
+    uint32_t version;
+    uint64_t started_at; /* unix seconds */
+    struct shm_listener listeners[MC_MAX_LISTENERS];
+    struct shm_worker workers[MC_MAX_WORKERS];
+};
+
+/* Master: creates and maps the region; returns the memfd (kept open to pass on). */
+int shm_create(struct shm **out);
+/* Child: maps the region from a received memfd (which it may then close). */
+int shm_attach(int fd, struct shm **out);
+
+/* The dead worker's per-listener shares are subtracted from the totals and its slot cleared. */
+void shm_worker_reap(struct shm *s, unsigned slot);
+
+#endif

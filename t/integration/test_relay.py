@@ -1,0 +1,181 @@
+#!/usr/bin/python3
+"""L4 relay: byte-exact bulk transfer, half-close, IPv6 (SPEC section 4).
+Run: /usr/bin/python3 t/integration/test_relay.py [NAME...]"""
+
+import hashlib
+import os
+import socket
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import mctest  # noqa: E402
+from mctest import test  # noqa: E402
+
+MB = 1 << 20
+
+
+def _send_in_thread(sock, data, errors):
+    def run():
+        try:
+            sock.settimeout(60)
+            sock.sendall(data)
+        except OSError as e:
+            errors.append(e)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+@test
+def ten_megabytes_each_way_byte_exact():
+    size = 10 * MB
+    up = os.urandom(size)
+    down = os.urandom(size)
+
+    def handler(sock, be):
+        be.results.append(mctest.read_hello(sock))
+        errors = []
+        t = _send_in_thread(sock, down, errors)
+        be.results.append(mctest.sha256_stream(sock, size, 60))
+        t.join(60)
+        assert not t.is_alive() and not errors, errors
+        sock.shutdown(socket.SHUT_WR)
+
+    with mctest.RawBackend(handler) as ba, \
+            mctest.proxy_server([("a.test", ba.addr)], proxy={"idle_timeout": "30s"}) as srv:
+        hello = mctest.client_hello_bytes("a.test")
+        s = mctest.connect(srv.port, timeout=60)
+        s.sendall(hello)
+        errors = []
+        t = _send_in_thread(s, up, errors)
+        got = mctest.sha256_stream(s, size, 60)
+        t.join(60)
+        assert not errors, errors
+        assert got == hashlib.sha256(down).hexdigest(), "backend->client bytes differ"
+        mctest.wait_until(lambda: len(ba.results) == 2, 30, what="backend hash")
+        assert ba.results[0] == hello, "backend got a different ClientHello"
+        assert ba.results[1] == hashlib.sha256(up).hexdigest(), "client->backend bytes differ"
+        s.shutdown(socket.SHUT_WR)
+        data, how, _ = mctest.recv_until_close(s, 5)
+        assert how == "eof" and not data, (how, len(data))
+        s.close()
+        line = srv.wait_conn_log(result="ok")
+        assert int(line["bytes_in"]) == len(hello) + size, line
+        assert int(line["bytes_out"]) == size, line
+        assert not ba.errors, ba.errors
+
+
+@test
+def half_close_client_first():
+    reply = os.urandom(MB)
+
+    def handler(sock, be):
+        mctest.read_hello(sock)
+        req, how, _ = mctest.recv_until_close(sock, 10)
+        be.results.append((req, how))
+        sock.sendall(reply)
+        # close() in _run ends the backend side
+
+    with mctest.RawBackend(handler) as ba, mctest.proxy_server([("a.test", ba.addr)]) as srv:
+        s = mctest.connect(srv.port)
+        s.sendall(mctest.client_hello_bytes("a.test") + b"request body")
+        s.shutdown(socket.SHUT_WR)
+        data, how, _ = mctest.recv_until_close(s, 10)
+        s.close()
+        mctest.wait_until(lambda: ba.results, 5, what="backend to see EOF")
+        assert ba.results[0] == (b"request body", "eof"), ba.results[0]
+        assert how == "eof", "client saw %s after %d bytes" % (how, len(data))
+        assert data == reply, "reply truncated or altered: %d of %d bytes" % (len(data), len(reply))
+        srv.wait_conn_log(result="ok", bytes_out=len(reply))
+
+
+@test
+def half_close_backend_first():
+    upload = os.urandom(2 * MB)
+    backend_done = threading.Event()
+
+    def handler(sock, be):
+        mctest.read_hello(sock)
+        sock.sendall(b"bye")
+        sock.shutdown(socket.SHUT_WR)
+        data, how, _ = mctest.recv_until_close(sock, 15)
+        be.results.append((hashlib.sha256(data).hexdigest(), len(data), how))
+        backend_done.set()
+
+    with mctest.RawBackend(handler) as ba, mctest.proxy_server([("a.test", ba.addr)]) as srv:
+        s = mctest.connect(srv.port)
+        s.sendall(mctest.client_hello_bytes("a.test"))
+        first, how, _ = mctest.recv_until_close(s, 5)
+        assert (first, how) == (b"bye", "eof"), (first, how)
+        # The backend's EOF reached us; our direction must still flow.
+        s.settimeout(15)
+        s.sendall(upload)
+        s.shutdown(socket.SHUT_WR)
+        assert backend_done.wait(15), "backend never saw the client's EOF"
+        assert ba.results[0] == (hashlib.sha256(upload).hexdigest(), len(upload), "eof"), \
+            ba.results[0][1:]
+        data, how, _ = mctest.recv_until_close(s, 5)
+        assert how == "eof" and not data, (how, data)
+        s.close()
+        srv.wait_conn_log(result="ok", bytes_out=3)
+
+
+@test
+def ipv6_listener_and_backend():
+    with mctest.RawBackend(mctest.hello_echo_handler, host="::1") as b6, \
+            mctest.proxy_server([("a.test", b6.addr)],
+                                addr="[::1]:%d" % mctest.free_port(socket.AF_INET6)) as srv:
+        s = mctest.connect(srv.port, host="::1")
+        cport = s.getsockname()[1]
+        s.sendall(mctest.client_hello_bytes("a.test"))
+        mctest.echo_roundtrip(s, b"over ipv6")
+        s.close()
+        line = srv.wait_conn_log(result="ok")
+        assert line["client"] in ("[::1]:%d" % cport, "::1:%d" % cport), line["client"]
+        assert line["backend"] == b6.addr, line
+
+
+@test
+def dual_stack_listener_logs_mapped_ipv4_plainly():
+    port = mctest.free_port(dual=True)
+    with mctest.RawBackend(mctest.hello_echo_handler) as ba, \
+            mctest.proxy_server([("a.test", ba.addr)], addr=":%d" % port) as srv:
+        for host in ("127.0.0.1", "::1"):
+            s = mctest.connect(port, host=host)
+            cport = s.getsockname()[1]
+            s.sendall(mctest.client_hello_bytes("a.test"))
+            mctest.echo_roundtrip(s, host.encode())
+            s.close()
+            if host == "127.0.0.1":
+                line = srv.wait_conn_log(result="ok", client="127.0.0.1:%d" % cport)
+                assert "ffff" not in str(line), line
+            else:
+                srv.wait_log(lambda r: r.get("msg") == "conn" and "::1" in r["client"]
+                             and r["client"].endswith(":%d" % cport), 5, "IPv6 client line")
+
+
+@test
+def many_concurrent_relays():
+    # 40 relays at once, each with its own payload, across both workers.
+    with mctest.RawBackend(mctest.hello_echo_handler) as ba, \
+            mctest.proxy_server([("a.test", ba.addr)]) as srv:
+        hello = mctest.client_hello_bytes("a.test")
+        socks = []
+        for i in range(40):
+            s = mctest.connect(srv.port)
+            s.sendall(hello)
+            socks.append(s)
+        deadline = time.monotonic() + 20
+        for i, s in enumerate(socks):
+            payload = (b"%03d" % i) * 3000
+            mctest.echo_roundtrip(s, payload, timeout=max(1, deadline - time.monotonic()))
+        for s in socks:
+            s.close()
+        mctest.wait_until(lambda: len([r for r in srv.conn_logs() if r["result"] == "ok"]) == 40,
+                          10, what="40 access lines")
+
+
+if __name__ == "__main__":
+    mctest.main()

@@ -1,0 +1,237 @@
+/*
+ * Routes and per-listener route tables.
+ *
+ * A table is an open-addressing hash (linear probing) over a power-of-two
+ * array of route pointers, at most half full. Routes are never removed
+ * from a table: a change builds a new table. The hash is SipHash-1-3 with
+ * a random key per table, so clients cannot aim SNIs at long probe runs.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "hostname.h"
+#include "route.h"
+
+#define ROUTE_TABLE_MIN 8u
+
+struct route_table {
+    struct route **slots;
+    size_t mask; /* number of slots - 1 */
+    unsigned count;
+    uint64_t key[2];
+};
+
+struct route *route_new(const char *hostname, const char *backend,
+                        const struct mc_addr *backend_addr, enum route_mode mode, bool backend_tls,
+                        bool send_proxy_protocol)
+{
+    char name[MC_HOSTNAME_MAX + 1];
+    struct route *r;
+
+    /* lookups compare normalised names, so store nothing else */
+    if (hostname_normalize_pattern(hostname, strlen(hostname), name) < 0)
+        return NULL;
+    r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->hostname = strdup(name);
+    r->backend = strdup(backend);
+    if (r->hostname == NULL || r->backend == NULL) {
+        free(r->hostname);
+        free(r->backend);
+        free(r);
+        return NULL;
+    }
+    r->refs = 1;
+    if (backend_addr != NULL)
+        r->backend_addr = *backend_addr;
+    r->mode = mode;
+    r->backend_tls = backend_tls;
+    r->send_proxy_protocol = send_proxy_protocol;
+    return r;
+}
+
+struct route *route_ref(struct route *r)
+{
+    r->refs++;
+    return r;
+}
+
+void route_unref(struct route *r)
+{
+    if (r == NULL || --r->refs > 0)
+        return;
+    free(r->hostname);
+    free(r->backend);
+    free(r);
+}
+
+static uint64_t rotl(uint64_t x, int b)
+{
+    return (x << b) | (x >> (64 - b));
+}
+
+static void sip_round(uint64_t v[4])
+{
+    v[0] += v[1];
+    v[1] = rotl(v[1], 13) ^ v[0];
+    v[0] = rotl(v[0], 32);
+    v[2] += v[3];
+    v[3] = rotl(v[3], 16) ^ v[2];
+    v[0] += v[3];
+    v[3] = rotl(v[3], 21) ^ v[0];
+    v[2] += v[1];
+    v[1] = rotl(v[1], 17) ^ v[2];
+    v[2] = rotl(v[2], 32);
+}
+
+/* SipHash-1-3: one compression round per 8-byte word, three to finish. */
+static uint64_t route_hash(const uint64_t key[2], const char *s, size_t len)
+{
+    uint64_t v[4] = {
+        key[0] ^ 0x736f6d6570736575ull,
+        key[1] ^ 0x646f72616e646f6dull,
+        key[0] ^ 0x6c7967656e657261ull,
+        key[1] ^ 0x7465646279746573ull,
+    };
+    uint64_t m;
+    size_t i, j;
+
+    for (i = 0; i + 8 <= len; i += 8) {
+        for (m = 0, j = 0; j < 8; j++)
+            m |= (uint64_t)(unsigned char)s[i + j] << (8 * j);
+        v[3] ^= m;
+        sip_round(v);
+        v[0] ^= m;
+    }
+    for (m = (uint64_t)len << 56, j = 0; i + j < len; j++)
+        m |= (uint64_t)(unsigned char)s[i + j] << (8 * j);
+    v[3] ^= m;
+    sip_round(v);
+    v[0] ^= m;
+    v[2] ^= 0xff;
+    sip_round(v);
+    sip_round(v);
+    sip_round(v);
+    return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+/* The slot holding name, or the empty slot where it would go. */
+static size_t route_table_slot(const struct route_table *t, const char *name, size_t len)
+{
+    size_t i = (size_t)route_hash(t->key, name, len) & t->mask;
+
+    while (t->slots[i] != NULL && strcmp(t->slots[i]->hostname, name) != 0)
+        i = (i + 1) & t->mask;
+    return i;
+}
+
+static size_t route_table_size_for(size_t n)
+{
+    size_t size = ROUTE_TABLE_MIN;
+
+    while (size < 2 * n)
+        size *= 2;
+    return size;
+}
+
+struct route_table *route_table_new(unsigned expected)
+{
+    struct route_table *t = calloc(1, sizeof(*t));
+    size_t size = route_table_size_for(expected);
+
+    if (t == NULL)
+        return NULL;
+    t->slots = calloc(size, sizeof(*t->slots));
+    if (t->slots == NULL || getrandom(t->key, sizeof(t->key), 0) != sizeof(t->key)) {
+        free(t->slots);
+        free(t);
+        return NULL;
+    }
+    t->mask = size - 1;
+    return t;
+}
+
+void route_table_free(struct route_table *t)
+{
+    size_t i;
+
+    if (t == NULL)
+        return;
+    for (i = 0; i <= t->mask; i++)
+        route_unref(t->slots[i]);
+    free(t->slots);
+    free(t);
+}
+
+static int route_table_grow(struct route_table *t)
+{
+    size_t size = (t->mask + 1) * 2, i;
+    struct route **old = t->slots;
+    size_t old_size = t->mask + 1;
+    struct route *r;
+
+    t->slots = calloc(size, sizeof(*t->slots));
+    if (t->slots == NULL) {
+        t->slots = old;
+        return -1;
+    }
+    t->mask = size - 1;
+    for (i = 0; i < old_size; i++) {
+        r = old[i];
+        if (r != NULL)
+            t->slots[route_table_slot(t, r->hostname, strlen(r->hostname))] = r;
+    }
+    free(old);
+    return 0;
+}
+
+int route_table_add(struct route_table *t, struct route *r)
+{
+    size_t len = strlen(r->hostname), i = route_table_slot(t, r->hostname, len);
+
+    if (t->slots[i] != NULL) {
+        route_unref(t->slots[i]);
+        t->slots[i] = route_ref(r);
+        return 0;
+    }
+    if (2 * ((size_t)t->count + 1) > t->mask + 1) {
+        if (route_table_grow(t) < 0)
+            return -1;
+        i = route_table_slot(t, r->hostname, len);
+    }
+    t->slots[i] = route_ref(r);
+    t->count++;
+    return 0;
+}
+
+unsigned route_table_count(const struct route_table *t)
+{
+    return t->count;
+}
+
+struct route *route_table_lookup(const struct route_table *t, const char *sni, size_t len)
+{
+    char name[MC_HOSTNAME_MAX + 1], wild[MC_HOSTNAME_MAX + 1];
+    const char *dot;
+    size_t i, wlen;
+    int n;
+
+    n = hostname_normalize(sni, len, name);
+    if (n < 0)
+        return NULL;
+    i = route_table_slot(t, name, (size_t)n);
+    if (t->slots[i] != NULL)
+        return t->slots[i];
+
+    /* "*." + the name minus its first label: one label deep, no more */
+    dot = memchr(name, '.', (size_t)n);
+    if (dot == NULL)
+        return NULL;
+    wlen = (size_t)(name + n - dot) + 1;
+    wild[0] = '*';
+    memcpy(wild + 1, dot, wlen); /* with the NUL; fits, the first label is >= 1 byte */
+    i = route_table_slot(t, wild, wlen);
+    return t->slots[i];
+}

@@ -1,0 +1,410 @@
+/*
+ * Worker process main: the channel to the master, the routing-state
+ * generations, the accept loop and the drain on stop.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "priv.h"
+#include "worker.h"
+
+#define WORKER_CHAN_FD      3
+#define ACCEPT_BATCH        64  /* accepts per wakeup before other events get a turn */
+#define EMFILE_RETRY_MS     250 /* accept pause when out of descriptors */
+#define EMFILE_LOG_EVERY_MS 1000
+#define PIPE_POOL_CAP       64
+#define EXIT_PROTOCOL       1
+
+static volatile sig_atomic_t sig_drain, sig_quit;
+static struct worker worker;
+
+static void on_signal(int signo)
+{
+    if (signo == SIGQUIT)
+        sig_quit = 1;
+    else
+        sig_drain = 1;
+}
+
+static void listener_pause_end(struct timer *t);
+
+static void listener_on_accept(struct ev *ev, uint32_t events)
+{
+    struct wlistener *l = ev->data;
+    struct worker *w = l->w;
+    (void)events;
+
+    for (int i = 0; i < ACCEPT_BATCH && l->accepting; i++) {
+        struct mc_addr peer = {.len = sizeof(peer.ss)};
+        int fd =
+            accept4(l->fd, (struct sockaddr *)&peer.ss, &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            conn_accept(l, fd, &peer);
+            continue;
+        }
+        switch (errno) {
+        case EAGAIN:
+            return;
+        case EINTR:
+        case ECONNABORTED:
+        case EPROTO:
+            continue;
+        case EMFILE:
+        case ENFILE:
+        case ENOBUFS:
+        case ENOMEM:
+            /* stop accepting for a moment instead of spinning on a full table */
+            if (loop_now(w->loop) - w->emfile_logged_ms >= EMFILE_LOG_EVERY_MS) {
+                log_errno(LOGL_ERROR, errno, "accept() on %s; pausing accepts for %d ms", l->addr,
+                          EMFILE_RETRY_MS);
+                w->emfile_logged_ms = loop_now(w->loop);
+            }
+            loop_del(w->loop, &l->ev);
+            l->accepting = false;
+            loop_timer_set(w->loop, &l->retry, EMFILE_RETRY_MS);
+            return;
+        default:
+            log_errno(LOGL_ERROR, errno, "accept() on %s", l->addr);
+            return;
+        }
+    }
+}
+
+static void listener_start(struct wlistener *l)
+{
+    if (l->fd < 0 || l->accepting || l->w->draining)
+        return;
+    if (loop_add(l->w->loop, &l->ev, EPOLLIN) < 0) {
+        log_errno(LOGL_ERROR, errno, "epoll_ctl() for listener %s", l->addr);
+        return;
+    }
+    l->accepting = true;
+}
+
+static void listener_pause_end(struct timer *t)
+{
+    listener_start(t->data);
+}
+
+static void listener_close(struct wlistener *l)
+{
+    if (l->fd < 0)
+        return;
+    if (l->accepting)
+        loop_del(l->w->loop, &l->ev);
+    loop_timer_stop(l->w->loop, &l->retry);
+    close(l->fd);
+    l->fd = -1;
+    l->accepting = false;
+}
+
+static void worker_exit(struct worker *w, int code);
+
+static void drain_deadline(struct timer *t)
+{
+    struct worker *w = t->data;
+    log_info("shutdown timeout exceeded, forcing close of %u connection(s)", w->n_conns);
+    conn_close_all(w);
+}
+
+static void worker_drain(struct worker *w)
+{
+    if (w->draining)
+        return;
+    w->draining = true;
+    for (unsigned i = 0; i < MC_MAX_LISTENERS; i++)
+        listener_close(&w->listeners[i]);
+    log_info("draining %u connection(s)", w->n_conns);
+    if (w->n_conns > 0)
+        loop_timer_set(w->loop, &w->drain_timer, w->settings.shutdown_timeout_ms);
+}
+
+static void pending_clear(struct worker *w)
+{
+    for (unsigned i = 0; i < MC_MAX_LISTENERS; i++) {
+        route_table_free(w->pending_routes[i]);
+        w->pending_routes[i] = NULL;
+        w->pending_has_conf[i] = false;
+    }
+    w->pending = false;
+}
+
+/* COMMIT: swap the new generation in. Connections keep their own route references. */
+static void state_commit(struct worker *w, uint32_t gen)
+{
+    for (unsigned i = 0; i < MC_MAX_LISTENERS; i++) {
+        struct wlistener *l = &w->listeners[i];
+        route_table_free(l->routes);
+        l->routes = w->pending_routes[i];
+        w->pending_routes[i] = NULL;
+        l->max_connections = w->pending_has_conf[i] ? w->pending_conf[i].max_connections : 0;
+        l->proxy_protocol = w->pending_has_conf[i] && w->pending_conf[i].proxy_protocol;
+        w->pending_has_conf[i] = false;
+    }
+    w->pending = false;
+    w->gen = gen;
+    if (!w->started) {
+        w->started = true;
+        for (unsigned i = 0; i < MC_MAX_LISTENERS; i++)
+            listener_start(&w->listeners[i]);
+    }
+    chan_send(&w->chan, MSG_ACK, gen, NULL, 0, -1);
+    log_debug("generation %u applied", gen);
+}
+
+static int apply_settings(struct worker *w, const struct msg_settings *s)
+{
+    bool first = !w->have_settings;
+
+    if (s->worker_id != w->id) {
+        log_error("settings for worker %u sent to worker %u", s->worker_id, w->id);
+        return -1;
+    }
+    w->settings = *s;
+    w->have_settings = true;
+    log_configure(s->log_level, (enum log_format)s->log_format);
+    if (!first)
+        return 0;
+    if (s->cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(s->cpu, &set);
+        if (sched_setaffinity(0, sizeof(set), &set) < 0)
+            log_errno(LOGL_WARN, errno, "cannot pin worker %u to CPU %d", w->id, s->cpu);
+    }
+    /* before any client byte is read */
+    if (priv_drop(s->setuid, s->uid, s->gid) < 0)
+        worker_exit(w, MC_EXIT_FATAL);
+    return 0;
+}
+
+static int add_route(struct worker *w, const struct chan_msg *m)
+{
+    struct msg_route mr;
+
+    if (m->hdr.len < sizeof(mr))
+        return -1;
+    memcpy(&mr, m->data, sizeof(mr));
+    if (m->hdr.len != sizeof(mr) + mr.hostname_len + mr.backend_len ||
+        mr.listener_id >= MC_MAX_LISTENERS || mr.hostname_len == 0 || mr.backend_len == 0 ||
+        mr.backend_len >= ADDR_STRLEN || mr.mode > ROUTE_L7)
+        return -1;
+    char host[UINT8_MAX + 1], backend[ADDR_STRLEN];
+    memcpy(host, m->data + sizeof(mr), mr.hostname_len);
+    host[mr.hostname_len] = '\0';
+    memcpy(backend, m->data + sizeof(mr) + mr.hostname_len, mr.backend_len);
+    backend[mr.backend_len] = '\0';
+
+    struct route_table **t = &w->pending_routes[mr.listener_id];
+    if (*t == NULL && (*t = route_table_new(16)) == NULL)
+        return -1;
+    struct route *r = route_new(host, backend, &mr.backend_addr, (enum route_mode)mr.mode,
+                                mr.backend_tls, mr.send_proxy_protocol);
+    if (r == NULL)
+        return -1;
+    int rc = route_table_add(*t, r);
+    route_unref(r);
+    return rc;
+}
+
+/*
+ * One message from the master. The master is trusted but checked: a
+ * malformed message is a bug on our side, so the worker exits and is
+ * replaced rather than running on state it cannot trust.
+ */
+static int on_message(struct worker *w, struct chan_msg *m)
+{
+    uint32_t len = m->hdr.len;
+    bool want_fd = m->hdr.type == MSG_SHM || m->hdr.type == MSG_LISTENER;
+
+    if (want_fd != (m->fd >= 0))
+        return -1;
+    switch (m->hdr.type) {
+    case MSG_SHM: {
+        int rc = len == sizeof(struct msg_shm) ? shm_attach(m->fd, &w->shm) : -1;
+        close(m->fd);
+        if (rc == 0)
+            w->slot = &w->shm->workers[w->id];
+        return rc;
+    }
+    case MSG_SETTINGS: {
+        struct msg_settings s;
+        if (len != sizeof(s) || w->shm == NULL)
+            return -1;
+        memcpy(&s, m->data, sizeof(s));
+        return apply_settings(w, &s);
+    }
+    case MSG_LISTENER: {
+        struct msg_listener ml;
+        if (len != sizeof(ml) || !w->have_settings) {
+            close(m->fd);
+            return -1;
+        }
+        memcpy(&ml, m->data, sizeof(ml));
+        if (ml.id >= MC_MAX_LISTENERS || memchr(ml.addr, '\0', sizeof(ml.addr)) == NULL ||
+            w->listeners[ml.id].fd >= 0) {
+            close(m->fd);
+            return -1;
+        }
+        struct wlistener *l = &w->listeners[ml.id];
+        memcpy(l->addr, ml.addr, sizeof(l->addr));
+        l->fd = m->fd;
+        l->ev.fd = m->fd;
+        return 0;
+    }
+    case MSG_STATE_BEGIN:
+        if (len != sizeof(struct msg_state_begin) || !w->have_settings)
+            return -1;
+        pending_clear(w);
+        w->pending = true;
+        w->pending_gen = m->hdr.gen;
+        return 0;
+    case MSG_LISTENER_CONF: {
+        struct msg_listener_conf lc;
+        if (len != sizeof(lc) || !w->pending || m->hdr.gen != w->pending_gen)
+            return -1;
+        memcpy(&lc, m->data, sizeof(lc));
+        if (lc.id >= MC_MAX_LISTENERS)
+            return -1;
+        w->pending_conf[lc.id] = lc;
+        w->pending_has_conf[lc.id] = true;
+        return 0;
+    }
+    case MSG_ROUTE:
+        if (!w->pending || m->hdr.gen != w->pending_gen)
+            return -1;
+        return add_route(w, m);
+    case MSG_STATE_COMMIT:
+        if (len != 0 || !w->pending || m->hdr.gen != w->pending_gen)
+            return -1;
+        state_commit(w, m->hdr.gen);
+        return 0;
+    case MSG_STOP:
+        if (len != 0)
+            return -1;
+        worker_drain(w);
+        return 0;
+    }
+    return -1;
+}
+
+static void chan_on_event(struct ev *ev, uint32_t events)
+{
+    struct worker *w = ev->data;
+    struct chan_msg m;
+    int rc, next;
+
+    if ((events & EPOLLOUT) && chan_flush(&w->chan) == MC_ERROR)
+        events |= EPOLLHUP;
+    rc = chan_read(&w->chan);
+    while ((next = chan_next(&w->chan, &m)) == 1) {
+        if (on_message(w, &m) < 0) {
+            log_error("malformed message type %u (len %u) from the master", m.hdr.type, m.hdr.len);
+            worker_exit(w, EXIT_PROTOCOL);
+        }
+    }
+    if (next < 0) {
+        log_error("protocol error on the master channel");
+        worker_exit(w, EXIT_PROTOCOL);
+    }
+    if (chan_flush(&w->chan) == MC_ERROR)
+        rc = MC_ERROR;
+    if (rc != MC_OK) {
+        /* the master is gone: finish what we have and leave */
+        loop_del(w->loop, &w->chan_ev);
+        if (!w->draining)
+            log_warn("master channel closed, draining");
+        worker_drain(w);
+    }
+}
+
+static void worker_exit(struct worker *w, int code)
+{
+    conn_close_all(w);
+    conn_free_dead(w);
+    for (unsigned i = 0; i < MC_MAX_LISTENERS; i++) {
+        listener_close(&w->listeners[i]);
+        route_table_free(w->listeners[i].routes);
+        w->listeners[i].routes = NULL;
+    }
+    pending_clear(w);
+    pipe_pool_free(&w->pipes);
+    chan_close(&w->chan);
+    loop_free(w->loop);
+    exit(code);
+}
+
+int worker_main(int argc, char **argv)
+{
+    struct worker *w = &worker;
+    sigset_t block, waitmask;
+    struct sigaction sa = {.sa_handler = on_signal};
+    char *end;
+
+    log_init("worker");
+    if (argc != 3)
+        return EXIT_PROTOCOL;
+    unsigned long id = strtoul(argv[2], &end, 10);
+    if (*end != '\0' || id >= MC_MAX_WORKERS)
+        return EXIT_PROTOCOL;
+    w->id = (unsigned)id;
+
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGQUIT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN); /* reload is the master's job */
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGQUIT);
+    sigprocmask(SIG_BLOCK, &block, &waitmask);
+    sigdelset(&waitmask, SIGTERM);
+    sigdelset(&waitmask, SIGINT);
+    sigdelset(&waitmask, SIGQUIT);
+
+    w->loop = loop_new();
+    if (w->loop == NULL)
+        return EXIT_PROTOCOL;
+    pipe_pool_init(&w->pipes, PIPE_POOL_CAP);
+    for (unsigned i = 0; i < MC_MAX_LISTENERS; i++) {
+        struct wlistener *l = &w->listeners[i];
+        l->w = w;
+        l->id = i;
+        l->fd = -1;
+        l->ev = (struct ev){.fd = -1, .cb = listener_on_accept, .data = l};
+        l->retry = (struct timer){.cb = listener_pause_end, .data = l};
+    }
+    w->resume_timer = (struct timer){.cb = conn_resume_all, .data = w};
+    w->drain_timer = (struct timer){.cb = drain_deadline, .data = w};
+    chan_init(&w->chan, WORKER_CHAN_FD);
+    w->chan_ev = (struct ev){.fd = WORKER_CHAN_FD, .cb = chan_on_event, .data = w};
+    if (loop_add(w->loop, &w->chan_ev, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
+        log_errno(LOGL_ERROR, errno, "epoll_ctl() for the master channel");
+        return EXIT_PROTOCOL;
+    }
+
+    for (;;) {
+        if (loop_run_once(w->loop, &waitmask) < 0)
+            worker_exit(w, EXIT_PROTOCOL);
+        conn_free_dead(w);
+        if (sig_quit)
+            worker_exit(w, 0);
+        if (sig_drain) {
+            sig_drain = 0;
+            worker_drain(w);
+        }
+        if (w->draining && w->n_conns == 0) {
+            log_info("drained, exiting");
+            worker_exit(w, 0);
+        }
+    }
+}

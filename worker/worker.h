@@ -1,0 +1,80 @@
+/*
+ * A worker process: one epoll loop, no threads. It accepts on its own
+ * SO_REUSEPORT sockets and runs every connection through
+ * SNI -> route -> relay (conn.c). What it routes by arrives from the
+ * master over the channel, one generation at a time.
+ */
+#ifndef MC_WORKER_H
+#define MC_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "chan.h"
+#include "hello.h"
+#include "loop.h"
+#include "msg.h"
+#include "relay.h"
+#include "route.h"
+#include "shm.h"
+
+struct conn;
+
+struct wlistener {
+    struct worker *w;
+    unsigned id;
+    char addr[ADDR_STRLEN];
+    int fd; /* -1 when this worker has no socket for it */
+    struct ev ev;
+    bool accepting;
+    struct timer retry;         /* re-enables accepting after EMFILE */
+    struct route_table *routes; /* current generation; NULL: no routes */
+    uint32_t max_connections;
+    bool proxy_protocol;
+};
+
+struct worker {
+    unsigned id;
+    struct loop *loop;
+    struct chan chan;
+    struct ev chan_ev;
+    struct shm *shm;
+    struct shm_worker *slot;
+    struct msg_settings settings;
+    bool have_settings;
+
+    struct wlistener listeners[MC_MAX_LISTENERS];
+
+    /* the generation being received, swapped in on COMMIT */
+    bool pending;
+    uint32_t pending_gen;
+    struct route_table *pending_routes[MC_MAX_LISTENERS];
+    struct msg_listener_conf pending_conf[MC_MAX_LISTENERS];
+    bool pending_has_conf[MC_MAX_LISTENERS];
+    uint32_t gen;
+    bool started;
+
+    struct conn *conns; /* every live connection */
+    unsigned n_conns;
+    struct conn *dead;   /* closed this iteration, freed after it */
+    struct conn *resume; /* relays that yielded with work left */
+    struct timer resume_timer;
+
+    bool draining;
+    struct timer drain_timer;
+    uint64_t emfile_logged_ms;
+
+    struct pipe_pool pipes;
+    uint8_t scratch[HELLO_MAX_MSG]; /* hello_parse() gathers split messages here */
+};
+
+int worker_main(int argc, char **argv);
+
+/* conn.c */
+void conn_accept(struct wlistener *l, int fd, const struct mc_addr *peer);
+void conn_close_all(struct worker *w);
+void conn_free_dead(struct worker *w);
+void conn_resume_all(struct timer *t);
+
+#endif
