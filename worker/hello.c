@@ -174,12 +174,17 @@ static size_t rec_len(const uint8_t *rec)
     return (size_t)rec[3] << 8 | rec[4];
 }
 
-static enum hello_result reject(struct hello *h, enum hello_reject why)
+static void clear_results(struct hello *h)
 {
-    h->reject = why;
     h->sni_len = 0;
     h->sni[0] = '\0';
     h->alpn_len = 0;
+}
+
+static enum hello_result reject(struct hello *h, enum hello_reject why)
+{
+    h->reject = why;
+    clear_results(h);
     return HELLO_REJECT;
 }
 
@@ -223,6 +228,7 @@ static enum hello_reject take_fragment(struct hello *h, const uint8_t *frag, siz
         h->hs_hdr[h->hs_hdr_have++] = frag[i];
     h->msg_have += (uint32_t)n;
 
+    /* records are never empty, so the type byte is in */
     if (h->hs_hdr[0] != HS_CLIENT_HELLO)
         return HELLO_REJECT_NOT_TLS;
     if (h->msg_need == 0 && h->hs_hdr_have == HS_HDR) {
@@ -274,17 +280,20 @@ enum hello_result hello_parse(struct hello *h, const uint8_t *buf, size_t len, u
 
     /* walk only the records completed since the last call */
     while (!msg_complete(h)) {
-        size_t pos = h->next_rec;
+        size_t pos = h->next_rec, n;
 
         why = check_record_header(buf, len, pos);
         if (why != HELLO_REJECT_NONE)
             return reject(h, why);
-        if (len - pos < REC_HDR || len - pos - REC_HDR < rec_len(buf + pos))
+        if (len - pos < REC_HDR)
             return HELLO_NEED_MORE;
-        why = take_fragment(h, buf + pos + REC_HDR, rec_len(buf + pos));
+        n = rec_len(buf + pos);
+        if (len - pos - REC_HDR < n)
+            return HELLO_NEED_MORE;
+        why = take_fragment(h, buf + pos + REC_HDR, n);
         if (why != HELLO_REJECT_NONE)
             return reject(h, why);
-        h->next_rec = (uint32_t)(pos + REC_HDR + rec_len(buf + pos));
+        h->next_rec = (uint32_t)(pos + REC_HDR + n);
         h->one_record = pos == 0;
     }
     h->hello_end = h->next_rec;
@@ -296,9 +305,7 @@ enum hello_result hello_parse(struct hello *h, const uint8_t *buf, size_t len, u
         gather(buf, h->hello_end, scratch, body.left);
         body.p = scratch;
     }
-    h->sni_len = 0;
-    h->sni[0] = '\0';
-    h->alpn_len = 0;
+    clear_results(h);
     if (parse_body(h, body) < 0)
         return reject(h, HELLO_REJECT_NOT_TLS);
     return HELLO_OK;
