@@ -202,7 +202,8 @@ int addr_parse_cidr(const char *s, bool allow_bare, struct mc_cidr *out, const c
         return 0;
     }
     if (parse_prefix(slash + 1, bits, &out->prefix) < 0) {
-        *err = out->family == AF_INET ? "prefix length must be 0..32" : "prefix length must be 0..128";
+        *err =
+            out->family == AF_INET ? "prefix length must be 0..32" : "prefix length must be 0..128";
         return -1;
     }
 

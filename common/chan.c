@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "chan.h"
+#include "loop.h"
 #include "mc.h"
 
 #define CHAN_RBUF_MIN   4096u
@@ -295,7 +295,7 @@ int chan_read(struct chan *c)
         n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     } while (n < 0 && errno == EINTR);
     if (n < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK ? MC_OK : MC_ERROR;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? MC_AGAIN : MC_ERROR;
 
     for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
         if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS && chan_take_fds(c, cm) < 0)
@@ -338,17 +338,26 @@ int chan_next(struct chan *c, struct chan_msg *m)
     return 1;
 }
 
-static int64_t chan_now_ms(void)
+int chan_drain(struct chan *c, chan_handler_fn *handle, void *arg)
 {
-    struct timespec ts;
+    struct chan_msg m;
+    int rc, next;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    do {
+        rc = chan_read(c);
+        while ((next = chan_next(c, &m)) == 1) {
+            if (handle(arg, &m) < 0)
+                return MC_ERROR;
+        }
+        if (next < 0)
+            return MC_ERROR;
+    } while (rc == MC_OK);
+    return rc == MC_AGAIN ? MC_OK : rc;
 }
 
 int chan_flush_wait(struct chan *c, int timeout_ms)
 {
-    int64_t deadline = chan_now_ms() + timeout_ms, left;
+    uint64_t deadline = mc_monotonic_ms() + (uint64_t)MC_MAX(timeout_ms, 0), now;
     struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
     int rc;
 
@@ -356,10 +365,10 @@ int chan_flush_wait(struct chan *c, int timeout_ms)
         rc = chan_flush(c);
         if (rc != MC_AGAIN)
             return rc;
-        left = deadline - chan_now_ms();
-        if (left <= 0)
+        now = mc_monotonic_ms();
+        if (now >= deadline)
             return MC_ERROR;
-        if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+        if (poll(&pfd, 1, (int)(deadline - now)) < 0 && errno != EINTR)
             return MC_ERROR;
     }
 }

@@ -72,8 +72,9 @@ int chan_send(struct chan *c, uint16_t type, uint32_t gen, const void *data, siz
 int chan_flush(struct chan *c);
 bool chan_pending(const struct chan *c);
 
-/* Reads what is available: MC_OK (some bytes or none yet), 0 < never;
- * returns 1 at EOF, MC_ERROR on a socket error or too many queued fds. */
+/* One recvmsg: MC_OK when bytes were read (or a complete message is
+ * already buffered), MC_AGAIN when the socket had nothing, 1 at EOF,
+ * MC_ERROR on a socket error or too many queued fds. */
 int chan_read(struct chan *c);
 
 /*
@@ -82,6 +83,15 @@ int chan_read(struct chan *c);
  * protocol violation (oversized len, CHAN_F_FD without a received fd).
  */
 int chan_next(struct chan *c, struct chan_msg *m);
+
+/*
+ * Reads until the socket would block, handing each complete message to
+ * handle(), which owns m->fd. For edge-triggered epoll. Returns MC_OK
+ * (drained, still open), 1 (EOF, after every complete message was
+ * handled), or MC_ERROR (socket or protocol error, or handle() < 0).
+ */
+typedef int chan_handler_fn(void *arg, struct chan_msg *m);
+int chan_drain(struct chan *c, chan_handler_fn *handle, void *arg);
 
 /* Blocking helper for start-up and tests: flushes, waiting up to
  * timeout_ms for the socket to drain. MC_OK or MC_ERROR. */

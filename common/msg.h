@@ -30,6 +30,11 @@ enum msg_type {
     MSG_STATE_COMMIT,  /* m->w, gen: no payload */
     MSG_ACK,           /* w->m, gen: no payload */
     MSG_STOP,          /* m->w: stop accepting, drain, exit; no payload */
+
+    /* master <-> admin process */
+    MSG_ADMIN_SETTINGS, /* m->a: struct msg_admin_settings + addr, tls_cert, tls_key, client_ca */
+    MSG_ADMIN_REQ,      /* a->m: struct msg_admin_req + the packed protobuf request */
+    MSG_ADMIN_RESP,     /* m->a: struct msg_admin_resp + status message + packed response */
     MSG__COUNT
 };
 
@@ -75,6 +80,34 @@ struct msg_route {
     uint8_t hostname_len; /* bytes following the struct, no NUL */
     uint16_t backend_len; /* bytes following the hostname, no NUL */
     struct mc_addr backend_addr;
+};
+
+/*
+ * The admin process forwards each gRPC call as the method's index in the
+ * generated ProtobufCServiceDescriptor plus the request bytes as received;
+ * the master unpacks, acts, and answers with a gRPC status code and the
+ * packed response (empty unless the status is OK).
+ */
+struct msg_admin_settings {
+    uint8_t setuid;
+    uint32_t uid;
+    uint32_t gid;
+    int32_t log_level;
+    int32_t log_format;
+    uint32_t socket_mode;
+    /* lengths of the strings that follow, in this order, no NULs; 0 = unset */
+    uint16_t addr_len, tls_cert_len, tls_key_len, client_ca_len;
+};
+
+struct msg_admin_req {
+    uint32_t id;     /* chosen by the admin, echoed in the response */
+    uint32_t method; /* index into mc_proxy__v1__proxy_admin_service__descriptor.methods */
+};
+
+struct msg_admin_resp {
+    uint32_t id;
+    int32_t status;       /* grpc_status_code */
+    uint32_t message_len; /* status message bytes that follow; then the response */
 };
 
 #endif

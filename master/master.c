@@ -1,33 +1,31 @@
 /*
- * Master process loop. Signal handlers only set flags; signals are
- * blocked except inside epoll_pwait(), and all the work happens in the
- * loop after it returns (nginx's sigsuspend pattern, on epoll).
+ * Master process: start-up (database, listening sockets, children), the
+ * supervision loop, publishing state changes, and stopping.
+ *
+ * Signal handlers only set flags; the handled signals are blocked except
+ * inside epoll_pwait(), and all the work happens in the loop after it
+ * returns (nginx's sigsuspend pattern, on epoll).
  */
 #include <errno.h>
-#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "listen.h"
 #include "log.h"
 #include "master.h"
-#include "msg.h"
 #include "sdnotify.h"
+#include "spawn.h"
 
-#define QUICK_DEATH_MS                                                                             \
-    1000 /* a worker dying sooner than this after start counts toward the brake */
-#define RESPAWN_MAX_MS 5000
-#define STOP_GRACE_MS  2000 /* past shutdown_timeout before stragglers are killed */
-#define QUIT_GRACE_MS  1000
-#define WORKER_CHAN_FD 3
+#define STOP_GRACE_MS 2000 /* past shutdown_timeout before stragglers are killed */
+#define QUIT_GRACE_MS 1000
 
 static volatile sig_atomic_t sig_child, sig_term, sig_quit, sig_hup;
 
@@ -53,9 +51,9 @@ static void on_signal(int signo)
 static const int handled_signals[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP};
 
 /* Blocks the handled signals outside epoll_pwait; returns the mask to wait with. */
-static void signals_setup(sigset_t *waitmask, sigset_t *origmask)
+static void signals_setup(sigset_t *waitmask)
 {
-    sigset_t block;
+    sigset_t block, orig;
     struct sigaction sa = {.sa_handler = on_signal};
 
     sigemptyset(&block);
@@ -65,89 +63,28 @@ static void signals_setup(sigset_t *waitmask, sigset_t *origmask)
         sigaction(handled_signals[i], &sa, NULL);
     }
     signal(SIGPIPE, SIG_IGN);
-    sigprocmask(SIG_BLOCK, &block, origmask);
-    *waitmask = *origmask;
+    sigprocmask(SIG_BLOCK, &block, &orig);
+    spawn_set_sigmask(&orig);
+    *waitmask = orig;
     for (size_t i = 0; i < MC_ARRAY_LEN(handled_signals); i++)
         sigdelset(waitmask, handled_signals[i]);
 }
 
-static sigset_t orig_sigmask;
-
-static int *lfd(struct master *m, unsigned listener, unsigned worker)
+int *master_lfd(struct master *m, unsigned listener, unsigned worker)
 {
     return &m->lfds[listener * m->n_workers + worker];
 }
 
-static void worker_send_settings(struct master *m, struct worker_proc *w)
+int master_listener_index(const struct master *m, const char *addr)
 {
-    const struct config *cfg = m->cfg;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    struct msg_settings s = {
-        .worker_id = w->id,
-        .cpu = cfg->cpu_affinity && ncpu > 0 ? (int32_t)(w->id % (unsigned)ncpu) : -1,
-        .setuid = m->setuid,
-        .uid = m->uid,
-        .gid = m->gid,
-        .log_level = cfg->log_level,
-        .log_format = cfg->log_format,
-        .connect_timeout_ms = cfg->proxy.connect_timeout_ms,
-        .handshake_timeout_ms = cfg->proxy.handshake_timeout_ms,
-        .idle_timeout_ms = cfg->proxy.idle_timeout_ms,
-        .shutdown_timeout_ms = cfg->proxy.shutdown_timeout_ms,
-    };
-    chan_send(&w->chan, MSG_SETTINGS, 0, &s, sizeof(s), -1);
-}
-
-/* Queues one whole generation of routing state: BEGIN, objects, COMMIT. */
-static int worker_send_state(struct master *m, struct worker_proc *w)
-{
-    struct chan *c = &w->chan;
-    unsigned n_routes = 0;
-
-    for (unsigned i = 0; i < m->n_listeners; i++)
-        n_routes += m->listeners[i].n_routes;
-    struct msg_state_begin b = {.n_listeners = m->n_listeners, .n_routes = n_routes};
-    if (chan_send(c, MSG_STATE_BEGIN, m->gen, &b, sizeof(b), -1) < 0)
-        return -1;
-    for (unsigned i = 0; i < m->n_listeners; i++) {
-        const struct listener_conf *l = &m->listeners[i];
-        struct msg_listener_conf lc = {
-            .id = i,
-            .max_connections = l->max_connections,
-            .proxy_protocol = l->proxy_protocol,
-        };
-        if (chan_send(c, MSG_LISTENER_CONF, m->gen, &lc, sizeof(lc), -1) < 0)
-            return -1;
-        for (unsigned j = 0; j < l->n_routes; j++) {
-            const struct route_conf *r = &l->routes[j];
-            struct msg_route mr = {
-                .listener_id = i,
-                .mode = (uint8_t)r->mode,
-                .backend_tls = r->backend_tls,
-                .send_proxy_protocol = r->send_proxy_protocol,
-                .hostname_len = (uint8_t)strlen(r->hostname),
-                .backend_len = (uint16_t)strlen(r->backend),
-                .backend_addr = r->backend_addr,
-            };
-            struct iovec iov[3] = {
-                {&mr, sizeof(mr)},
-                {r->hostname, mr.hostname_len},
-                {r->backend, mr.backend_len},
-            };
-            if (chan_sendv(c, MSG_ROUTE, m->gen, iov, 3, -1) < 0)
-                return -1;
-        }
+    for (unsigned i = 0; i < m->n_bound; i++) {
+        if (strcmp(m->bound[i], addr) == 0)
+            return (int)i;
     }
-    return chan_send(c, MSG_STATE_COMMIT, m->gen, NULL, 0, -1);
+    return -1;
 }
 
-static void worker_flush(struct worker_proc *w)
-{
-    if (chan_flush(&w->chan) == MC_ERROR)
-        log_warn("worker %u (pid %d): channel closed", w->id, (int)w->pid);
-}
-
-static void master_check_ready(struct master *m)
+void master_check_ready(struct master *m)
 {
     if (m->phase != MASTER_STARTING)
         return;
@@ -156,108 +93,49 @@ static void master_check_ready(struct master *m)
             return;
     }
     m->phase = MASTER_RUNNING;
-    log_info("ready: %u listener(s), %u worker(s)", m->n_listeners, m->n_workers);
-    sdnotify("READY=1\nSTATUS=serving %u listener(s) with %u worker(s)", m->n_listeners,
-             m->n_workers);
+    log_info("ready: %u listener(s), %u worker(s)", m->n_bound, m->n_workers);
+    sdnotify("READY=1\nSTATUS=serving %u listener(s) with %u worker(s)", m->n_bound, m->n_workers);
 }
 
-static void worker_on_message(struct worker_proc *w, const struct chan_msg *msg)
+/* Runs the callbacks of every publish that all live workers have acknowledged. */
+void master_check_waits(struct master *m)
 {
-    switch (msg->hdr.type) {
-    case MSG_ACK:
-        if (msg->hdr.len != 0)
-            break;
-        w->acked_gen = msg->hdr.gen;
-        if (!w->ready) {
-            w->ready = true;
-            log_debug("worker %u (pid %d) is accepting", w->id, (int)w->pid);
-            master_check_ready(w->m);
+    while (m->waits != NULL) {
+        struct publish_wait *w = m->waits;
+        for (unsigned i = 0; i < m->n_workers; i++) {
+            const struct worker_proc *wp = &m->workers[i];
+            if (wp->pid != 0 && wp->chan.fd >= 0 && wp->acked_gen < w->gen)
+                return;
         }
-        return;
-    }
-    /* our own child speaking out of turn is a bug; it is replaced, not trusted */
-    log_error("worker %u (pid %d): unexpected message type %u len %u; killing it", w->id,
-              (int)w->pid, msg->hdr.type, msg->hdr.len);
-    kill(w->pid, SIGKILL);
-}
-
-static void worker_on_event(struct ev *ev, uint32_t events)
-{
-    struct worker_proc *w = ev->data;
-    struct chan_msg msg;
-    int rc;
-
-    if (events & EPOLLOUT)
-        worker_flush(w);
-    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-        return;
-    rc = chan_read(&w->chan);
-    while (chan_next(&w->chan, &msg) == 1) {
-        if (msg.fd >= 0)
-            close(msg.fd);
-        worker_on_message(w, &msg);
-    }
-    if (rc != MC_OK) {
-        /* EOF or error: the process is gone or going; SIGCHLD does the rest */
-        loop_del(w->m->loop, &w->ev);
-        chan_close(&w->chan);
-        w->chan.fd = -1;
+        m->waits = w->next;
+        w->done(w->arg);
+        free(w);
     }
 }
 
-static void worker_spawn(struct master *m, struct worker_proc *w)
+int master_publish(struct master *m, master_done_fn *done, void *arg)
 {
-    int sv[2];
-    char id[16];
+    const char *err;
+    struct publish_wait *w = malloc(sizeof(*w));
+    struct state *st = w ? store_load(m->store, &err) : NULL;
 
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-        log_errno(LOGL_ERROR, errno, "worker %u: socketpair() failed", w->id);
-        loop_timer_set(m->loop, &w->respawn, RESPAWN_MAX_MS);
-        return;
+    if (st == NULL) {
+        log_error("cannot load the state from the database: %s", w ? err : "out of memory");
+        free(w);
+        return -1;
     }
-    snprintf(id, sizeof(id), "%u", w->id);
-    pid_t pid = fork();
-    if (pid < 0) {
-        log_errno(LOGL_ERROR, errno, "worker %u: fork() failed", w->id);
-        close(sv[0]);
-        close(sv[1]);
-        loop_timer_set(m->loop, &w->respawn, RESPAWN_MAX_MS);
-        return;
-    }
-    if (pid == 0) {
-        /* exec a fresh image: no inherited heap, database handle or ASLR layout */
-        char *argv[] = {"mc-proxy", "__worker", id, NULL};
-        sigprocmask(SIG_SETMASK, &orig_sigmask, NULL);
-        if (sv[1] == WORKER_CHAN_FD)
-            fcntl(sv[1], F_SETFD, 0);
-        else if (dup2(sv[1], WORKER_CHAN_FD) < 0)
-            _exit(127);
-        execv("/proc/self/exe", argv);
-        _exit(127);
-    }
-    close(sv[1]);
-    w->pid = pid;
-    w->ready = false;
-    w->acked_gen = 0;
-    w->started_ms = loop_now(m->loop);
-    chan_init(&w->chan, sv[0]);
-    w->ev = (struct ev){.fd = sv[0], .cb = worker_on_event, .data = w};
-    if (loop_add(m->loop, &w->ev, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0)
-        log_errno(LOGL_ERROR, errno, "worker %u: epoll_ctl() failed", w->id);
-    atomic_store(&m->shm->workers[w->id].pid, pid);
-
-    struct msg_shm s = {.size = sizeof(struct shm)};
-    chan_send(&w->chan, MSG_SHM, 0, &s, sizeof(s), m->shm_fd);
-    worker_send_settings(m, w);
-    for (unsigned i = 0; i < m->n_listeners; i++) {
-        struct msg_listener ml = {.id = i};
-        snprintf(ml.addr, sizeof(ml.addr), "%s", m->listeners[i].addr);
-        chan_send(&w->chan, MSG_LISTENER, 0, &ml, sizeof(ml), *lfd(m, i, w->id));
-    }
-    if (worker_send_state(m, w) < 0)
-        log_error("worker %u: cannot queue the routing state", w->id);
-    worker_flush(w);
-    log_info("worker %u started, pid %d", w->id, (int)pid);
+    state_free(m->state);
+    m->state = st;
+    m->gen++;
+    *w = (struct publish_wait){.gen = m->gen, .done = done, .arg = arg};
+    struct publish_wait **tail = &m->waits;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = w;
+    for (unsigned i = 0; i < m->n_workers; i++)
+        worker_push_state(m, &m->workers[i]);
+    master_check_waits(m);
+    return 0;
 }
 
 static void worker_respawn_cb(struct timer *t)
@@ -267,57 +145,11 @@ static void worker_respawn_cb(struct timer *t)
         worker_spawn(w->m, w);
 }
 
-static unsigned workers_alive(const struct master *m)
+static void admin_respawn_cb(struct timer *t)
 {
-    unsigned n = 0;
-    for (unsigned i = 0; i < m->n_workers; i++)
-        n += m->workers[i].pid != 0;
-    return n;
-}
-
-static void worker_exited(struct master *m, struct worker_proc *w, int status)
-{
-    char how[64];
-    bool fatal = WIFEXITED(status) && WEXITSTATUS(status) == MC_EXIT_FATAL;
-
-    if (WIFSIGNALED(status))
-        snprintf(how, sizeof(how), "killed by signal %d", WTERMSIG(status));
-    else
-        snprintf(how, sizeof(how), "exited with status %d", WEXITSTATUS(status));
-    if (w->chan.fd >= 0) {
-        loop_del(m->loop, &w->ev);
-        chan_close(&w->chan);
-        w->chan.fd = -1;
-    }
-    shm_worker_reap(m->shm, w->id);
-    w->pid = 0;
-    w->ready = false;
-
-    if (m->phase == MASTER_STOPPING) {
-        log_info("worker %u %s", w->id, how);
-        return;
-    }
-    if (fatal) {
-        log_error("worker %u %s (fatal), not respawning it", w->id, how);
-        if (workers_alive(m) == 0) {
-            log_error("no worker left, stopping");
-            m->exit_code = 1;
-            m->phase = MASTER_STOPPING;
-        }
-        return;
-    }
-    uint64_t lived = loop_now(m->loop) - w->started_ms;
-    w->quick_deaths = lived < QUICK_DEATH_MS ? w->quick_deaths + 1 : 0;
-    if (w->quick_deaths <= 1) {
-        log_warn("worker %u %s, respawning", w->id, how);
-        worker_spawn(m, w);
-        return;
-    }
-    uint64_t delay =
-        MC_MIN((uint64_t)100 << MC_MIN(w->quick_deaths - 2, 10u), (uint64_t)RESPAWN_MAX_MS);
-    log_error("worker %u %s again within %u ms of starting, respawning in %llu ms", w->id, how,
-              QUICK_DEATH_MS, (unsigned long long)delay);
-    loop_timer_set(m->loop, &w->respawn, delay);
+    struct master *m = t->data;
+    if (m->phase != MASTER_STOPPING && m->admin.pid == 0)
+        admin_spawn(m);
 }
 
 static void master_reap(struct master *m)
@@ -326,6 +158,10 @@ static void master_reap(struct master *m)
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == m->admin.pid) {
+            admin_exited(m, status);
+            continue;
+        }
         for (unsigned i = 0; i < m->n_workers; i++) {
             if (m->workers[i].pid == pid) {
                 worker_exited(m, &m->workers[i], status);
@@ -337,11 +173,16 @@ static void master_reap(struct master *m)
 
 static void close_listeners(struct master *m)
 {
-    for (unsigned i = 0; i < m->n_listeners * m->n_workers; i++) {
+    for (unsigned i = 0; m->lfds != NULL && i < m->n_bound * m->n_workers; i++) {
         if (m->lfds[i] >= 0)
             close(m->lfds[i]);
         m->lfds[i] = -1;
     }
+}
+
+static bool children_alive(const struct master *m)
+{
+    return workers_alive(m) > 0 || m->admin.pid != 0;
 }
 
 static void stop_timer_cb(struct timer *t)
@@ -354,10 +195,11 @@ static void stop_timer_cb(struct timer *t)
             kill(m->workers[i].pid, SIGKILL);
         }
     }
+    if (m->admin.pid != 0)
+        kill(m->admin.pid, SIGKILL);
 }
 
-/* graceful: workers stop accepting and drain; immediate: workers exit now */
-static void master_stop(struct master *m, bool graceful)
+void master_stop(struct master *m, bool graceful)
 {
     if (m->phase == MASTER_STOPPING && graceful)
         return;
@@ -366,18 +208,9 @@ static void master_stop(struct master *m, bool graceful)
     sdnotify("STOPPING=1\nSTATUS=stopping");
     m->phase = MASTER_STOPPING;
     close_listeners(m);
-    for (unsigned i = 0; i < m->n_workers; i++) {
-        struct worker_proc *w = &m->workers[i];
-        loop_timer_stop(m->loop, &w->respawn);
-        if (w->pid == 0)
-            continue;
-        if (graceful && w->chan.fd >= 0) {
-            chan_send(&w->chan, MSG_STOP, 0, NULL, 0, -1);
-            worker_flush(w);
-        } else {
-            kill(w->pid, SIGQUIT);
-        }
-    }
+    for (unsigned i = 0; i < m->n_workers; i++)
+        worker_stop(m, &m->workers[i], graceful);
+    admin_stop(m);
     loop_timer_set(m->loop, &m->stop_timer,
                    graceful ? m->cfg->proxy.shutdown_timeout_ms + STOP_GRACE_MS : QUIT_GRACE_MS);
 }
@@ -422,18 +255,68 @@ static void raise_nofile(void)
     }
 }
 
+/* Opens the database, seeds it on first run, and loads the state. */
+static int master_load_state(struct master *m)
+{
+    const struct config *cfg = m->cfg;
+    const char *err;
+    bool empty;
+    unsigned n_diff;
+
+    m->store = store_open(cfg->database_path, &err);
+    if (m->store == NULL) {
+        log_error("%s", err);
+        return -1;
+    }
+    if (store_is_empty(m->store, &empty, &err) < 0) {
+        log_error("database %s: %s", cfg->database_path, err);
+        return -1;
+    }
+    if (empty) {
+        if (store_seed(m->store, cfg, &err) < 0) {
+            log_error("seeding database %s from the config: %s", cfg->database_path, err);
+            return -1;
+        }
+        log_info("database %s was empty: seeded from %s", cfg->database_path, cfg->path);
+    } else if (store_config_diff(m->store, cfg, &n_diff, &err) < 0) {
+        log_error("database %s: %s", cfg->database_path, err);
+        return -1;
+    } else if (n_diff > 0) {
+        log_warn("the config's listeners, routes and rules differ from the database in %u "
+                 "entr%s; the database wins",
+                 n_diff, n_diff == 1 ? "y" : "ies");
+    }
+    m->state = store_load(m->store, &err);
+    if (m->state == NULL) {
+        log_error("database %s: %s", cfg->database_path, err);
+        return -1;
+    }
+    return 0;
+}
+
 static int master_bind(struct master *m)
 {
-    m->lfds = malloc(sizeof(int) * (m->n_listeners ? m->n_listeners : 1) * m->n_workers);
-    if (m->lfds == NULL)
+    const struct state *st = m->state;
+
+    if (st->n_listeners > MC_MAX_LISTENERS) {
+        log_error("%u listeners in the database; at most %d are supported", st->n_listeners,
+                  MC_MAX_LISTENERS);
         return -1;
-    for (unsigned i = 0; i < m->n_listeners * m->n_workers; i++)
+    }
+    m->bound = calloc(st->n_listeners + 1, sizeof(*m->bound));
+    m->lfds = malloc(sizeof(int) * (st->n_listeners + 1) * m->n_workers);
+    if (m->bound == NULL || m->lfds == NULL)
+        return -1;
+    for (unsigned i = 0; i < (st->n_listeners + 1) * m->n_workers; i++)
         m->lfds[i] = -1;
-    for (unsigned i = 0; i < m->n_listeners; i++) {
-        const struct listener_conf *l = &m->listeners[i];
+    for (unsigned i = 0; i < st->n_listeners; i++) {
+        const struct listener_conf *l = &st->listeners[i];
+        if ((m->bound[i] = strdup(l->addr)) == NULL)
+            return -1;
+        m->n_bound = i + 1;
         for (unsigned w = 0; w < m->n_workers; w++) {
-            *lfd(m, i, w) = listen_open(l->addr, &l->bind);
-            if (*lfd(m, i, w) < 0)
+            *master_lfd(m, i, w) = listen_open(l->addr, &l->bind);
+            if (*master_lfd(m, i, w) < 0)
                 return -1;
         }
         log_info("listening on %s (%u route(s))", l->addr, l->n_routes);
@@ -441,17 +324,64 @@ static int master_bind(struct master *m)
     return 0;
 }
 
+static int master_find_self(struct master *m)
+{
+    char path[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+    if (n < 0) {
+        log_errno(LOGL_ERROR, errno, "readlink(/proc/self/exe)");
+        return -1;
+    }
+    path[n] = '\0';
+    m->self_dir = strdup(dirname(path));
+    return m->self_dir ? 0 : -1;
+}
+
 static void master_free(struct master *m)
 {
     close_listeners(m);
     free(m->lfds);
+    for (unsigned i = 0; m->bound != NULL && i < m->n_bound; i++)
+        free(m->bound[i]);
+    free(m->bound);
     for (unsigned i = 0; i < m->n_workers; i++) {
         if (m->workers[i].chan.fd >= 0)
             chan_close(&m->workers[i].chan);
     }
+    if (m->admin.chan.fd >= 0)
+        chan_close(&m->admin.chan);
+    while (m->waits != NULL) {
+        struct publish_wait *w = m->waits;
+        m->waits = w->next;
+        free(w);
+    }
+    state_free(m->state);
+    store_close(m->store);
     if (m->shm_fd >= 0)
         close(m->shm_fd);
+    free(m->self_dir);
     loop_free(m->loop);
+}
+
+static void master_start_children(struct master *m)
+{
+    m->stop_timer = (struct timer){.cb = stop_timer_cb, .data = m};
+    if (sdnotify_watchdog_ms() > 0) {
+        m->watchdog = (struct timer){.cb = watchdog_cb, .data = m};
+        loop_timer_set(m->loop, &m->watchdog, sdnotify_watchdog_ms() / 2);
+    }
+    sdnotify("STATUS=starting %u worker(s)", m->n_workers);
+    for (unsigned i = 0; i < m->n_workers; i++) {
+        struct worker_proc *w = &m->workers[i];
+        w->m = m;
+        w->id = i;
+        w->respawn = (struct timer){.cb = worker_respawn_cb, .data = w};
+        worker_spawn(m, w);
+    }
+    m->admin.m = m;
+    m->admin.respawn = (struct timer){.cb = admin_respawn_cb, .data = m};
+    if (m->cfg->grpc.enabled)
+        admin_spawn(m);
 }
 
 int master_run(struct config *cfg)
@@ -459,37 +389,24 @@ int master_run(struct config *cfg)
     struct master m = {.cfg = cfg, .shm_fd = -1, .exit_code = 0, .gen = 1};
     sigset_t waitmask;
 
-    m.listeners = cfg->listeners;
-    m.n_listeners = cfg->n_listeners;
     m.n_workers = config_worker_count(cfg);
     for (unsigned i = 0; i < MC_MAX_WORKERS; i++)
         m.workers[i].chan.fd = -1;
+    m.admin.chan.fd = -1;
 
     sdnotify_init();
     raise_nofile();
     m.loop = loop_new();
-    if (m.loop == NULL || master_resolve_user(&m) < 0)
+    if (m.loop == NULL || master_find_self(&m) < 0 || master_resolve_user(&m) < 0 ||
+        master_load_state(&m) < 0)
         goto fail;
     m.shm_fd = shm_create(&m.shm);
     if (m.shm_fd < 0 || master_bind(&m) < 0)
         goto fail;
-    signals_setup(&waitmask, &orig_sigmask);
+    signals_setup(&waitmask);
+    master_start_children(&m);
 
-    m.stop_timer = (struct timer){.cb = stop_timer_cb, .data = &m};
-    if (sdnotify_watchdog_ms() > 0) {
-        m.watchdog = (struct timer){.cb = watchdog_cb, .data = &m};
-        loop_timer_set(m.loop, &m.watchdog, sdnotify_watchdog_ms() / 2);
-    }
-    sdnotify("STATUS=starting %u worker(s)", m.n_workers);
-    for (unsigned i = 0; i < m.n_workers; i++) {
-        struct worker_proc *w = &m.workers[i];
-        w->m = &m;
-        w->id = i;
-        w->respawn = (struct timer){.cb = worker_respawn_cb, .data = w};
-        worker_spawn(&m, w);
-    }
-
-    while (!(m.phase == MASTER_STOPPING && workers_alive(&m) == 0)) {
+    while (!(m.phase == MASTER_STOPPING && !children_alive(&m))) {
         if (loop_run_once(m.loop, &waitmask) < 0) {
             m.exit_code = 1;
             break;
@@ -509,7 +426,7 @@ int master_run(struct config *cfg)
         if (sig_hup) {
             sig_hup = 0;
             log_warn("SIGHUP: configuration reload is not implemented yet; nothing changed");
-            sdnotify("READY=1\nSTATUS=reload not implemented");
+            sdnotify("READY=1\nSTATUS=reload is not implemented; nothing changed");
         }
     }
     log_info("stopped");

@@ -13,6 +13,8 @@
 #include "config.h"
 #include "loop.h"
 #include "shm.h"
+#include "state.h"
+#include "store.h"
 
 struct worker_proc {
     struct master *m;
@@ -25,6 +27,26 @@ struct worker_proc {
     uint64_t started_ms;
     unsigned quick_deaths; /* consecutive exits soon after start: the crash-loop brake */
     struct timer respawn;
+};
+
+/* The admin process (admin/): gRPC API, forwards calls over its channel. */
+struct admin_proc {
+    struct master *m;
+    pid_t pid; /* 0 when not running */
+    struct chan chan;
+    struct ev ev;
+    uint64_t started_ms;
+    unsigned quick_deaths;
+    struct timer respawn;
+};
+
+/* A change waiting for every live worker's ack of its generation. */
+typedef void master_done_fn(void *arg);
+struct publish_wait {
+    uint32_t gen;
+    master_done_fn *done;
+    void *arg;
+    struct publish_wait *next;
 };
 
 enum master_phase {
@@ -42,12 +64,18 @@ struct master {
     int exit_code;
     bool done;
 
-    /* Routing state pushed to workers. From the config today; the store owns it later. */
-    const struct listener_conf *listeners;
-    unsigned n_listeners;
+    struct store *store;
+    /* What the workers route by: loaded from the store, replaced after every change. */
+    struct state *state;
     uint32_t gen;
+    struct publish_wait *waits; /* oldest first */
 
-    int *lfds; /* n_listeners x n_workers listening sockets, -1 once closed */
+    /* Listeners bound at start-up, in shm index order (the set is fixed while running). */
+    char **bound;
+    unsigned n_bound;
+    char *self_dir; /* directory of our executable, where mc-proxy-admin lives */
+
+    int *lfds; /* n_bound x n_workers listening sockets, -1 once closed */
     struct worker_proc workers[MC_MAX_WORKERS];
     unsigned n_workers;
 
@@ -55,11 +83,54 @@ struct master {
     uid_t uid;
     gid_t gid;
 
+    struct admin_proc admin;
+
     struct timer stop_timer;
     struct timer watchdog;
 };
 
 /* Runs the server until it stops; returns the process exit code. */
 int master_run(struct config *cfg);
+
+/*
+ * After a committed store mutation: reloads the state from the store and
+ * pushes it to every live worker as a new generation. done(arg) runs once
+ * every live worker has acknowledged that generation (a worker that dies
+ * meanwhile no longer counts; its replacement starts from the new state).
+ * Returns -1, with nothing changed in memory or in any worker, when the
+ * state cannot be loaded; done is then never called.
+ */
+int master_publish(struct master *m, master_done_fn *done, void *arg);
+
+/* Index of the bound listener named addr (its shm slot), or -1. */
+int master_listener_index(const struct master *m, const char *addr);
+
+/* Answers request id on the admin channel (see msg.h). */
+void master_admin_reply(struct master *m, uint32_t id, int32_t status, const char *message,
+                        const void *body, size_t len);
+
+/* graceful: workers stop accepting and drain; immediate: they exit now */
+void master_stop(struct master *m, bool graceful);
+
+/* Between the master's own files. */
+int *master_lfd(struct master *m, unsigned listener, unsigned worker);
+void master_check_ready(struct master *m);
+void master_check_waits(struct master *m);
+
+/* workers.c */
+void worker_spawn(struct master *m, struct worker_proc *w);
+void worker_push_state(struct master *m, struct worker_proc *w);
+void worker_exited(struct master *m, struct worker_proc *w, int status);
+void worker_stop(struct master *m, struct worker_proc *w, bool graceful);
+unsigned workers_alive(const struct master *m);
+
+/* admin.c */
+void admin_spawn(struct master *m);
+void admin_exited(struct master *m, int status);
+void admin_stop(struct master *m);
+
+/* master/admin_rpc.c: handles one MSG_ADMIN_REQ. Every path ends in exactly
+ * one master_admin_reply() for the request's id, now or after a publish. */
+void admin_rpc_handle(struct master *m, const struct chan_msg *msg);
 
 #endif

@@ -24,7 +24,9 @@ struct route {
 
 struct route_table; /* opaque open-addressing hash table */
 
-/* New route with one reference. NULL on allocation failure. */
+/* New route with one reference. The hostname is stored as
+ * hostname_normalize_pattern() writes it. NULL on allocation failure or
+ * when the hostname is invalid. */
 struct route *route_new(const char *hostname, const char *backend,
                         const struct mc_addr *backend_addr, enum route_mode mode, bool backend_tls,
                         bool send_proxy_protocol);

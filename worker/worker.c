@@ -295,30 +295,31 @@ static int on_message(struct worker *w, struct chan_msg *m)
     return -1;
 }
 
+static int on_message_cb(void *arg, struct chan_msg *m)
+{
+    struct worker *w = arg;
+    if (on_message(w, m) < 0) {
+        log_error("malformed message type %u (len %u) from the master", m->hdr.type, m->hdr.len);
+        worker_exit(w, EXIT_PROTOCOL);
+    }
+    return 0;
+}
+
 static void chan_on_event(struct ev *ev, uint32_t events)
 {
     struct worker *w = ev->data;
-    struct chan_msg m;
-    int rc, next;
 
-    if ((events & EPOLLOUT) && chan_flush(&w->chan) == MC_ERROR)
-        events |= EPOLLHUP;
-    rc = chan_read(&w->chan);
-    while ((next = chan_next(&w->chan, &m)) == 1) {
-        if (on_message(w, &m) < 0) {
-            log_error("malformed message type %u (len %u) from the master", m.hdr.type, m.hdr.len);
-            worker_exit(w, EXIT_PROTOCOL);
-        }
-    }
-    if (next < 0) {
-        log_error("protocol error on the master channel");
-        worker_exit(w, EXIT_PROTOCOL);
-    }
+    (void)events;
+    if (w->chan.fd < 0)
+        return;
+    /* edge-triggered: drain until the socket would block */
+    int rc = chan_drain(&w->chan, on_message_cb, w);
     if (chan_flush(&w->chan) == MC_ERROR)
         rc = MC_ERROR;
     if (rc != MC_OK) {
-        /* the master is gone: finish what we have and leave */
+        /* the master is gone (or its channel broke): finish what we have and leave */
         loop_del(w->loop, &w->chan_ev);
+        chan_close(&w->chan);
         if (!w->draining)
             log_warn("master channel closed, draining");
         worker_drain(w);

@@ -38,7 +38,7 @@ static void check(int (*fn)(const char *, size_t, char *), const struct hcase *c
     if (c->want == NULL)
         T_OK(n == -1, "%s: rejected", c->name);
     else
-        T_OK(n == (int)strlen(c->want) && strcmp(out, c->want) == 0, "%s: -> %s", c->name, c->want);
+        T_OK(n == (int)strlen(c->want) && strcmp(out, c->want) == 0, "%s: accepted", c->name);
 }
 
 int main(void)

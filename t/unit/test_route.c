@@ -9,6 +9,8 @@ static struct route *mk(const char *hostname, const char *backend)
     return route_new(hostname, backend, NULL, ROUTE_L4, false, false);
 }
 
+/* tap.h's T_OK evaluates its condition twice: only pure checks go inside it. */
+
 /* Adds a new route and drops the caller's reference: the table owns it. */
 static struct route *add(struct route_table *t, const char *hostname, const char *backend)
 {
@@ -38,14 +40,20 @@ static void test_route_new(void)
 {
     struct mc_addr a = {.len = 16};
     struct route *r = route_new("WWW.Example.com.", "10.0.0.1:443", &a, ROUTE_L7, true, true);
+    bool ok;
 
     T_OK(r != NULL && strcmp(r->hostname, "www.example.com") == 0 && r->refs == 1 &&
              strcmp(r->backend, "10.0.0.1:443") == 0 && r->backend_addr.len == 16 &&
              r->mode == ROUTE_L7 && r->backend_tls && r->send_proxy_protocol,
          "route_new: copies fields, normalises the hostname, one reference");
     route_unref(r);
-    T_OK(mk("a..b", "x") == NULL && mk("*", "x") == NULL && mk("192.0.2.1", "x") == NULL,
-         "route_new: invalid hostname rejected");
+    r = mk("a..b", "x");
+    ok = r == NULL;
+    route_unref(r);
+    r = mk("192.0.2.1", "x");
+    ok = ok && r == NULL;
+    route_unref(r);
+    T_OK(ok, "route_new: invalid hostname rejected");
 }
 
 static void test_lookup(void)

@@ -1,0 +1,151 @@
+/*
+ * The master's side of the admin process (mc-proxy-admin, which links
+ * gRPC and so is exec'd, never merely forked): start it with its
+ * settings, hand its requests to admin_rpc.c, carry the replies back,
+ * and replace it when it dies.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "master.h"
+#include "msg.h"
+#include "spawn.h"
+
+static void admin_chan_close(struct admin_proc *a)
+{
+    if (a->chan.fd < 0)
+        return;
+    loop_del(a->m->loop, &a->ev);
+    chan_close(&a->chan);
+    a->chan.fd = -1;
+}
+
+static void admin_flush(struct admin_proc *a)
+{
+    if (a->chan.fd >= 0 && chan_flush(&a->chan) == MC_ERROR)
+        log_warn("admin (pid %d): channel closed", (int)a->pid);
+}
+
+static int admin_on_message(void *arg, struct chan_msg *msg)
+{
+    struct admin_proc *a = arg;
+
+    if (msg->fd >= 0)
+        close(msg->fd);
+    if (msg->hdr.type != MSG_ADMIN_REQ) {
+        log_error("admin (pid %d): unexpected message type %u; killing it", (int)a->pid,
+                  msg->hdr.type);
+        return -1;
+    }
+    admin_rpc_handle(a->m, msg);
+    return 0;
+}
+
+static void admin_on_event(struct ev *ev, uint32_t events)
+{
+    struct admin_proc *a = ev->data;
+
+    if (events & EPOLLOUT)
+        admin_flush(a);
+    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) || a->chan.fd < 0)
+        return;
+    int rc = chan_drain(&a->chan, admin_on_message, a);
+    if (rc != MC_OK) {
+        if (rc == MC_ERROR && a->pid != 0)
+            kill(a->pid, SIGKILL);
+        admin_chan_close(a);
+    }
+}
+
+static int admin_send_settings(struct master *m)
+{
+    const struct grpc_conf *g = &m->cfg->grpc;
+    const char *s[4] = {g->addr, g->tls_cert, g->tls_key, g->client_ca};
+    struct msg_admin_settings as = {
+        .setuid = m->setuid,
+        .uid = m->uid,
+        .gid = m->gid,
+        .log_level = m->cfg->log_level,
+        .log_format = m->cfg->log_format,
+        .socket_mode = g->socket_mode,
+    };
+    uint16_t *lens[4] = {&as.addr_len, &as.tls_cert_len, &as.tls_key_len, &as.client_ca_len};
+    struct iovec iov[5] = {{&as, sizeof(as)}};
+
+    for (int i = 0; i < 4; i++) {
+        size_t n = s[i] ? strlen(s[i]) : 0;
+        if (n > UINT16_MAX)
+            return -1;
+        *lens[i] = (uint16_t)n;
+        iov[i + 1] = (struct iovec){(void *)(s[i] ? s[i] : ""), n};
+    }
+    return chan_sendv(&m->admin.chan, MSG_ADMIN_SETTINGS, 0, iov, 5, -1);
+}
+
+void admin_spawn(struct master *m)
+{
+    struct admin_proc *a = &m->admin;
+    char path[4096];
+    char *argv[] = {"mc-proxy-admin", NULL};
+
+    snprintf(path, sizeof(path), "%s/mc-proxy-admin", m->self_dir);
+    a->ev = (struct ev){.cb = admin_on_event, .data = a};
+    pid_t pid = spawn_child(m->loop, path, argv, &a->chan, &a->ev);
+    if (pid < 0) {
+        loop_timer_set(m->loop, &a->respawn, 1000);
+        return;
+    }
+    a->pid = pid;
+    a->started_ms = loop_now(m->loop);
+    if (admin_send_settings(m) < 0)
+        log_error("admin: cannot queue its settings");
+    admin_flush(a);
+    log_info("admin started, pid %d, serving %s", (int)pid, m->cfg->grpc.addr);
+}
+
+void admin_exited(struct master *m, int status)
+{
+    struct admin_proc *a = &m->admin;
+    char how[64];
+
+    spawn_describe_exit(status, how, sizeof(how));
+    admin_chan_close(a);
+    a->pid = 0;
+    if (m->phase == MASTER_STOPPING) {
+        log_info("admin %s", how);
+        return;
+    }
+    uint64_t delay = spawn_restart_delay(&a->quick_deaths, a->started_ms, loop_now(m->loop));
+    log_warn("admin %s, respawning in %llu ms", how, (unsigned long long)delay);
+    loop_timer_set(m->loop, &a->respawn, delay);
+}
+
+void admin_stop(struct master *m)
+{
+    loop_timer_stop(m->loop, &m->admin.respawn);
+    if (m->admin.pid != 0)
+        kill(m->admin.pid, SIGTERM);
+}
+
+void master_admin_reply(struct master *m, uint32_t id, int32_t status, const char *message,
+                        const void *body, size_t len)
+{
+    struct admin_proc *a = &m->admin;
+    size_t mlen = message ? strlen(message) : 0;
+    struct msg_admin_resp r = {.id = id, .status = status, .message_len = (uint32_t)mlen};
+    struct iovec iov[3] = {
+        {&r, sizeof(r)},
+        {(void *)(message ? message : ""), mlen},
+        {(void *)body, len},
+    };
+
+    if (a->chan.fd < 0)
+        return; /* the admin died; its caller already got UNAVAILABLE */
+    if (chan_sendv(&a->chan, MSG_ADMIN_RESP, 0, iov, 3, -1) < 0)
+        log_error("admin: cannot queue the reply to request %u", id);
+    admin_flush(a);
+}

@@ -1,0 +1,37 @@
+/*
+ * The state the database owns and the master pushes to the workers:
+ * listeners (with their routes and L7 policies) and firewall rules. It
+ * reuses the config's listener/route/policy structs, so seeding from the
+ * config and loading from the database produce the same shape.
+ */
+#ifndef MC_STATE_H
+#define MC_STATE_H
+
+#include "config.h"
+
+enum fw_type {
+    FW_IP = 0,
+    FW_CIDR = 1,
+    FW_COUNTRY = 2,
+};
+
+struct fw_rule {
+    enum fw_type type;
+    char *value; /* canonical: IP text, CIDR with host bits zero, upper-case country */
+};
+
+struct state {
+    struct listener_conf *listeners; /* ordered by addr */
+    unsigned n_listeners;
+    struct fw_rule *rules; /* ordered by type name, then value */
+    unsigned n_rules;
+};
+
+void state_free(struct state *s);
+/* The listener named addr (exact string), or NULL. */
+struct listener_conf *state_listener(const struct state *s, const char *addr);
+/* "ip" / "cidr" / "country" <-> enum; NULL / -1 when unknown. */
+const char *fw_type_name(enum fw_type t);
+int fw_type_parse(const char *s);
+
+#endif

@@ -1,0 +1,234 @@
+/* The master's side of the workers: start, feed, watch, replace, stop. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "master.h"
+#include "msg.h"
+#include "spawn.h"
+
+static void worker_send_settings(struct master *m, struct worker_proc *w)
+{
+    const struct config *cfg = m->cfg;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    struct msg_settings s = {
+        .worker_id = w->id,
+        .cpu = cfg->cpu_affinity && ncpu > 0 ? (int32_t)(w->id % (unsigned)ncpu) : -1,
+        .setuid = m->setuid,
+        .uid = m->uid,
+        .gid = m->gid,
+        .log_level = cfg->log_level,
+        .log_format = cfg->log_format,
+        .connect_timeout_ms = cfg->proxy.connect_timeout_ms,
+        .handshake_timeout_ms = cfg->proxy.handshake_timeout_ms,
+        .idle_timeout_ms = cfg->proxy.idle_timeout_ms,
+        .shutdown_timeout_ms = cfg->proxy.shutdown_timeout_ms,
+    };
+    chan_send(&w->chan, MSG_SETTINGS, 0, &s, sizeof(s), -1);
+}
+
+static void worker_flush(struct worker_proc *w)
+{
+    if (chan_flush(&w->chan) == MC_ERROR)
+        log_warn("worker %u (pid %d): channel closed", w->id, (int)w->pid);
+}
+
+/* Queues one whole generation of routing state: BEGIN, objects, COMMIT. */
+static int worker_send_state(struct master *m, struct worker_proc *w)
+{
+    const struct state *st = m->state;
+    struct chan *c = &w->chan;
+    unsigned n_routes = 0;
+
+    for (unsigned i = 0; i < st->n_listeners; i++)
+        n_routes += st->listeners[i].n_routes;
+    struct msg_state_begin b = {.n_listeners = st->n_listeners, .n_routes = n_routes};
+    if (chan_send(c, MSG_STATE_BEGIN, m->gen, &b, sizeof(b), -1) < 0)
+        return -1;
+    for (unsigned i = 0; i < st->n_listeners; i++) {
+        const struct listener_conf *l = &st->listeners[i];
+        int id = master_listener_index(m, l->addr);
+        if (id < 0)
+            continue; /* in the database but not bound: only a restart binds it */
+        struct msg_listener_conf lc = {
+            .id = (uint32_t)id,
+            .max_connections = l->max_connections,
+            .proxy_protocol = l->proxy_protocol,
+        };
+        if (chan_send(c, MSG_LISTENER_CONF, m->gen, &lc, sizeof(lc), -1) < 0)
+            return -1;
+        for (unsigned j = 0; j < l->n_routes; j++) {
+            const struct route_conf *r = &l->routes[j];
+            struct msg_route mr = {
+                .listener_id = (uint32_t)id,
+                .mode = (uint8_t)r->mode,
+                .backend_tls = r->backend_tls,
+                .send_proxy_protocol = r->send_proxy_protocol,
+                .hostname_len = (uint8_t)strlen(r->hostname),
+                .backend_len = (uint16_t)strlen(r->backend),
+                .backend_addr = r->backend_addr,
+            };
+            struct iovec iov[3] = {
+                {&mr, sizeof(mr)},
+                {r->hostname, mr.hostname_len},
+                {r->backend, mr.backend_len},
+            };
+            if (chan_sendv(c, MSG_ROUTE, m->gen, iov, 3, -1) < 0)
+                return -1;
+        }
+    }
+    return chan_send(c, MSG_STATE_COMMIT, m->gen, NULL, 0, -1);
+}
+
+void worker_push_state(struct master *m, struct worker_proc *w)
+{
+    if (w->pid == 0 || w->chan.fd < 0)
+        return;
+    if (worker_send_state(m, w) < 0) {
+        /* it would run on stale routes: replace it, it restarts from the current state */
+        log_error("worker %u: cannot queue generation %u, restarting it", w->id, m->gen);
+        kill(w->pid, SIGKILL);
+        return;
+    }
+    worker_flush(w);
+}
+
+static int worker_on_message(void *arg, struct chan_msg *msg)
+{
+    struct worker_proc *w = arg;
+
+    if (msg->fd >= 0)
+        close(msg->fd);
+    if (msg->hdr.type == MSG_ACK && msg->hdr.len == 0) {
+        w->acked_gen = msg->hdr.gen;
+        if (!w->ready) {
+            w->ready = true;
+            log_debug("worker %u (pid %d) is accepting", w->id, (int)w->pid);
+            master_check_ready(w->m);
+        }
+        master_check_waits(w->m);
+        return 0;
+    }
+    /* our own child speaking out of turn is a bug; it is replaced, not trusted */
+    log_error("worker %u (pid %d): unexpected message type %u len %u; killing it", w->id,
+              (int)w->pid, msg->hdr.type, msg->hdr.len);
+    return -1;
+}
+
+static void worker_chan_close(struct worker_proc *w)
+{
+    if (w->chan.fd < 0)
+        return;
+    loop_del(w->m->loop, &w->ev);
+    chan_close(&w->chan);
+    w->chan.fd = -1;
+}
+
+static void worker_on_event(struct ev *ev, uint32_t events)
+{
+    struct worker_proc *w = ev->data;
+
+    if (events & EPOLLOUT)
+        worker_flush(w);
+    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) || w->chan.fd < 0)
+        return;
+    int rc = chan_drain(&w->chan, worker_on_message, w);
+    if (rc != MC_OK) {
+        /* EOF or garbage: the process is gone or broken; SIGCHLD does the rest */
+        if (rc == MC_ERROR && w->pid != 0)
+            kill(w->pid, SIGKILL);
+        worker_chan_close(w);
+    }
+}
+
+void worker_spawn(struct master *m, struct worker_proc *w)
+{
+    char id[16];
+    char exe[] = "/proc/self/exe";
+    char *argv[] = {"mc-proxy", "__worker", id, NULL};
+
+    snprintf(id, sizeof(id), "%u", w->id);
+    w->ev = (struct ev){.cb = worker_on_event, .data = w};
+    pid_t pid = spawn_child(m->loop, exe, argv, &w->chan, &w->ev);
+    if (pid < 0) {
+        loop_timer_set(m->loop, &w->respawn, 1000);
+        return;
+    }
+    w->pid = pid;
+    w->ready = false;
+    w->acked_gen = 0;
+    w->started_ms = loop_now(m->loop);
+    atomic_store(&m->shm->workers[w->id].pid, pid);
+
+    struct msg_shm s = {.size = sizeof(struct shm)};
+    chan_send(&w->chan, MSG_SHM, 0, &s, sizeof(s), m->shm_fd);
+    worker_send_settings(m, w);
+    for (unsigned i = 0; i < m->n_bound; i++) {
+        struct msg_listener ml = {.id = i};
+        snprintf(ml.addr, sizeof(ml.addr), "%s", m->bound[i]);
+        chan_send(&w->chan, MSG_LISTENER, 0, &ml, sizeof(ml), *master_lfd(m, i, w->id));
+    }
+    worker_push_state(m, w);
+    log_info("worker %u started, pid %d", w->id, (int)pid);
+}
+
+unsigned workers_alive(const struct master *m)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < m->n_workers; i++)
+        n += m->workers[i].pid != 0;
+    return n;
+}
+
+void worker_exited(struct master *m, struct worker_proc *w, int status)
+{
+    char how[64];
+
+    spawn_describe_exit(status, how, sizeof(how));
+    worker_chan_close(w);
+    shm_worker_reap(m->shm, w->id);
+    w->pid = 0;
+    w->ready = false;
+    master_check_waits(m);
+
+    if (m->phase == MASTER_STOPPING) {
+        log_info("worker %u %s", w->id, how);
+        return;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == MC_EXIT_FATAL) {
+        log_error("worker %u %s (fatal), not respawning it", w->id, how);
+        if (workers_alive(m) == 0) {
+            log_error("no worker left, stopping");
+            m->exit_code = 1;
+            master_stop(m, true);
+        }
+        return;
+    }
+    uint64_t delay = spawn_restart_delay(&w->quick_deaths, w->started_ms, loop_now(m->loop));
+    if (delay == 0) {
+        log_warn("worker %u %s, respawning", w->id, how);
+        worker_spawn(m, w);
+        return;
+    }
+    log_error("worker %u %s soon after starting again, respawning in %llu ms", w->id, how,
+              (unsigned long long)delay);
+    loop_timer_set(m->loop, &w->respawn, delay);
+}
+
+void worker_stop(struct master *m, struct worker_proc *w, bool graceful)
+{
+    loop_timer_stop(m->loop, &w->respawn);
+    if (w->pid == 0)
+        return;
+    if (graceful && w->chan.fd >= 0) {
+        chan_send(&w->chan, MSG_STOP, 0, NULL, 0, -1);
+        worker_flush(w);
+    } else {
+        kill(w->pid, SIGQUIT);
+    }
+}
