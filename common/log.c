@@ -67,7 +67,12 @@ static bool safe_bare(unsigned char c)
            strchr("._:/-[]*@+,", c) != NULL;
 }
 
-/* Escapes untrusted bytes: printable ASCII stays, the rest becomes \xHH. */
+/*
+ * Escapes untrusted bytes: printable ASCII stays, the rest (and quotes and
+ * backslashes) becomes the text \xHH, in both formats (JSON carries it as
+ * "\\xHH"), so every line stays one valid line whatever a client sent and
+ * reads the same in text and JSON.
+ */
 static void rec_put_escaped(struct log_rec *r, const char *val, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -75,6 +80,9 @@ static void rec_put_escaped(struct log_rec *r, const char *val, size_t len)
         unsigned char c = (unsigned char)val[i];
         if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
             rec_put(r, (const char *)&c, 1);
+        } else if (log_format == LOG_FORMAT_JSON) {
+            char e[5] = {'\\', '\\', 'x', hex[c >> 4], hex[c & 0xf]};
+            rec_put(r, e, 5);
         } else {
             char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 0xf]};
             rec_put(r, e, 4);
