@@ -276,3 +276,14 @@ const char *addr_format(const struct mc_addr *a, char *buf, size_t size)
     }
     return buf;
 }
+
+const char *addr_format_cidr(const struct mc_cidr *c, char *buf, size_t size)
+{
+    char ip[IP_TEXT_MAX];
+
+    if ((c->family != AF_INET && c->family != AF_INET6) ||
+        inet_ntop(c->family, c->addr, ip, sizeof(ip)) == NULL)
+        return NULL;
+    snprintf(buf, size, "%s/%u", ip, (unsigned)c->prefix);
+    return buf;
+}

@@ -49,4 +49,8 @@ const char *addr_format(const struct mc_addr *a, char *buf, size_t size);
 /* The address without the port: "1.2.3.4" or "2001:db8::1". */
 const char *addr_format_ip(const struct mc_addr *a, char *buf, size_t size);
 
+/* "10.0.0.0/8" or "2001:db8::/32" into buf (ADDR_STRLEN bytes is ample);
+ * NULL when c's family is neither AF_INET nor AF_INET6. */
+const char *addr_format_cidr(const struct mc_cidr *c, char *buf, size_t size);
+
 #endif

@@ -125,6 +125,26 @@ typedef void config_report_fn(void *arg, const char *msg);
 struct config *config_load(const char *file, config_report_fn *report, void *arg);
 void config_free(struct config *cfg);
 
+/*
+ * Frees n listeners, their routes and policies, and the array itself.
+ * Every string and array in them is its own malloc'd block, or NULL; a
+ * partly filled listener (zeroed fields) is freed the same way. The
+ * database state (state.h) reuses these structs and this function.
+ */
+void listener_conf_free_array(struct listener_conf *ls, unsigned n);
+
+/* The listener named addr (exact string) among ls[0..n), or NULL. */
+struct listener_conf *listener_conf_find(struct listener_conf *ls, unsigned n, const char *addr);
+/* The route of l for hostname (exact string: both normalised), or NULL. */
+struct route_conf *route_conf_find(const struct listener_conf *l, const char *hostname);
+
+/* The words the file uses: "l4" / "l7", "block_user_agent" /
+ * "require_header" <-> enum; NULL / -1 when unknown. */
+const char *route_mode_name(enum route_mode m);
+int route_mode_parse(const char *s);
+const char *policy_type_name(enum policy_type t);
+int policy_type_parse(const char *s);
+
 /* Number of workers to run: cfg->workers, or the online CPU count for auto. */
 unsigned config_worker_count(const struct config *cfg);
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -64,7 +65,15 @@ static void admin_on_event(struct ev *ev, uint32_t events)
 static int admin_send_settings(struct master *m)
 {
     const struct grpc_conf *g = &m->cfg->grpc;
-    const char *s[4] = {g->addr, g->tls_cert, g->tls_key, g->client_ca};
+    char unix_addr[4096 + 8];
+    const char *addr = g->addr;
+
+    if (g->unix_path != NULL) {
+        /* the resolved path: the admin does not share the config's directory as cwd */
+        snprintf(unix_addr, sizeof(unix_addr), "unix:%s", g->unix_path);
+        addr = unix_addr;
+    }
+    const char *s[4] = {addr, g->tls_cert, g->tls_key, g->client_ca};
     struct msg_admin_settings as = {
         .setuid = m->setuid,
         .uid = m->uid,
@@ -117,6 +126,10 @@ void admin_exited(struct master *m, int status)
     a->pid = 0;
     if (m->phase == MASTER_STOPPING) {
         log_info("admin %s", how);
+        return;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == MC_EXIT_FATAL) {
+        log_error("admin %s (fatal: see its log), not respawning it; the admin API is down", how);
         return;
     }
     uint64_t delay = spawn_restart_delay(&a->quick_deaths, a->started_ms, loop_now(m->loop));

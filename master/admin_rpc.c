@@ -1,11 +1,863 @@
+/*
+ * The admin API's handlers, run in the master (SPEC section 8). The
+ * admin process forwards each gRPC call as its method index and request
+ * bytes; here they are unpacked, validated, and answered with a gRPC
+ * status code and the packed response.
+ *
+ * Reads answer from m->state (what the workers route by). A mutation is
+ * validated and normalised, committed to the store, then published to
+ * every worker; the reply goes out once every live worker has applied it
+ * (master_publish's done callback). A store failure changes nothing and
+ * is answered at once.
+ *
+ * This file links protobuf-c and OpenSSL, never gRPC: the status codes
+ * are the gRPC numbers, defined here.
+ */
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "admin.pb-c.h"
+#include "hostname.h"
+#include "log.h"
 #include "master.h"
 #include "msg.h"
+#include "version.h"
+
+enum rpc_code {
+    RPC_OK = 0,
+    RPC_INVALID_ARGUMENT = 3,
+    RPC_NOT_FOUND = 5,
+    RPC_RESOURCE_EXHAUSTED = 8,
+    RPC_ABORTED = 10,
+    RPC_UNIMPLEMENTED = 12,
+    RPC_INTERNAL = 13,
+};
+
+/* A reply body must fit one channel message next to its header and status text. */
+#define RPC_MAX_BODY (CHAN_MAX_PAYLOAD - sizeof(struct msg_admin_resp) - 1024)
+
+typedef McProxy__V1__Route pb_route;
+typedef McProxy__V1__L7Policy pb_policy;
+typedef McProxy__V1__FirewallRule pb_rule;
+typedef McProxy__V1__ListenerStatus pb_listener;
+
+static const ProtobufCServiceDescriptor *const service =
+    &mc_proxy__v1__proxy_admin_service__descriptor;
+
+/* One request being answered. */
+struct rpc {
+    struct master *m;
+    uint32_t id;
+};
+
+static void rpc_error(const struct rpc *r, int code, const char *fmt, ...) MC_PRINTF(3, 4);
+
+static void rpc_error(const struct rpc *r, int code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    master_admin_reply(r->m, r->id, code, msg, NULL, 0);
+}
+
+/* Packs resp into a fresh buffer; NULL (with *len 0) when it is too large or memory ran out. */
+static uint8_t *rpc_pack(const ProtobufCMessage *resp, size_t *len)
+{
+    size_t n = protobuf_c_message_get_packed_size(resp);
+    uint8_t *buf = n <= RPC_MAX_BODY ? malloc(n > 0 ? n : 1) : NULL;
+
+    *len = 0;
+    if (buf != NULL)
+        *len = protobuf_c_message_pack(resp, buf);
+    return buf;
+}
+
+static void rpc_send(const struct rpc *r, const ProtobufCMessage *resp)
+{
+    size_t len;
+    uint8_t *buf = rpc_pack(resp, &len);
+
+    if (buf == NULL) {
+        rpc_error(r, RPC_RESOURCE_EXHAUSTED, "the response is too large (%zu bytes)",
+                  protobuf_c_message_get_packed_size(resp));
+        return;
+    }
+    master_admin_reply(r->m, r->id, RPC_OK, NULL, buf, len);
+    free(buf);
+}
+
+static int store_code(int rc)
+{
+    switch (rc) {
+    case STORE_NOT_FOUND:
+        return RPC_NOT_FOUND;
+    case STORE_INVALID:
+        return RPC_INVALID_ARGUMENT;
+    default:
+        return RPC_INTERNAL;
+    }
+}
+
+/* ------------------------------------------------------------ lookups */
+
+static const struct listener_conf *find_listener(const struct rpc *r, const char *addr)
+{
+    const struct listener_conf *l = state_listener(r->m->state, addr);
+
+    if (l == NULL)
+        rpc_error(r, RPC_NOT_FOUND, "listener \"%s\" not found", addr);
+    return l;
+}
+
+/* Normalises a hostname pattern from a request; -1 (answered) when invalid. */
+static int normalize_host(const struct rpc *r, const char *in, char *out)
+{
+    if (hostname_normalize_pattern(in, strlen(in), out) < 0) {
+        rpc_error(r, RPC_INVALID_ARGUMENT,
+                  "invalid hostname \"%.300s\": a DNS name of at most %d bytes, or *. and one", in,
+                  MC_HOSTNAME_MAX);
+        return -1;
+    }
+    return 0;
+}
+
+static const struct route_conf *route_in(const struct listener_conf *l, const char *host)
+{
+    for (unsigned i = 0; i < l->n_routes; i++) {
+        if (strcmp(l->routes[i].hostname, host) == 0)
+            return &l->routes[i];
+    }
+    return NULL;
+}
+
+/* The route named by a request's listener and hostname; NULL (answered) otherwise. */
+static const struct route_conf *find_route(const struct rpc *r, const char *listener,
+                                           const char *hostname)
+{
+    char host[MC_HOSTNAME_MAX + 1];
+    const struct listener_conf *l = find_listener(r, listener);
+
+    if (l == NULL || normalize_host(r, hostname, host) < 0)
+        return NULL;
+    const struct route_conf *rc = route_in(l, host);
+    if (rc == NULL)
+        rpc_error(r, RPC_NOT_FOUND, "route \"%s\" on listener \"%s\" not found", host, listener);
+    return rc;
+}
+
+/* ------------------------------------------------------------ state -> messages */
+
+static char *str_or_empty(char *s)
+{
+    return s != NULL ? s : "";
+}
+
+static void policy_to_pb(const struct policy_conf *p, pb_policy *out)
+{
+    mc_proxy__v1__l7_policy__init(out);
+    out->type = (char *)policy_type_name(p->type);
+    out->value = p->value;
+}
+
+/* Route messages for routes[0..n), with their policies; one allocation, free() it. */
+static pb_route *routes_to_pb(const struct route_conf *routes, unsigned n)
+{
+    size_t n_pol = 0;
+
+    for (unsigned i = 0; i < n; i++)
+        n_pol += routes[i].n_policies;
+    /* routes, then policies, then the policies' pointer array */
+    pb_route *out = calloc(1, n * sizeof(pb_route) + n_pol * (sizeof(pb_policy) + sizeof(void *)));
+    if (out == NULL)
+        return NULL;
+    pb_policy *pol = (pb_policy *)(out + n);
+    pb_policy **ptr = (pb_policy **)(pol + n_pol);
+
+    for (unsigned i = 0; i < n; i++) {
+        const struct route_conf *rc = &routes[i];
+        pb_route *pr = &out[i];
+
+        mc_proxy__v1__route__init(pr);
+        pr->hostname = rc->hostname;
+        pr->backend = rc->backend;
+        pr->mode = (char *)route_mode_name(rc->mode);
+        pr->tls_cert = str_or_empty(rc->tls_cert);
+        pr->tls_key = str_or_empty(rc->tls_key);
+        pr->backend_tls = rc->backend_tls;
+        pr->send_proxy_protocol = rc->send_proxy_protocol;
+        pr->n_l7_policies = rc->n_policies;
+        pr->l7_policies = ptr;
+        for (unsigned k = 0; k < rc->n_policies; k++) {
+            policy_to_pb(&rc->policies[k], pol);
+            *ptr++ = pol++;
+        }
+    }
+    return out;
+}
+
+static void listener_to_pb(const struct master *m, const struct listener_conf *l, pb_listener *out)
+{
+    int idx = master_listener_index(m, l->addr);
+
+    mc_proxy__v1__listener_status__init(out);
+    out->addr = l->addr;
+    out->route_count = l->n_routes;
+    out->proxy_protocol = l->proxy_protocol;
+    out->max_connections = l->max_connections;
+    if (idx >= 0) {
+        const struct shm_listener *sl = &m->shm->listeners[idx];
+        out->active_connections = atomic_load(&sl->active);
+        out->total_connections = atomic_load(&sl->total);
+    }
+}
+
+/* ------------------------------------------------------------ mutations */
+
+/* What a mutation answers once every worker has applied it. */
+enum pending_reply {
+    PENDING_BODY,     /* the prepared body (a rule, a policy, or nothing) */
+    PENDING_ROUTE,    /* the route as now stored */
+    PENDING_LISTENER, /* the listener's status */
+};
+
+struct pending {
+    struct rpc r;
+    enum pending_reply what;
+    char *listener;
+    char *hostname;
+    uint8_t *body;
+    size_t len;
+};
+
+static void pending_free(struct pending *p)
+{
+    free(p->listener);
+    free(p->hostname);
+    free(p->body);
+    free(p);
+}
+
+static void pending_done(void *arg)
+{
+    struct pending *p = arg;
+    const struct listener_conf *l =
+        p->what == PENDING_BODY ? NULL : state_listener(p->r.m->state, p->listener);
+    const struct route_conf *route =
+        l != NULL && p->hostname != NULL ? route_in(l, p->hostname) : NULL;
+
+    switch (p->what) {
+    case PENDING_BODY:
+        master_admin_reply(p->r.m, p->r.id, RPC_OK, NULL, p->body, p->len);
+        break;
+    case PENDING_ROUTE:
+        if (route == NULL) {
+            rpc_error(&p->r, RPC_ABORTED, "the route was changed again before this reply");
+        } else {
+            McProxy__V1__AddRouteResponse resp = MC_PROXY__V1__ADD_ROUTE_RESPONSE__INIT;
+            resp.route = routes_to_pb(route, 1);
+            if (resp.route == NULL)
+                rpc_error(&p->r, RPC_RESOURCE_EXHAUSTED, "out of memory");
+            else
+                rpc_send(&p->r, &resp.base);
+            free(resp.route);
+        }
+        break;
+    case PENDING_LISTENER:
+        if (l == NULL) {
+            rpc_error(&p->r, RPC_ABORTED, "the listener was changed again before this reply");
+        } else {
+            McProxy__V1__SetListenerMaxConnectionsResponse resp =
+                MC_PROXY__V1__SET_LISTENER_MAX_CONNECTIONS_RESPONSE__INIT;
+            pb_listener ls;
+            listener_to_pb(p->r.m, l, &ls);
+            resp.listener = &ls;
+            rpc_send(&p->r, &resp.base);
+        }
+        break;
+    }
+    pending_free(p);
+}
+
+static void publish_only(void *arg)
+{
+    (void)arg;
+}
+
+/*
+ * Ends a mutation: on a store failure answers at once; otherwise
+ * publishes the new state and answers when every worker has it. body
+ * (PENDING_BODY only; may be NULL) is packed now.
+ */
+static void rpc_commit(const struct rpc *r, int rc, const char *err, enum pending_reply what,
+                       const char *listener, const char *hostname, const ProtobufCMessage *body)
+{
+    struct pending *p;
+
+    if (rc != STORE_OK) {
+        rpc_error(r, store_code(rc), "%s", err);
+        return;
+    }
+    p = calloc(1, sizeof(*p));
+    if (p != NULL) {
+        p->r = *r;
+        p->what = what;
+        p->listener = listener != NULL ? strdup(listener) : NULL;
+        p->hostname = hostname != NULL ? strdup(hostname) : NULL;
+        if (body != NULL)
+            p->body = rpc_pack(body, &p->len);
+    }
+    if (p == NULL || (listener != NULL && p->listener == NULL) ||
+        (hostname != NULL && p->hostname == NULL) || (body != NULL && p->body == NULL)) {
+        if (p != NULL)
+            pending_free(p);
+        /* the change is committed: apply it even though no reply can be built */
+        rpc_error(r, RPC_INTERNAL, "saved, %s, but out of memory for the reply",
+                  master_publish(r->m, publish_only, NULL) == 0 ? "being applied"
+                                                                : "not applied (see the log)");
+        return;
+    }
+    if (master_publish(r->m, pending_done, p) < 0) {
+        rpc_error(r, RPC_INTERNAL,
+                  "saved to the database, but the new state could not be loaded to apply it "
+                  "(see the server log)");
+        pending_free(p);
+    }
+}
+
+/* ------------------------------------------------------------ validation */
+
+/* An HTTP header name (RFC 9110 token). */
+static bool is_token(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", c) != NULL))
+            return false;
+    }
+    return true;
+}
+
+static bool is_letter(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static bool is_printable(const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            return false;
+    }
+    return true;
+}
+
+/* A policy from a request, pointing into it; -1 (answered) when invalid. */
+static int policy_from_pb(const struct rpc *r, const pb_policy *in, struct policy_conf *out)
+{
+    if (in == NULL) {
+        rpc_error(r, RPC_INVALID_ARGUMENT, "policy is required");
+        return -1;
+    }
+    int t = policy_type_parse(in->type);
+    if (t < 0) {
+        rpc_error(r, RPC_INVALID_ARGUMENT,
+                  "invalid policy type \"%.64s\": block_user_agent or require_header", in->type);
+        return -1;
+    }
+    out->type = (enum policy_type)t;
+    if (in->value[0] == '\0' || !is_printable(in->value) ||
+        (out->type == POLICY_REQUIRE_HEADER && !is_token(in->value))) {
+        rpc_error(r, RPC_INVALID_ARGUMENT, "invalid %s value \"%.300s\": %s", in->type, in->value,
+                  out->type == POLICY_REQUIRE_HEADER ? "a header name is required"
+                                                     : "printable ASCII text is required");
+        return -1;
+    }
+    out->value = in->value;
+    return 0;
+}
+
+/* The certificate chain and key load and belong together; -1 with msg set otherwise. */
+static int check_key_pair(const char *cert, const char *key, char *msg, size_t size)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    const char *what = NULL, *file = NULL;
+
+    if (ctx == NULL) {
+        snprintf(msg, size, "cannot check tls_cert and tls_key: out of memory");
+        return -1;
+    }
+    /* an encrypted key must fail here, not prompt on the master's terminal */
+    SSL_CTX_set_default_passwd_cb(ctx, NULL);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        what = "tls_cert: cannot load a PEM certificate chain from";
+        file = cert;
+    } else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        /* loading a key already checks it against the certificate */
+        what = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH
+                   ? "tls_key does not match the certificate in tls_cert:"
+                   : "tls_key: cannot load an unencrypted PEM private key from";
+        file = key;
+    } else if (SSL_CTX_check_private_key(ctx) != 1) {
+        what = "tls_key does not match the certificate in tls_cert:";
+        file = key;
+    }
+    if (what != NULL) {
+        const char *reason = ERR_reason_error_string(ERR_peek_last_error());
+        snprintf(msg, size, "%s %s (%s)", what, file, reason != NULL ? reason : "unknown error");
+    }
+    ERR_clear_error();
+    SSL_CTX_free(ctx);
+    return what != NULL ? -1 : 0;
+}
+
+/*
+ * Validates and normalises a Route from AddRoute into rc, pointing into
+ * the request and host; policies are allocated (caller frees
+ * rc->policies). -1 (answered) when invalid.
+ */
+static int route_from_pb(const struct rpc *r, const pb_route *in, struct route_conf *rc, char *host)
+{
+    const char *err;
+    char msg[1024];
+
+    if (in == NULL) {
+        rpc_error(r, RPC_INVALID_ARGUMENT, "route is required");
+        return -1;
+    }
+    if (normalize_host(r, in->hostname, host) < 0)
+        return -1;
+    rc->hostname = host;
+    if (addr_parse_hostport(in->backend, &rc->backend_addr, &err) < 0) {
+        rpc_error(r, RPC_INVALID_ARGUMENT, "invalid backend \"%.300s\": %s", in->backend, err);
+        return -1;
+    }
+    rc->backend = in->backend;
+    /* empty means l4, as in the config */
+    int mode = in->mode[0] == '\0' ? ROUTE_L4 : route_mode_parse(in->mode);
+    if (mode < 0) {
+        rpc_error(r, RPC_INVALID_ARGUMENT, "invalid mode \"%.64s\": l4 or l7", in->mode);
+        return -1;
+    }
+    rc->mode = (enum route_mode)mode;
+
+    bool has_cert = in->tls_cert[0] != '\0', has_key = in->tls_key[0] != '\0';
+    if (rc->mode == ROUTE_L4) {
+        /* the same rule as the config: TLS options on an l4 route are a mistake */
+        if (has_cert || has_key || in->backend_tls || in->n_l7_policies > 0) {
+            rpc_error(r, RPC_INVALID_ARGUMENT,
+                      "tls_cert, tls_key, backend_tls and l7_policies need mode l7");
+            return -1;
+        }
+    } else {
+        if (!has_cert || !has_key) {
+            rpc_error(r, RPC_INVALID_ARGUMENT, "mode l7 needs tls_cert and tls_key");
+            return -1;
+        }
+        if (in->tls_cert[0] != '/' || in->tls_key[0] != '/') {
+            rpc_error(r, RPC_INVALID_ARGUMENT, "tls_cert and tls_key must be absolute paths");
+            return -1;
+        }
+        if (check_key_pair(in->tls_cert, in->tls_key, msg, sizeof(msg)) < 0) {
+            rpc_error(r, RPC_INVALID_ARGUMENT, "%s", msg);
+            return -1;
+        }
+        rc->tls_cert = in->tls_cert;
+        rc->tls_key = in->tls_key;
+    }
+    rc->backend_tls = in->backend_tls;
+    rc->send_proxy_protocol = in->send_proxy_protocol;
+
+    if (in->n_l7_policies > 0) {
+        rc->policies = calloc(in->n_l7_policies, sizeof(*rc->policies));
+        if (rc->policies == NULL) {
+            rpc_error(r, RPC_RESOURCE_EXHAUSTED, "out of memory");
+            return -1;
+        }
+        rc->n_policies = (unsigned)in->n_l7_policies;
+    }
+    for (unsigned i = 0; i < rc->n_policies; i++) {
+        if (policy_from_pb(r, in->l7_policies[i], &rc->policies[i]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/*
+ * A firewall rule in canonical form (the config's: IP text, CIDR with
+ * host bits zero, upper-case country); -1 (answered) when invalid.
+ */
+static int rule_from_pb(const struct rpc *r, const pb_rule *in, enum fw_type *type, char *value,
+                        size_t size)
+{
+    char ip[INET6_ADDRSTRLEN];
+    struct mc_cidr cidr;
+    const char *err;
+    int t;
+
+    if (in == NULL) {
+        rpc_error(r, RPC_INVALID_ARGUMENT, "rule is required");
+        return -1;
+    }
+    t = fw_type_parse(in->type);
+    if (t < 0) {
+        rpc_error(r, RPC_INVALID_ARGUMENT, "invalid rule type \"%.64s\": ip, cidr or country",
+                  in->type);
+        return -1;
+    }
+    *type = (enum fw_type)t;
+    switch (*type) {
+    case FW_IP:
+        if (strchr(in->value, '/') != NULL || addr_parse_cidr(in->value, true, &cidr, &err) < 0) {
+            rpc_error(r, RPC_INVALID_ARGUMENT, "invalid IP address \"%.100s\"", in->value);
+            return -1;
+        }
+        inet_ntop(cidr.family, cidr.addr, value, (socklen_t)size);
+        return 0;
+    case FW_CIDR:
+        if (addr_parse_cidr(in->value, false, &cidr, &err) < 0) {
+            rpc_error(r, RPC_INVALID_ARGUMENT, "invalid CIDR \"%.100s\": %s", in->value, err);
+            return -1;
+        }
+        snprintf(value, size, "%s/%u", inet_ntop(cidr.family, cidr.addr, ip, sizeof(ip)),
+                 cidr.prefix);
+        return 0;
+    case FW_COUNTRY:
+        if (strlen(in->value) != 2 || !is_letter(in->value[0]) || !is_letter(in->value[1])) {
+            rpc_error(r, RPC_INVALID_ARGUMENT,
+                      "invalid country \"%.100s\": a two-letter ISO 3166-1 code", in->value);
+            return -1;
+        }
+        for (int i = 0; i < 2; i++)
+            value[i] = in->value[i] >= 'a' ? (char)(in->value[i] - 'a' + 'A') : in->value[i];
+        value[2] = '\0';
+        return 0;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------ handlers */
+
+static void get_status(const struct rpc *r, const void *req)
+{
+    const struct master *m = r->m;
+    const struct state *st = m->state;
+    McProxy__V1__GetStatusResponse resp = MC_PROXY__V1__GET_STATUS_RESPONSE__INIT;
+    pb_listener *ls = calloc(st->n_listeners + 1, sizeof(*ls));
+    pb_listener **lp = calloc(st->n_listeners + 1, sizeof(*lp));
+    McProxy__V1__WorkerStatus *ws = calloc(m->n_workers + 1, sizeof(*ws));
+    McProxy__V1__WorkerStatus **wp = calloc(m->n_workers + 1, sizeof(*wp));
+    time_t now = time(NULL);
+
+    (void)req;
+    if (ls == NULL || lp == NULL || ws == NULL || wp == NULL) {
+        rpc_error(r, RPC_RESOURCE_EXHAUSTED, "out of memory");
+        goto out;
+    }
+    resp.version = MC_VERSION;
+    resp.started_at = (int64_t)m->shm->started_at;
+    resp.uptime_seconds = now > resp.started_at ? now - resp.started_at : 0;
+    for (unsigned i = 0; i < st->n_listeners; i++) {
+        listener_to_pb(m, &st->listeners[i], &ls[i]);
+        lp[i] = &ls[i];
+        resp.total_connections += ls[i].total_connections;
+    }
+    resp.n_listeners = st->n_listeners;
+    resp.listeners = lp;
+    for (unsigned i = 0; i < m->n_workers; i++) {
+        const struct shm_worker *sw = &m->shm->workers[i];
+        mc_proxy__v1__worker_status__init(&ws[i]);
+        ws[i].pid = atomic_load(&sw->pid);
+        ws[i].active_connections = atomic_load(&sw->active);
+        ws[i].total_connections = atomic_load(&sw->total);
+        wp[i] = &ws[i];
+    }
+    resp.n_workers = m->n_workers;
+    resp.workers = wp;
+    rpc_send(r, &resp.base);
+out:
+    free(ls);
+    free(lp);
+    free(ws);
+    free(wp);
+}
+
+static void list_routes(const struct rpc *r, const void *msg)
+{
+    const McProxy__V1__ListRoutesRequest *req = msg;
+    McProxy__V1__ListRoutesResponse resp = MC_PROXY__V1__LIST_ROUTES_RESPONSE__INIT;
+    const struct listener_conf *l = find_listener(r, req->listener);
+
+    if (l == NULL)
+        return;
+    pb_route *routes = routes_to_pb(l->routes, l->n_routes);
+    pb_route **ptrs = calloc(l->n_routes + 1, sizeof(*ptrs));
+    if (routes == NULL || ptrs == NULL) {
+        rpc_error(r, RPC_RESOURCE_EXHAUSTED, "out of memory");
+    } else {
+        for (unsigned i = 0; i < l->n_routes; i++)
+            ptrs[i] = &routes[i];
+        resp.n_routes = l->n_routes;
+        resp.routes = ptrs;
+        rpc_send(r, &resp.base);
+    }
+    free(routes);
+    free(ptrs);
+}
+
+static void add_route(const struct rpc *r, const void *msg)
+{
+    const McProxy__V1__AddRouteRequest *req = msg;
+    char host[MC_HOSTNAME_MAX + 1];
+    struct route_conf rc = {0};
+    const char *err = NULL;
+
+    if (find_listener(r, req->listener) != NULL && route_from_pb(r, req->route, &rc, host) == 0) {
+        int s = store_route_upsert(r->m->store, req->listener, &rc, &err);
+        if (s == STORE_OK)
+            log_info("admin: route %s on %s -> %s (%s) saved", host, req->listener, rc.backend,
+                     route_mode_name(rc.mode));
+        rpc_commit(r, s, err, PENDING_ROUTE, req->listener, host, NULL);
+    }
+    free(rc.policies);
+}
+
+static void remove_route(const struct rpc *r, const void *msg)
+{
+    const McProxy__V1__RemoveRouteRequest *req = msg;
+    McProxy__V1__RemoveRouteResponse resp = MC_PROXY__V1__REMOVE_ROUTE_RESPONSE__INIT;
+    const struct route_conf *rc = find_route(r, req->listener, req->hostname);
+    const char *err = NULL;
+
+    if (rc == NULL)
+        return;
+    /* rc lives in m->state, which the publish replaces: log before */
+    int s = store_route_delete(r->m->store, req->listener, rc->hostname, &err);
+    if (s == STORE_OK)
+        log_info("admin: route %s on %s removed", rc->hostname, req->listener);
+    rpc_commit(r, s, err, PENDING_BODY, NULL, NULL, &resp.base);
+}
+
+static void list_firewall_rules(const struct rpc *r, const void *msg)
+{
+    const struct state *st = r->m->state;
+    McProxy__V1__ListFirewallRulesResponse resp = MC_PROXY__V1__LIST_FIREWALL_RULES_RESPONSE__INIT;
+    pb_rule *rules = calloc(st->n_rules + 1, sizeof(*rules));
+    pb_rule **ptrs = calloc(st->n_rules + 1, sizeof(*ptrs));
+
+    (void)msg;
+    if (rules == NULL || ptrs == NULL) {
+        rpc_error(r, RPC_RESOURCE_EXHAUSTED, "out of memory");
+    } else {
+        for (unsigned i = 0; i < st->n_rules; i++) {
+            mc_proxy__v1__firewall_rule__init(&rules[i]);
+            rules[i].type = (char *)fw_type_name(st->rules[i].type);
+            rules[i].value = st->rules[i].value;
+            ptrs[i] = &rules[i];
+        }
+        resp.n_rules = st->n_rules;
+        resp.rules = ptrs;
+        rpc_send(r, &resp.base);
+    }
+    free(rules);
+    free(ptrs);
+}
+
+static void add_firewall_rule(const struct rpc *r, const void *msg)
+{
+    const McProxy__V1__AddFirewallRuleRequest *req = msg;
+    McProxy__V1__AddFirewallRuleResponse resp = MC_PROXY__V1__ADD_FIREWALL_RULE_RESPONSE__INIT;
+    pb_rule rule = MC_PROXY__V1__FIREWALL_RULE__INIT;
+    char value[INET6_ADDRSTRLEN + 8];
+    enum fw_type type;
+    const char *err = NULL;
+
+    if (rule_from_pb(r, req->rule, &type, value, sizeof(value)) < 0)
+        return;
+    if (type == FW_COUNTRY && r->m->cfg->firewall.geoip_db == NULL) {
+        rpc_error(r, RPC_INVALID_ARGUMENT,
+                  "country rules need firewall.geoip_db in the configuration");
+        return;
+    }
+    int s = store_rule_add(r->m->store, type, value, &err);
+    if (s == STORE_OK)
+        log_info("admin: firewall rule %s %s added", fw_type_name(type), value);
+    rule.type = (char *)fw_type_name(type);
+    rule.value = value;
+    resp.rule = &rule;
+    rpc_commit(r, s, err, PENDING_BODY, NULL, NULL, &resp.base);
+}
+
+static void remove_firewall_rule(const struct rpc *r, const void *msg)
+{
+    const McProxy__V1__RemoveFirewallRuleRequest *req = msg;
+    McProxy__V1__RemoveFirewallRuleResponse resp =
+        MC_PROXY__V1__REMOVE_FIREWALL_RULE_RESPONSE__INIT;
+    char value[INET6_ADDRSTRLEN + 8];
+    enum fw_type type;
+    const char *err = NULL;
+
+    if (rule_from_pb(r, req->rule, &type, value, sizeof(value)) < 0)
+        return;
+    int s = store_rule_delete(r->m->store, type, value, &err);
+    if (s == STORE_OK)
+        log_info("admin: firewall rule %s %s removed", fw_type_name(type), value);
+    rpc_commit(r, s, err, PENDING_BODY, NULL, NULL, &resp.base);
+}
+
+static void set_listener_max_connections(const struct rpc *r, const void *msg)
+{
+    const McProxy__V1__SetListenerMaxConnectionsRequest *req = msg;
+    const char *err = NULL;
+
+    if (find_listener(r, req->listener) == NULL)
+        return;
+    if (req->max_connections < 0 || req->max_connections > UINT32_MAX) {
+        rpc_error(r, RPC_INVALID_ARGUMENT, "max_connections must be from 0 (unlimited) to %u",
+                  UINT32_MAX);
+        return;
+    }
+    int s =
+        store_listener_set_max(r->m->store, req->listener, (uint32_t)req->max_connections, &err);
+    if (s == STORE_OK)
+        log_info("admin: listener %s max_connections %lld", req->listener,
+                 (long long)req->max_connections);
+    rpc_commit(r, s, err, PENDING_LISTENER, req->listener, NULL, NULL);
+}
+
+static void list_l7_policies(const struct rpc *r, const void *msg)
+{
+    const McProxy__V1__ListL7PoliciesRequest *req = msg;
+    McProxy__V1__ListL7PoliciesResponse resp = MC_PROXY__V1__LIST_L7_POLICIES_RESPONSE__INIT;
+    const struct route_conf *rc = find_route(r, req->listener, req->hostname);
+
+    if (rc == NULL)
+        return;
+    pb_route *pr = routes_to_pb(rc, 1);
+    if (pr == NULL) {
+        rpc_error(r, RPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    resp.n_policies = pr->n_l7_policies;
+    resp.policies = pr->l7_policies;
+    rpc_send(r, &resp.base);
+    free(pr);
+}
+
+/* AddL7Policy and RemoveL7Policy: the same request shape, different store call. */
+static void change_l7_policy(const struct rpc *r, const McProxy__V1__AddL7PolicyRequest *req,
+                             bool add)
+{
+    McProxy__V1__AddL7PolicyResponse added = MC_PROXY__V1__ADD_L7_POLICY_RESPONSE__INIT;
+    McProxy__V1__RemoveL7PolicyResponse removed = MC_PROXY__V1__REMOVE_L7_POLICY_RESPONSE__INIT;
+    const struct route_conf *rc = find_route(r, req->listener, req->hostname);
+    struct policy_conf p;
+    pb_policy pp;
+    const char *err = NULL;
+    int s;
+
+    if (rc == NULL || policy_from_pb(r, req->policy, &p) < 0)
+        return;
+    if (add && rc->mode != ROUTE_L7) {
+        rpc_error(r, RPC_INVALID_ARGUMENT, "route \"%s\" is l4: policies need mode l7",
+                  rc->hostname);
+        return;
+    }
+    if (add)
+        s = store_policy_add(r->m->store, req->listener, rc->hostname, &p, &err);
+    else
+        s = store_policy_delete(r->m->store, req->listener, rc->hostname, &p, &err);
+    if (s == STORE_OK)
+        log_info("admin: l7 policy %s %s %s route %s on %s", policy_type_name(p.type), p.value,
+                 add ? "added to" : "removed from", rc->hostname, req->listener);
+    policy_to_pb(&p, &pp);
+    added.policy = &pp;
+    rpc_commit(r, s, err, PENDING_BODY, NULL, NULL, add ? &added.base : &removed.base);
+}
+
+static void add_l7_policy(const struct rpc *r, const void *msg)
+{
+    change_l7_policy(r, msg, true);
+}
+
+static void remove_l7_policy(const struct rpc *r, const void *msg)
+{
+    /* RemoveL7PolicyRequest has AddL7PolicyRequest's fields, in the same order */
+    const McProxy__V1__RemoveL7PolicyRequest *in = msg;
+    McProxy__V1__AddL7PolicyRequest req = MC_PROXY__V1__ADD_L7_POLICY_REQUEST__INIT;
+
+    req.listener = in->listener;
+    req.hostname = in->hostname;
+    req.policy = in->policy;
+    change_l7_policy(r, &req, false);
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+typedef void rpc_handler(const struct rpc *r, const void *req);
+
+static const struct {
+    const char *name;
+    rpc_handler *fn;
+} handlers[] = {
+    {"GetStatus", get_status},
+    {"ListRoutes", list_routes},
+    {"AddRoute", add_route},
+    {"RemoveRoute", remove_route},
+    {"ListFirewallRules", list_firewall_rules},
+    {"AddFirewallRule", add_firewall_rule},
+    {"RemoveFirewallRule", remove_firewall_rule},
+    {"SetListenerMaxConnections", set_listener_max_connections},
+    {"ListL7Policies", list_l7_policies},
+    {"AddL7Policy", add_l7_policy},
+    {"RemoveL7Policy", remove_l7_policy},
+};
+
 void admin_rpc_handle(struct master *m, const struct chan_msg *msg)
 {
-    struct msg_admin_req req;
-    if (msg->hdr.len < sizeof(req))
+    struct msg_admin_req hdr;
+    struct rpc r = {.m = m};
+
+    if (msg->hdr.len < sizeof(hdr)) {
+        log_error("admin: request of %u bytes is too short", msg->hdr.len);
+        return; /* no id to answer: the admin times the call out */
+    }
+    memcpy(&hdr, msg->data, sizeof(hdr));
+    r.id = hdr.id;
+    if (hdr.method >= service->n_methods) {
+        rpc_error(&r, RPC_UNIMPLEMENTED, "unknown method %u", hdr.method);
         return;
-    memcpy(&req, msg->data, sizeof(req));
-    master_admin_reply(m, req.id, 12, "not implemented", NULL, 0);
+    }
+    const ProtobufCMethodDescriptor *md = &service->methods[hdr.method];
+    rpc_handler *fn = NULL;
+    for (size_t i = 0; i < MC_ARRAY_LEN(handlers) && fn == NULL; i++) {
+        if (strcmp(handlers[i].name, md->name) == 0)
+            fn = handlers[i].fn;
+    }
+    if (fn == NULL) {
+        rpc_error(&r, RPC_UNIMPLEMENTED, "%s is not implemented", md->name);
+        return;
+    }
+    ProtobufCMessage *req = protobuf_c_message_unpack(md->input, NULL, msg->hdr.len - sizeof(hdr),
+                                                      msg->data + sizeof(hdr));
+    if (req == NULL) {
+        rpc_error(&r, RPC_INVALID_ARGUMENT, "malformed %s request", md->name);
+        return;
+    }
+    fn(&r, req);
+    protobuf_c_message_free_unpacked(req, NULL);
 }

@@ -228,7 +228,8 @@ void conn_accept(struct wlistener *l, int fd, const struct mc_addr *peer)
 
     set_nodelay(fd);
     loop_timer_set(w->loop, &c->timer, w->settings.handshake_timeout_ms);
-    if (loop_add(w->loop, &c->cev, EPOLLIN | EPOLLRDHUP | EPOLLET) < 0) {
+    /* EPOLLOUT too: the relay waits on it when the client reads slower than the backend sends */
+    if (loop_add(w->loop, &c->cev, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
         log_errno(LOGL_ERROR, errno, "epoll_ctl() failed for a client");
         conn_close(c, REASON_NONE, "error");
     }
@@ -462,8 +463,12 @@ static void conn_run(struct conn *c, bool backend_event)
 
 static void conn_on_client(struct ev *ev, uint32_t events)
 {
-    (void)events;
-    conn_run(ev->data, false);
+    struct conn *c = ev->data;
+
+    /* before the relay, only client input matters: skip the write-readiness edge */
+    if (c->state != CS_RELAY && !(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+        return;
+    conn_run(c, false);
 }
 
 static void conn_on_backend(struct ev *ev, uint32_t events)

@@ -87,6 +87,7 @@ def raw_route_check(srv, sni_bytes, expect_backend=None, hello=None):
     received the hello byte for byte; otherwise the connection must be
     closed without a byte."""
     hello = hello or mctest.hello_set_sni(mctest.client_hello_bytes("x.invalid"), sni_bytes)
+    n = len(expect_backend[0].results) if expect_backend else 0
     s = mctest.connect(srv.port)
     try:
         s.sendall(hello)
@@ -94,7 +95,6 @@ def raw_route_check(srv, sni_bytes, expect_backend=None, hello=None):
             mctest.assert_closed_without_bytes(s, 3, what="SNI %r" % sni_bytes)
             return
         be, greet = expect_backend
-        n = len(be.results)
         assert mctest.recv_exact(s, len(greet), 5) == greet, "SNI %r: wrong backend" % sni_bytes
         mctest.wait_until(lambda: len(be.results) > n, 2, what="backend hello")
         assert hello in be.results[n:], "backend got a different hello for %r" % sni_bytes
@@ -227,15 +227,15 @@ def odd_sni_is_escaped_in_log():
     with mctest.RawBackend(mctest.hello_greet_handler(b"A")) as ba, \
             mctest.proxy_server([("a.test", ba.addr)]) as srv:
         raw_route_check(srv, b'ev"il\\\x01\x7f\n{.test')
-        line = srv.wait_conn_log(result="no_route")
-        sni = line.get("sni", "")
+        raw = mctest.wait_until(lambda: [l for l in srv.log_text().splitlines()
+                                         if '"conn"' in l], 5, what="the access line")[0]
+        assert "\x01" not in raw and "\x7f" not in raw, "raw control byte in %r" % raw
+        line = mctest.parse_log_line(raw)
+        assert line is not None, "access line is not valid JSON: %s" % raw
         want = "ev\\x22il\\x5c\\x01\\x7f\\x0a{.test"
-        assert sni.lower() == want, "sni logged as %r, expected %r" % (sni, want)
-        raw = srv.log_text()
-        assert "\x01" not in raw and "\x7f" not in raw, "raw control byte in the log"
-        for l in raw.splitlines():
-            if '"conn"' in l:
-                assert mctest.parse_log_line(l) is not None, "unparseable access line %r" % l
+        assert line.get("sni", "").lower() == want, "sni logged as %r, expected %r" % (
+            line.get("sni"), want)
+        assert line.get("result") == "no_route", line
 
 
 @test

@@ -68,6 +68,36 @@ def ten_megabytes_each_way_byte_exact():
 
 
 @test
+def slow_reader_gets_everything():
+    # The backend writes 8 MB and goes quiet while the client is not
+    # reading: more than the client-side socket buffers hold, so the rest
+    # waits in the proxy. Once the client reads, the proxy must resume on
+    # the client socket becoming writable; no other event will come.
+    size = 8 * MB
+    down = os.urandom(size)
+
+    def handler(sock, be):
+        mctest.read_hello(sock)
+        sock.settimeout(30)
+        sock.sendall(down)
+        be.results.append("sent")
+        mctest.recv_until_close(sock, 30)
+
+    with mctest.RawBackend(handler) as ba, \
+            mctest.proxy_server([("a.test", ba.addr)], proxy={"idle_timeout": "20s"}) as srv:
+        s = mctest.connect(srv.port)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.sendall(mctest.client_hello_bytes("a.test"))
+        mctest.wait_until(lambda: ba.results, 10, what="the backend to finish writing")
+        t0 = time.monotonic()
+        got = mctest.sha256_stream(s, size, 15)
+        took = time.monotonic() - t0
+        assert got == hashlib.sha256(down).hexdigest(), "bytes differ"
+        assert took < 5, "8 MB took %.1f s once the client read: the relay stalled" % took
+        s.close()
+
+
+@test
 def half_close_client_first():
     reply = os.urandom(MB)
 

@@ -54,18 +54,20 @@ class TestTimeout(Exception):
     pass
 
 
-_registry = []
-
-
 def test(fn):
     """Marks fn as a test; tests run in the order they are defined."""
     fn._mctest = True
-    _registry.append(fn)
     return fn
 
 
 def skip(reason):
     raise Skip(reason)
+
+
+def note(msg):
+    """A diagnostic line on stderr (stdout holds only the result lines)."""
+    sys.stderr.write("# %s\n" % msg)
+    sys.stderr.flush()
 
 
 def _collect(module):
@@ -87,7 +89,9 @@ def _on_alarm(signum, frame):
 
 
 def _one_line(exc):
-    text = str(exc) or exc.__class__.__name__
+    """The reason printed after "not ok": the first line of the message
+    (details and tracebacks go to stderr)."""
+    text = (str(exc) or exc.__class__.__name__).strip().split("\n")[0]
     if not isinstance(exc, (AssertionError, Skip)):
         text = "%s: %s" % (exc.__class__.__name__, text)
     return " ".join(text.split())[:400]
@@ -527,14 +531,16 @@ class Server:
             preexec_fn=self._preexec if self.rlimit_nofile else None)
         self.pid = self.proc.pid
         if self.wait_ready:
-            self.notify.wait_for("READY=1", self.ready_timeout, alive=self._died)
+            try:
+                self.notify.wait_for("READY=1", self.ready_timeout, alive=self._died)
+            except AssertionError as e:
+                raise AssertionError("%s; last log line: %s\nlog:\n%s"
+                                     % (e, self.log_tail(1), self.log_tail()))
         return self
 
     def _died(self):
         rc = self.proc.poll()
-        if rc is not None:
-            return "mc-proxy exited with %s; log:\n%s" % (rc, self.log_tail())
-        return None
+        return None if rc is None else "mc-proxy exited with %s" % rc
 
     def __enter__(self):
         try:
@@ -591,23 +597,37 @@ class Server:
             # Workers reparented away still belong to the session: wait for
             # them, bounded, so their sanitizer output is in the log.
             deadline = time.monotonic() + 5
-            while self._session_pids() and time.monotonic() < deadline:
+            while self.session_pids() and time.monotonic() < deadline:
                 time.sleep(0.02)
             self._log_file.close()
         self.notify.drain()
         self.notify.close()
-        report = sanitizer_report(self.log_text()) if self.proc is not None else None
+        report = None
+        if self.proc is not None:
+            report = sanitizer_report(self.log_text()) or self.bad_json_report()
         if os.environ.get("MCTEST_KEEP_LOGS") and self.proc is not None:
             keep = os.path.join(os.environ["MCTEST_KEEP_LOGS"], "mcproxy-%d.log" % self.proc.pid)
             os.makedirs(os.path.dirname(keep), exist_ok=True)
             shutil.copy(self.log_path, keep)
         self.dir.close()
         if report and check:
-            raise AssertionError("sanitizer report in mc-proxy output:\n" + report)
+            first = next((l for l in report.splitlines() if any(m in l for m in SANITIZER_MARKERS)),
+                         report.splitlines()[0])
+            raise AssertionError("%s\n%s" % (first, report))
         if report:
-            sys.stderr.write("# sanitizer report in mc-proxy output:\n" + report + "\n")
+            sys.stderr.write("# " + report + "\n")
 
-    def _session_pids(self):
+    def bad_json_report(self):
+        """With log format json every line that looks like a log record
+        must be a JSON object; returns a description of the first that is
+        not, or None."""
+        for line in self.log_text().splitlines():
+            if line.startswith("{") and parse_log_line(line) is None:
+                return "invalid JSON log line: %s" % line
+        return None
+
+    def session_pids(self):
+        """PIDs still alive in the server's session (master, workers, ...)."""
         pids = []
         for name in os.listdir("/proc"):
             if not name.isdigit():
@@ -689,7 +709,7 @@ class Server:
         try:
             return wait_until(find, timeout, interval=0.03, what=what)
         except AssertionError as e:
-            raise AssertionError("%s; log tail:\n%s" % (e, self.log_tail(15)))
+            raise AssertionError("%s\nlog tail:\n%s" % (e, self.log_tail(15)))
 
     def wait_conn_log(self, timeout=5.0, **fields):
         """Waits for an access line ("conn") whose fields equal the given

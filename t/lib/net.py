@@ -6,7 +6,6 @@ only; every blocking call has a timeout.
 """
 
 import hashlib
-import os
 import select
 import socket
 import ssl
@@ -20,7 +19,7 @@ __all__ = [
     "TLSBackend", "RawBackend", "echo_handler", "http_handler", "greet_handler",
     "client_hello_bytes", "split_records", "hello_message", "reframe_hello",
     "hello_set_sni", "hello_pad_to", "TLSPump", "connect", "recv_exact",
-    "recv_until_close", "assert_closed_without_bytes", "send_slowly", "echo_roundtrip",
+    "recv_until_close", "assert_closed_without_bytes", "send_may_fail", "send_slowly", "echo_roundtrip",
     "tls_client", "sha256_stream", "read_hello", "hello_echo_handler", "hello_greet_handler",
 ]
 
@@ -246,7 +245,10 @@ def recv_exact(sock, n, timeout=10.0):
         if left <= 0:
             raise AssertionError("recv_exact: got %d of %d bytes" % (len(buf), n))
         sock.settimeout(left)
-        chunk = sock.recv(min(n - len(buf), 1 << 20))
+        try:
+            chunk = sock.recv(min(n - len(buf), 1 << 20))
+        except socket.timeout:
+            continue
         if not chunk:
             raise AssertionError("recv_exact: EOF after %d of %d bytes" % (len(buf), n))
         buf += chunk
@@ -282,6 +284,15 @@ def assert_closed_without_bytes(sock, timeout=3.0, what="connection"):
     assert how != "timeout", "%s still open after %.1f s" % (what, timeout)
     assert not data, "%s got %d bytes before close: %r" % (what, len(data), data[:64])
     return secs
+
+
+def send_may_fail(sock, data):
+    """sendall() to a peer that may already have closed (a refusal can
+    come before our bytes do); a reset or broken pipe is not an error."""
+    try:
+        sock.sendall(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
 
 
 def send_slowly(sock, data, chunk=1, delay=0.002, timeout=20.0):
@@ -330,7 +341,10 @@ def sha256_stream(sock, n, timeout=60.0):
         if left <= 0:
             raise AssertionError("sha256_stream: got %d of %d bytes" % (got, n))
         sock.settimeout(left)
-        chunk = sock.recv(min(n - got, 1 << 20))
+        try:
+            chunk = sock.recv(min(n - got, 1 << 20))
+        except socket.timeout:
+            continue
         if not chunk:
             raise AssertionError("sha256_stream: EOF after %d of %d bytes" % (got, n))
         h.update(chunk)
