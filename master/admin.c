@@ -16,7 +16,7 @@
 #include "msg.h"
 #include "spawn.h"
 
-static void admin_chan_close(struct admin_proc *a)
+static void admin_chan_close(struct aux_proc *a)
 {
     if (a->chan.fd < 0)
         return;
@@ -25,7 +25,7 @@ static void admin_chan_close(struct admin_proc *a)
     a->chan.fd = -1;
 }
 
-static void admin_flush(struct admin_proc *a)
+static void admin_flush(struct aux_proc *a)
 {
     if (a->chan.fd >= 0 && chan_flush(&a->chan) == MC_ERROR)
         log_warn("admin (pid %d): channel closed", (int)a->pid);
@@ -33,7 +33,7 @@ static void admin_flush(struct admin_proc *a)
 
 static int admin_on_message(void *arg, struct chan_msg *msg)
 {
-    struct admin_proc *a = arg;
+    struct aux_proc *a = arg;
 
     if (msg->fd >= 0)
         close(msg->fd);
@@ -48,7 +48,7 @@ static int admin_on_message(void *arg, struct chan_msg *msg)
 
 static void admin_on_event(struct ev *ev, uint32_t events)
 {
-    struct admin_proc *a = ev->data;
+    struct aux_proc *a = ev->data;
 
     if (events & EPOLLOUT)
         admin_flush(a);
@@ -97,7 +97,7 @@ static int admin_send_settings(struct master *m)
 
 void admin_spawn(struct master *m)
 {
-    struct admin_proc *a = &m->admin;
+    struct aux_proc *a = &m->admin;
     char path[4096];
     char *argv[] = {"mc-proxy-admin", NULL};
 
@@ -118,7 +118,7 @@ void admin_spawn(struct master *m)
 
 void admin_exited(struct master *m, int status)
 {
-    struct admin_proc *a = &m->admin;
+    struct aux_proc *a = &m->admin;
     char how[64];
 
     spawn_describe_exit(status, how, sizeof(how));
@@ -147,7 +147,7 @@ void admin_stop(struct master *m)
 void master_admin_reply(struct master *m, uint32_t id, int32_t status, const char *message,
                         const void *body, size_t len)
 {
-    struct admin_proc *a = &m->admin;
+    struct aux_proc *a = &m->admin;
     size_t mlen = message ? strlen(message) : 0;
     struct msg_admin_resp r = {.id = id, .status = status, .message_len = (uint32_t)mlen};
     struct iovec iov[3] = {

@@ -559,8 +559,9 @@ static void get_status(const struct rpc *r, const void *req)
     McProxy__V1__GetStatusResponse resp = MC_PROXY__V1__GET_STATUS_RESPONSE__INIT;
     pb_listener *ls = calloc(st->n_listeners + 1, sizeof(*ls));
     pb_listener **lp = calloc(st->n_listeners + 1, sizeof(*lp));
-    McProxy__V1__WorkerStatus *ws = calloc(m->n_workers + 1, sizeof(*ws));
-    McProxy__V1__WorkerStatus **wp = calloc(m->n_workers + 1, sizeof(*wp));
+    McProxy__V1__WorkerStatus *ws = calloc(m->n_slots + 1, sizeof(*ws));
+    McProxy__V1__WorkerStatus **wp = calloc(m->n_slots + 1, sizeof(*wp));
+    unsigned n_ws = 0;
     time_t now = time(NULL);
 
     (void)req;
@@ -578,15 +579,19 @@ static void get_status(const struct rpc *r, const void *req)
     }
     resp.n_listeners = st->n_listeners;
     resp.listeners = lp;
-    for (unsigned i = 0; i < m->n_workers; i++) {
+    /* every running worker, draining ones of a previous generation included */
+    for (unsigned i = 0; i < m->n_slots; i++) {
         const struct shm_worker *sw = &m->shm->workers[i];
-        mc_proxy__v1__worker_status__init(&ws[i]);
-        ws[i].pid = atomic_load(&sw->pid);
-        ws[i].active_connections = atomic_load(&sw->active);
-        ws[i].total_connections = atomic_load(&sw->total);
-        wp[i] = &ws[i];
+        if (m->workers[i].pid == 0)
+            continue;
+        mc_proxy__v1__worker_status__init(&ws[n_ws]);
+        ws[n_ws].pid = atomic_load(&sw->pid);
+        ws[n_ws].active_connections = atomic_load(&sw->active);
+        ws[n_ws].total_connections = atomic_load(&sw->total);
+        wp[n_ws] = &ws[n_ws];
+        n_ws++;
     }
-    resp.n_workers = m->n_workers;
+    resp.n_workers = n_ws;
     resp.workers = wp;
     rpc_send(r, &resp.base);
 out:

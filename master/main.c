@@ -14,6 +14,7 @@
 #include "config.h"
 #include "log.h"
 #include "master.h"
+#include "metrics.h"
 #include "store.h"
 #include "version.h"
 #include "worker.h"
@@ -108,6 +109,8 @@ int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "__worker") == 0)
         return worker_main(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "__metrics") == 0)
+        return metrics_main(argc, argv);
     if (argc == 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0)) {
         printf("mc-proxy %s\n", MC_VERSION);
         return 0;
@@ -149,7 +152,5 @@ int main(int argc, char **argv)
     }
     log_configure(cfg->log_level, cfg->log_format);
     log_info("mc-proxy %s starting with %s", MC_VERSION, file);
-    int rc = master_run(cfg);
-    config_free(cfg);
-    return rc;
+    return master_run(cfg);
 }

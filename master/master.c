@@ -70,9 +70,9 @@ static void signals_setup(sigset_t *waitmask)
         sigdelset(waitmask, handled_signals[i]);
 }
 
-int *master_lfd(struct master *m, unsigned listener, unsigned worker)
+int *master_lfd(struct master *m, unsigned listener, unsigned sock)
 {
-    return &m->lfds[listener * m->n_workers + worker];
+    return &m->lfds[listener * MC_MAX_WORKERS + sock];
 }
 
 int master_listener_index(const struct master *m, const char *addr)
@@ -84,17 +84,58 @@ int master_listener_index(const struct master *m, const char *addr)
     return -1;
 }
 
+static void master_reload(struct master *m);
+
+static bool generation_ready(const struct master *m)
+{
+    unsigned ready = 0;
+    for (unsigned i = 0; i < m->n_slots; i++) {
+        const struct worker_proc *w = &m->workers[i];
+        ready += w->used && !w->retiring && w->ready;
+    }
+    return ready == m->n_workers;
+}
+
+/* The new generation is accepting: the old one stops accepting and drains. */
+static void reload_complete(struct master *m)
+{
+    unsigned retired = 0;
+
+    for (unsigned i = 0; i < m->n_slots; i++) {
+        struct worker_proc *w = &m->workers[i];
+        if (w->used && w->retiring) {
+            worker_stop(m, w, true);
+            retired++;
+        }
+    }
+    config_free(m->cfg_prev);
+    m->cfg_prev = NULL;
+    m->reloading = false;
+    /* they hold the old settings and certificates: restarted on the new ones */
+    admin_stop(m);
+    metrics_stop(m);
+    log_info("reload complete in %llu ms: %u worker(s) took over, %u draining",
+             (unsigned long long)(loop_now(m->loop) - m->reload_started_ms), m->n_workers, retired);
+    sdnotify("READY=1\nSTATUS=serving %u listener(s) with %u worker(s); reloaded", m->n_bound,
+             m->n_workers);
+    if (m->reload_pending) {
+        m->reload_pending = false;
+        master_reload(m);
+    }
+}
+
 void master_check_ready(struct master *m)
 {
-    if (m->phase != MASTER_STARTING)
+    if (!generation_ready(m))
         return;
-    for (unsigned i = 0; i < m->n_workers; i++) {
-        if (!m->workers[i].ready)
-            return;
+    if (m->phase == MASTER_STARTING) {
+        m->phase = MASTER_RUNNING;
+        log_info("ready: %u listener(s), %u worker(s)", m->n_bound, m->n_workers);
+        sdnotify("READY=1\nSTATUS=serving %u listener(s) with %u worker(s)", m->n_bound,
+                 m->n_workers);
+    } else if (m->reloading) {
+        reload_complete(m);
     }
-    m->phase = MASTER_RUNNING;
-    log_info("ready: %u listener(s), %u worker(s)", m->n_bound, m->n_workers);
-    sdnotify("READY=1\nSTATUS=serving %u listener(s) with %u worker(s)", m->n_bound, m->n_workers);
 }
 
 /* Runs the callbacks of every publish that all live workers have acknowledged. */
@@ -102,7 +143,7 @@ void master_check_waits(struct master *m)
 {
     while (m->waits != NULL) {
         struct publish_wait *w = m->waits;
-        for (unsigned i = 0; i < m->n_workers; i++) {
+        for (unsigned i = 0; i < m->n_slots; i++) {
             const struct worker_proc *wp = &m->workers[i];
             if (wp->pid != 0 && wp->chan.fd >= 0 && wp->acked_gen < w->gen)
                 return;
@@ -132,7 +173,7 @@ int master_publish(struct master *m, master_done_fn *done, void *arg)
     while (*tail != NULL)
         tail = &(*tail)->next;
     *tail = w;
-    for (unsigned i = 0; i < m->n_workers; i++)
+    for (unsigned i = 0; i < m->n_slots; i++)
         worker_push_state(m, &m->workers[i]);
     master_check_waits(m);
     return 0;
@@ -141,15 +182,22 @@ int master_publish(struct master *m, master_done_fn *done, void *arg)
 static void worker_respawn_cb(struct timer *t)
 {
     struct worker_proc *w = t->data;
-    if (w->m->phase != MASTER_STOPPING && w->pid == 0)
+    if (w->m->phase != MASTER_STOPPING && w->used && !w->retiring && w->pid == 0)
         worker_spawn(w->m, w);
 }
 
 static void admin_respawn_cb(struct timer *t)
 {
     struct master *m = t->data;
-    if (m->phase != MASTER_STOPPING && m->admin.pid == 0)
+    if (m->phase != MASTER_STOPPING && m->admin.pid == 0 && m->cfg->grpc.enabled)
         admin_spawn(m);
+}
+
+static void metrics_respawn_cb(struct timer *t)
+{
+    struct master *m = t->data;
+    if (m->phase != MASTER_STOPPING && m->metrics.pid == 0 && m->cfg->metrics.enabled)
+        metrics_spawn(m);
 }
 
 static void master_reap(struct master *m)
@@ -162,7 +210,11 @@ static void master_reap(struct master *m)
             admin_exited(m, status);
             continue;
         }
-        for (unsigned i = 0; i < m->n_workers; i++) {
+        if (pid == m->metrics.pid) {
+            metrics_exited(m, status);
+            continue;
+        }
+        for (unsigned i = 0; i < m->n_slots; i++) {
             if (m->workers[i].pid == pid) {
                 worker_exited(m, &m->workers[i], status);
                 break;
@@ -173,7 +225,7 @@ static void master_reap(struct master *m)
 
 static void close_listeners(struct master *m)
 {
-    for (unsigned i = 0; m->lfds != NULL && i < m->n_bound * m->n_workers; i++) {
+    for (unsigned i = 0; m->lfds != NULL && i < m->n_bound * MC_MAX_WORKERS; i++) {
         if (m->lfds[i] >= 0)
             close(m->lfds[i]);
         m->lfds[i] = -1;
@@ -182,13 +234,13 @@ static void close_listeners(struct master *m)
 
 static bool children_alive(const struct master *m)
 {
-    return workers_alive(m) > 0 || m->admin.pid != 0;
+    return workers_alive(m) > 0 || m->admin.pid != 0 || m->metrics.pid != 0;
 }
 
 static void stop_timer_cb(struct timer *t)
 {
     struct master *m = t->data;
-    for (unsigned i = 0; i < m->n_workers; i++) {
+    for (unsigned i = 0; i < m->n_slots; i++) {
         if (m->workers[i].pid != 0) {
             log_warn("worker %u (pid %d) still running at the deadline, killing it", i,
                      (int)m->workers[i].pid);
@@ -197,6 +249,8 @@ static void stop_timer_cb(struct timer *t)
     }
     if (m->admin.pid != 0)
         kill(m->admin.pid, SIGKILL);
+    if (m->metrics.pid != 0)
+        kill(m->metrics.pid, SIGKILL);
 }
 
 void master_stop(struct master *m, bool graceful)
@@ -208,9 +262,10 @@ void master_stop(struct master *m, bool graceful)
     sdnotify("STOPPING=1\nSTATUS=stopping");
     m->phase = MASTER_STOPPING;
     close_listeners(m);
-    for (unsigned i = 0; i < m->n_workers; i++)
+    for (unsigned i = 0; i < m->n_slots; i++)
         worker_stop(m, &m->workers[i], graceful);
     admin_stop(m);
+    metrics_stop(m);
     loop_timer_set(m->loop, &m->stop_timer,
                    graceful ? m->cfg->proxy.shutdown_timeout_ms + STOP_GRACE_MS : QUIT_GRACE_MS);
 }
@@ -294,6 +349,22 @@ static int master_load_state(struct master *m)
     return 0;
 }
 
+/* Binds more SO_REUSEPORT sockets so that every listener has n. */
+static int master_grow_sockets(struct master *m, unsigned n)
+{
+    for (unsigned i = 0; i < m->n_bound; i++) {
+        const struct listener_conf *l =
+            listener_conf_find(m->state->listeners, m->state->n_listeners, m->bound[i]);
+        for (unsigned s = m->n_sockets; s < n; s++) {
+            if (l == NULL || (*master_lfd(m, i, s) = listen_open(l->addr, &l->bind)) < 0)
+                return -1;
+        }
+    }
+    if (n > m->n_sockets)
+        m->n_sockets = n;
+    return 0;
+}
+
 static int master_bind(struct master *m)
 {
     const struct state *st = m->state;
@@ -304,24 +375,136 @@ static int master_bind(struct master *m)
         return -1;
     }
     m->bound = calloc(st->n_listeners + 1, sizeof(*m->bound));
-    m->lfds = malloc(sizeof(int) * (st->n_listeners + 1) * m->n_workers);
+    m->lfds = malloc(sizeof(int) * (st->n_listeners + 1) * MC_MAX_WORKERS);
     if (m->bound == NULL || m->lfds == NULL)
         return -1;
-    for (unsigned i = 0; i < (st->n_listeners + 1) * m->n_workers; i++)
+    for (unsigned i = 0; i < (st->n_listeners + 1) * MC_MAX_WORKERS; i++)
         m->lfds[i] = -1;
     for (unsigned i = 0; i < st->n_listeners; i++) {
-        const struct listener_conf *l = &st->listeners[i];
-        if ((m->bound[i] = strdup(l->addr)) == NULL)
+        if ((m->bound[i] = strdup(st->listeners[i].addr)) == NULL)
             return -1;
         m->n_bound = i + 1;
-        for (unsigned w = 0; w < m->n_workers; w++) {
-            *master_lfd(m, i, w) = listen_open(l->addr, &l->bind);
-            if (*master_lfd(m, i, w) < 0)
-                return -1;
-        }
-        log_info("listening on %s (%u route(s))", l->addr, l->n_routes);
     }
+    if (master_grow_sockets(m, m->n_workers) < 0)
+        return -1;
+    for (unsigned i = 0; i < st->n_listeners; i++)
+        log_info("listening on %s (%u route(s))", st->listeners[i].addr, st->listeners[i].n_routes);
     return 0;
+}
+
+/*
+ * The old generation keeps serving until the new one is ready; then it is
+ * retired. Run when a new worker dies fatally before that point.
+ */
+void master_reload_failed(struct master *m, const char *why)
+{
+    for (unsigned i = 0; i < m->n_slots; i++) {
+        struct worker_proc *w = &m->workers[i];
+        if (!w->used)
+            continue;
+        if (!w->retiring) {
+            /* the new generation: never accepted for long, if at all */
+            w->retiring = true;
+            loop_timer_stop(m->loop, &w->respawn);
+            if (w->pid != 0)
+                worker_stop(m, w, true);
+            else
+                w->used = false;
+        } else {
+            w->retiring = false;
+        }
+    }
+    config_free(m->cfg);
+    m->cfg = m->cfg_prev;
+    m->cfg_prev = NULL;
+    m->n_workers = m->n_workers_prev;
+    m->reloading = false;
+    log_configure(m->cfg->log_level, m->cfg->log_format);
+    log_error("reload failed: %s; the previous configuration keeps running", why);
+    sdnotify("READY=1\nSTATUS=reload failed: %s; running the previous configuration", why);
+}
+
+static void report_reload_error(void *arg, const char *msg)
+{
+    unsigned *n = arg;
+    (*n)++;
+    log_error("reload: %s", msg);
+}
+
+/* What a reload cannot change is kept, and said once. */
+static void reload_keep_fixed(struct master *m, struct config *next)
+{
+    if (strcmp(next->database_path, m->cfg->database_path) != 0)
+        log_warn("reload: database.path changed to %s; it takes effect on restart, %s stays open",
+                 next->database_path, m->cfg->database_path);
+    for (unsigned i = 0; i < next->n_listeners; i++) {
+        if (master_listener_index(m, next->listeners[i].addr) < 0)
+            log_warn("reload: listener %s is in the config but not bound; listeners are owned "
+                     "by the database and bound at start",
+                     next->listeners[i].addr);
+    }
+}
+
+/*
+ * SIGHUP: re-reads the config file and applies what it owns (timeouts,
+ * log, workers, affinity, user, admin and metrics settings) by starting a
+ * new generation of workers on the same listening sockets; the old one
+ * keeps accepting until the new one is ready, then drains. A bad config
+ * changes nothing.
+ */
+static void master_reload(struct master *m)
+{
+    unsigned n_errors = 0;
+
+    if (m->phase != MASTER_RUNNING || m->reloading) {
+        m->reload_pending = m->phase != MASTER_STOPPING;
+        log_info("SIGHUP: a reload is already in progress; another one follows it");
+        return;
+    }
+    sdnotify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+             (unsigned long long)mc_monotonic_ms() * 1000, m->cfg->path);
+    log_info("SIGHUP: reloading %s", m->cfg->path);
+    struct config *next = config_load(m->cfg->path, report_reload_error, &n_errors);
+    if (next == NULL) {
+        log_error("reload: %u error(s) in %s; the previous configuration keeps running", n_errors,
+                  m->cfg->path);
+        sdnotify("READY=1\nSTATUS=reload failed: %u error(s) in %s; running the previous "
+                 "configuration",
+                 n_errors, m->cfg->path);
+        return;
+    }
+    reload_keep_fixed(m, next);
+
+    struct config *prev = m->cfg;
+    bool prev_setuid = m->setuid;
+    uid_t prev_uid = m->uid;
+    gid_t prev_gid = m->gid;
+    unsigned n = config_worker_count(next);
+    m->cfg = next;
+    if (master_resolve_user(m) < 0 || master_grow_sockets(m, n) < 0) {
+        m->cfg = prev;
+        m->setuid = prev_setuid;
+        m->uid = prev_uid;
+        m->gid = prev_gid;
+        config_free(next);
+        sdnotify("READY=1\nSTATUS=reload failed; running the previous configuration");
+        return;
+    }
+    m->cfg_prev = prev;
+    m->n_workers_prev = m->n_workers;
+    m->n_workers = n;
+    m->reloading = true;
+    m->reload_started_ms = loop_now(m->loop);
+    log_configure(next->log_level, next->log_format);
+    for (unsigned i = 0; i < m->n_slots; i++) {
+        if (m->workers[i].used)
+            m->workers[i].retiring = true;
+    }
+    if (workers_start_generation(m) < 0) {
+        master_reload_failed(m, "no free worker slots for a new generation");
+        return;
+    }
+    master_check_ready(m);
 }
 
 static int master_find_self(struct master *m)
@@ -344,12 +527,15 @@ static void master_free(struct master *m)
     for (unsigned i = 0; m->bound != NULL && i < m->n_bound; i++)
         free(m->bound[i]);
     free(m->bound);
-    for (unsigned i = 0; i < m->n_workers; i++) {
+    for (unsigned i = 0; i < m->n_slots; i++) {
         if (m->workers[i].chan.fd >= 0)
             chan_close(&m->workers[i].chan);
     }
+    config_free(m->cfg_prev);
     if (m->admin.chan.fd >= 0)
         chan_close(&m->admin.chan);
+    if (m->metrics.chan.fd >= 0)
+        chan_close(&m->metrics.chan);
     while (m->waits != NULL) {
         struct publish_wait *w = m->waits;
         m->waits = w->next;
@@ -371,17 +557,21 @@ static void master_start_children(struct master *m)
         loop_timer_set(m->loop, &m->watchdog, sdnotify_watchdog_ms() / 2);
     }
     sdnotify("STATUS=starting %u worker(s)", m->n_workers);
-    for (unsigned i = 0; i < m->n_workers; i++) {
+    for (unsigned i = 0; i < MC_MAX_WORKERS; i++) {
         struct worker_proc *w = &m->workers[i];
         w->m = m;
         w->id = i;
         w->respawn = (struct timer){.cb = worker_respawn_cb, .data = w};
-        worker_spawn(m, w);
     }
+    workers_start_generation(m);
     m->admin.m = m;
     m->admin.respawn = (struct timer){.cb = admin_respawn_cb, .data = m};
     if (m->cfg->grpc.enabled)
         admin_spawn(m);
+    m->metrics.m = m;
+    m->metrics.respawn = (struct timer){.cb = metrics_respawn_cb, .data = m};
+    if (m->cfg->metrics.enabled)
+        metrics_spawn(m);
 }
 
 int master_run(struct config *cfg)
@@ -393,6 +583,7 @@ int master_run(struct config *cfg)
     for (unsigned i = 0; i < MC_MAX_WORKERS; i++)
         m.workers[i].chan.fd = -1;
     m.admin.chan.fd = -1;
+    m.metrics.chan.fd = -1;
 
     sdnotify_init();
     raise_nofile();
@@ -425,14 +616,15 @@ int master_run(struct config *cfg)
         }
         if (sig_hup) {
             sig_hup = 0;
-            log_warn("SIGHUP: configuration reload is not implemented yet; nothing changed");
-            sdnotify("READY=1\nSTATUS=reload is not implemented; nothing changed");
+            master_reload(&m);
         }
     }
     log_info("stopped");
     master_free(&m);
+    config_free(m.cfg);
     return m.exit_code;
 fail:
     master_free(&m);
+    config_free(m.cfg);
     return 1;
 }

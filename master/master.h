@@ -18,8 +18,11 @@
 
 struct worker_proc {
     struct master *m;
-    unsigned id; /* slot in shm and index of its listening sockets */
-    pid_t pid;   /* 0 when not running */
+    unsigned id;   /* slot in shm */
+    bool used;     /* the slot belongs to a running or restarting worker */
+    bool retiring; /* of the previous generation: stops accepting once the new one is ready */
+    unsigned pos, stride; /* it accepts on every listener's sockets s with s % stride == pos */
+    pid_t pid;            /* 0 when not running */
     struct chan chan;
     struct ev ev;
     bool ready;         /* has applied a generation and is accepting */
@@ -29,8 +32,9 @@ struct worker_proc {
     struct timer respawn;
 };
 
-/* The admin process (admin/): gRPC API, forwards calls over its channel. */
-struct admin_proc {
+/* An auxiliary process with a channel: the admin (gRPC API, admin/) and the
+ * metrics exporter (metrics/). */
+struct aux_proc {
     struct master *m;
     pid_t pid; /* 0 when not running */
     struct chan chan;
@@ -75,21 +79,35 @@ struct master {
     unsigned n_bound;
     char *self_dir; /* directory of our executable, where mc-proxy-admin lives */
 
-    int *lfds; /* n_bound x n_workers listening sockets, -1 once closed */
-    struct worker_proc workers[MC_MAX_WORKERS];
-    unsigned n_workers;
+    /* n_bound x MC_MAX_WORKERS listening sockets, -1 once closed. A listener has
+     * n_sockets of them: as many as the most workers any generation had, so a
+     * reload to fewer workers closes none (connections queued on a closed
+     * SO_REUSEPORT socket would be reset). */
+    int *lfds;
+    unsigned n_sockets;
+    struct worker_proc workers[MC_MAX_WORKERS]; /* slots; [0, n_slots) ever used */
+    unsigned n_slots;
+    unsigned n_workers; /* size of the current generation */
+
+    /* SIGHUP: the new generation of workers starts beside the old one */
+    bool reloading, reload_pending;
+    struct config *cfg_prev; /* kept until the reload completes, restored if it fails */
+    unsigned n_workers_prev;
+    uint64_t reload_started_ms;
 
     bool setuid;
     uid_t uid;
     gid_t gid;
 
-    struct admin_proc admin;
+    struct aux_proc admin;
+    struct aux_proc metrics;
 
     struct timer stop_timer;
     struct timer watchdog;
 };
 
-/* Runs the server until it stops; returns the process exit code. */
+/* Runs the server until it stops; returns the process exit code. Takes
+ * ownership of cfg (a reload replaces it). */
 int master_run(struct config *cfg);
 
 /*
@@ -113,11 +131,14 @@ void master_admin_reply(struct master *m, uint32_t id, int32_t status, const cha
 void master_stop(struct master *m, bool graceful);
 
 /* Between the master's own files. */
-int *master_lfd(struct master *m, unsigned listener, unsigned worker);
+int *master_lfd(struct master *m, unsigned listener, unsigned sock);
+void master_reload_failed(struct master *m, const char *why);
 void master_check_ready(struct master *m);
 void master_check_waits(struct master *m);
 
 /* workers.c */
+/* Starts a generation of m->n_workers workers in free slots; -1 if too few slots. */
+int workers_start_generation(struct master *m);
 void worker_spawn(struct master *m, struct worker_proc *w);
 void worker_push_state(struct master *m, struct worker_proc *w);
 void worker_exited(struct master *m, struct worker_proc *w, int status);
@@ -128,6 +149,11 @@ unsigned workers_alive(const struct master *m);
 void admin_spawn(struct master *m);
 void admin_exited(struct master *m, int status);
 void admin_stop(struct master *m);
+
+/* metrics.c */
+void metrics_spawn(struct master *m);
+void metrics_exited(struct master *m, int status);
+void metrics_stop(struct master *m);
 
 /* master/admin_rpc.c: handles one MSG_ADMIN_REQ. Every path ends in exactly
  * one master_admin_reply() for the request's id, now or after a publish. */

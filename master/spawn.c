@@ -10,8 +10,9 @@
 #include "log.h"
 #include "spawn.h"
 
-#define QUICK_DEATH_MS 1000 /* a child dying sooner than this after start counts toward the brake  \
-                             */
+#define QUICK_DEATH_MS                                                                             \
+    1000 /* a child dying sooner than this after start counts toward the brake                     \
+          */
 #define RESTART_MIN_MS 100
 #define RESTART_MAX_MS 5000
 

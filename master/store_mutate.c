@@ -2,8 +2,6 @@
  * Writing the database: seeding it from the config once, and the
  * mutations of the admin API, each one transaction.
  */
-#include <string.h>
-
 #include "store_impl.h"
 
 /* The firewall rules of one type in the config. */

@@ -171,7 +171,8 @@ void worker_spawn(struct master *m, struct worker_proc *w)
     for (unsigned i = 0; i < m->n_bound; i++) {
         struct msg_listener ml = {.id = i};
         snprintf(ml.addr, sizeof(ml.addr), "%s", m->bound[i]);
-        chan_send(&w->chan, MSG_LISTENER, 0, &ml, sizeof(ml), *master_lfd(m, i, w->id));
+        for (unsigned s = w->pos; s < m->n_sockets; s += w->stride)
+            chan_send(&w->chan, MSG_LISTENER, 0, &ml, sizeof(ml), *master_lfd(m, i, s));
     }
     worker_push_state(m, w);
     log_info("worker %u started, pid %d", w->id, (int)pid);
@@ -180,9 +181,34 @@ void worker_spawn(struct master *m, struct worker_proc *w)
 unsigned workers_alive(const struct master *m)
 {
     unsigned n = 0;
-    for (unsigned i = 0; i < m->n_workers; i++)
+    for (unsigned i = 0; i < m->n_slots; i++)
         n += m->workers[i].pid != 0;
     return n;
+}
+
+int workers_start_generation(struct master *m)
+{
+    struct worker_proc *slots[MC_MAX_WORKERS];
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < MC_MAX_WORKERS && n < m->n_workers; i++) {
+        if (!m->workers[i].used)
+            slots[n++] = &m->workers[i];
+    }
+    if (n < m->n_workers)
+        return -1;
+    for (unsigned p = 0; p < n; p++) {
+        struct worker_proc *w = slots[p];
+        w->used = true;
+        w->retiring = false;
+        w->pos = p;
+        w->stride = n;
+        w->quick_deaths = 0;
+        if (w->id + 1 > m->n_slots)
+            m->n_slots = w->id + 1;
+        worker_spawn(m, w);
+    }
+    return 0;
 }
 
 void worker_exited(struct master *m, struct worker_proc *w, int status)
@@ -196,12 +222,19 @@ void worker_exited(struct master *m, struct worker_proc *w, int status)
     w->ready = false;
     master_check_waits(m);
 
-    if (m->phase == MASTER_STOPPING) {
+    if (m->phase == MASTER_STOPPING || w->retiring) {
         log_info("worker %u %s", w->id, how);
+        w->used = false;
+        loop_timer_stop(m->loop, &w->respawn);
         return;
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == MC_EXIT_FATAL) {
         log_error("worker %u %s (fatal), not respawning it", w->id, how);
+        w->used = false;
+        if (m->reloading) {
+            master_reload_failed(m, "a new worker could not start");
+            return;
+        }
         if (workers_alive(m) == 0) {
             log_error("no worker left, stopping");
             m->exit_code = 1;

@@ -33,18 +33,17 @@ static void on_signal(int signo)
         sig_drain = 1;
 }
 
-static void listener_pause_end(struct timer *t);
-
-static void listener_on_accept(struct ev *ev, uint32_t events)
+static void sock_on_accept(struct ev *ev, uint32_t events)
 {
-    struct wlistener *l = ev->data;
+    struct wsock *ws = ev->data;
+    struct wlistener *l = ws->l;
     struct worker *w = l->w;
     (void)events;
 
-    for (int i = 0; i < ACCEPT_BATCH && l->accepting; i++) {
+    for (int i = 0; i < ACCEPT_BATCH && ws->accepting; i++) {
         struct mc_addr peer = {.len = sizeof(peer.ss)};
         int fd =
-            accept4(l->fd, (struct sockaddr *)&peer.ss, &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            accept4(ws->fd, (struct sockaddr *)&peer.ss, &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             conn_accept(l, fd, &peer);
             continue;
@@ -66,9 +65,9 @@ static void listener_on_accept(struct ev *ev, uint32_t events)
                           EMFILE_RETRY_MS);
                 w->emfile_logged_ms = loop_now(w->loop);
             }
-            loop_del(w->loop, &l->ev);
-            l->accepting = false;
-            loop_timer_set(w->loop, &l->retry, EMFILE_RETRY_MS);
+            loop_del(w->loop, &ws->ev);
+            ws->accepting = false;
+            loop_timer_set(w->loop, &ws->retry, EMFILE_RETRY_MS);
             return;
         default:
             log_errno(LOGL_ERROR, errno, "accept() on %s", l->addr);
@@ -77,32 +76,57 @@ static void listener_on_accept(struct ev *ev, uint32_t events)
     }
 }
 
-static void listener_start(struct wlistener *l)
+static void sock_start(struct wsock *ws)
 {
-    if (l->fd < 0 || l->accepting || l->w->draining)
+    struct worker *w = ws->l->w;
+
+    if (ws->fd < 0 || ws->accepting || w->draining)
         return;
-    if (loop_add(l->w->loop, &l->ev, EPOLLIN) < 0) {
-        log_errno(LOGL_ERROR, errno, "epoll_ctl() for listener %s", l->addr);
+    if (loop_add(w->loop, &ws->ev, EPOLLIN) < 0) {
+        log_errno(LOGL_ERROR, errno, "epoll_ctl() for listener %s", ws->l->addr);
         return;
     }
-    l->accepting = true;
+    ws->accepting = true;
 }
 
-static void listener_pause_end(struct timer *t)
+static void sock_pause_end(struct timer *t)
 {
-    listener_start(t->data);
+    sock_start(t->data);
 }
 
-static void listener_close(struct wlistener *l)
+static void sock_close(struct wsock *ws)
 {
-    if (l->fd < 0)
+    struct worker *w = ws->l->w;
+
+    if (ws->fd < 0)
         return;
-    if (l->accepting)
-        loop_del(l->w->loop, &l->ev);
-    loop_timer_stop(l->w->loop, &l->retry);
-    close(l->fd);
-    l->fd = -1;
-    l->accepting = false;
+    if (ws->accepting)
+        loop_del(w->loop, &ws->ev);
+    loop_timer_stop(w->loop, &ws->retry);
+    close(ws->fd);
+    ws->fd = -1;
+    ws->accepting = false;
+}
+
+/* Takes ownership of fd, an accept socket of listener l. */
+static int sock_add(struct worker *w, struct wlistener *l, int fd)
+{
+    struct wsock **socks = realloc(w->socks, (w->n_socks + 1) * sizeof(*socks));
+    struct wsock *ws = socks ? calloc(1, sizeof(*ws)) : NULL;
+
+    if (socks != NULL)
+        w->socks = socks;
+    if (ws == NULL) {
+        close(fd);
+        return -1;
+    }
+    *ws = (struct wsock){.l = l, .fd = fd};
+    ws->ev = (struct ev){.fd = fd, .cb = sock_on_accept, .data = ws};
+    ws->retry = (struct timer){.cb = sock_pause_end, .data = ws};
+    w->socks[w->n_socks++] = ws;
+    if (w->started)
+        sock_start(ws);
+    return 0;
 }
 
 static void worker_exit(struct worker *w, int code);
@@ -119,8 +143,8 @@ static void worker_drain(struct worker *w)
     if (w->draining)
         return;
     w->draining = true;
-    for (unsigned i = 0; i < MC_MAX_LISTENERS; i++)
-        listener_close(&w->listeners[i]);
+    for (unsigned i = 0; i < w->n_socks; i++)
+        sock_close(w->socks[i]);
     log_info("draining %u connection(s)", w->n_conns);
     if (w->n_conns > 0)
         loop_timer_set(w->loop, &w->drain_timer, w->settings.shutdown_timeout_ms);
@@ -152,8 +176,8 @@ static void state_commit(struct worker *w, uint32_t gen)
     w->gen = gen;
     if (!w->started) {
         w->started = true;
-        for (unsigned i = 0; i < MC_MAX_LISTENERS; i++)
-            listener_start(&w->listeners[i]);
+        for (unsigned i = 0; i < w->n_socks; i++)
+            sock_start(w->socks[i]);
     }
     chan_send(&w->chan, MSG_ACK, gen, NULL, 0, -1);
     log_debug("generation %u applied", gen);
@@ -248,16 +272,13 @@ static int on_message(struct worker *w, struct chan_msg *m)
             return -1;
         }
         memcpy(&ml, m->data, sizeof(ml));
-        if (ml.id >= MC_MAX_LISTENERS || memchr(ml.addr, '\0', sizeof(ml.addr)) == NULL ||
-            w->listeners[ml.id].fd >= 0) {
+        if (ml.id >= MC_MAX_LISTENERS || memchr(ml.addr, '\0', sizeof(ml.addr)) == NULL) {
             close(m->fd);
             return -1;
         }
         struct wlistener *l = &w->listeners[ml.id];
         memcpy(l->addr, ml.addr, sizeof(l->addr));
-        l->fd = m->fd;
-        l->ev.fd = m->fd;
-        return 0;
+        return sock_add(w, l, m->fd);
     }
     case MSG_STATE_BEGIN:
         if (len != sizeof(struct msg_state_begin) || !w->have_settings)
@@ -330,8 +351,12 @@ static void worker_exit(struct worker *w, int code)
 {
     conn_close_all(w);
     conn_free_dead(w);
+    for (unsigned i = 0; i < w->n_socks; i++) {
+        sock_close(w->socks[i]);
+        free(w->socks[i]);
+    }
+    free(w->socks);
     for (unsigned i = 0; i < MC_MAX_LISTENERS; i++) {
-        listener_close(&w->listeners[i]);
         route_table_free(w->listeners[i].routes);
         w->listeners[i].routes = NULL;
     }
@@ -380,9 +405,6 @@ int worker_main(int argc, char **argv)
         struct wlistener *l = &w->listeners[i];
         l->w = w;
         l->id = i;
-        l->fd = -1;
-        l->ev = (struct ev){.fd = -1, .cb = listener_on_accept, .data = l};
-        l->retry = (struct timer){.cb = listener_pause_end, .data = l};
     }
     w->resume_timer = (struct timer){.cb = conn_resume_all, .data = w};
     w->drain_timer = (struct timer){.cb = drain_deadline, .data = w};

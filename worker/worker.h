@@ -21,17 +21,26 @@
 
 struct conn;
 
+/* A listener as the worker routes it; its sockets are struct wsock. */
 struct wlistener {
     struct worker *w;
     unsigned id;
     char addr[ADDR_STRLEN];
-    int fd; /* -1 when this worker has no socket for it */
-    struct ev ev;
-    bool accepting;
-    struct timer retry;         /* re-enables accepting after EMFILE */
     struct route_table *routes; /* current generation; NULL: no routes */
     uint32_t max_connections;
     bool proxy_protocol;
+};
+
+/*
+ * One accept socket. A worker usually has one per listener; after a reload
+ * to fewer workers it takes over several, so no socket is ever closed.
+ */
+struct wsock {
+    struct wlistener *l;
+    int fd;
+    struct ev ev;
+    bool accepting;
+    struct timer retry; /* re-enables accepting after EMFILE */
 };
 
 struct worker {
@@ -45,6 +54,8 @@ struct worker {
     bool have_settings;
 
     struct wlistener listeners[MC_MAX_LISTENERS];
+    struct wsock **socks;
+    unsigned n_socks;
 
     /* the generation being received, swapped in on COMMIT */
     bool pending;
