@@ -104,11 +104,11 @@ static void hs_free(struct conn *c)
     mc_free(&c->hs);
 }
 
-static void close_fd(struct worker *w, struct ev *ev)
+static void close_fd(struct ev *ev)
 {
     if (ev->fd < 0)
         return;
-    loop_del(w->loop, ev);
+    /* the only reference to the socket: close() also takes it out of epoll */
     close(ev->fd);
     ev->fd = -1;
 }
@@ -132,8 +132,8 @@ static void conn_close(struct conn *c, enum reason reason, const char *result)
 
     c->state = CS_CLOSED;
     loop_timer_stop(w->loop, &c->timer);
-    close_fd(w, &c->cev);
-    close_fd(w, &c->bev);
+    close_fd(&c->cev);
+    close_fd(&c->bev);
     relay_dir_release(&c->up, &w->pipes);
     relay_dir_release(&c->down, &w->pipes);
     hs_free(c);
@@ -310,7 +310,8 @@ static void conn_read_hello(struct conn *c)
             hs->data = p;
             hs->cap = cap;
         }
-        ssize_t n = read(c->cev.fd, hs->data + hs->len, hs->cap - hs->len);
+        size_t room = hs->cap - hs->len;
+        ssize_t n = read(c->cev.fd, hs->data + hs->len, room);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -333,6 +334,8 @@ static void conn_read_hello(struct conn *c)
                        NULL);
             return;
         case HELLO_OK:
+            /* a short read drained the socket: the relay need not look again */
+            c->up.src_ready = (size_t)n == room || c->up.src_hup;
             conn_route(c);
             return;
         }
@@ -358,6 +361,7 @@ static void conn_replay(struct conn *c)
         c->replay_off += (uint32_t)n;
     }
     c->up.bytes = hs->len;
+    atomic_fetch_add_explicit(&c->w->slot->bytes_in, hs->len, memory_order_relaxed);
     hs_free(c);
     c->state = CS_RELAY;
     c->t_active = loop_now(c->w->loop);
@@ -402,9 +406,13 @@ static void conn_relay(struct conn *c)
     struct worker *w = c->w;
     size_t up_budget = PUMP_BUDGET, down_budget = PUMP_BUDGET;
     uint64_t up0 = c->up.bytes, down0 = c->down.bytes;
+    /* hello parsing is over: its scratch is the relay's buffer now */
+    const struct relay_buf buf = {w->scratch, sizeof(w->scratch)};
 
-    enum relay_status up = relay_pump(&c->up, c->cev.fd, c->bev.fd, &w->pipes, &up_budget);
-    enum relay_status down = relay_pump(&c->down, c->bev.fd, c->cev.fd, &w->pipes, &down_budget);
+    enum relay_status up =
+        relay_pump(&c->up, c->cev.fd, c->bev.fd, &w->pipes, &buf, &up_budget);
+    enum relay_status down =
+        relay_pump(&c->down, c->bev.fd, c->cev.fd, &w->pipes, &buf, &down_budget);
 
     if (c->up.bytes != up0 || c->down.bytes != down0) {
         c->t_active = loop_now(w->loop);
@@ -461,20 +469,38 @@ static void conn_run(struct conn *c, bool backend_event)
     }
 }
 
+#define EV_IN  (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)
+#define EV_HUP (EPOLLRDHUP | EPOLLHUP | EPOLLERR)
+#define EV_OUT (EPOLLOUT | EPOLLHUP | EPOLLERR)
+
+/* Edges are remembered in every state, so none is lost before the relay starts. */
 static void conn_on_client(struct ev *ev, uint32_t events)
 {
     struct conn *c = ev->data;
 
+    if (events & EV_IN)
+        c->up.src_ready = true;
+    if (events & EV_HUP)
+        c->up.src_hup = true;
+    if (events & EV_OUT)
+        c->down.dst_blocked = false;
     /* before the relay, only client input matters: skip the write-readiness edge */
-    if (c->state != CS_RELAY && !(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+    if (c->state != CS_RELAY && !(events & EV_IN))
         return;
     conn_run(c, false);
 }
 
 static void conn_on_backend(struct ev *ev, uint32_t events)
 {
-    (void)events;
-    conn_run(ev->data, true);
+    struct conn *c = ev->data;
+
+    if (events & EV_IN)
+        c->down.src_ready = true;
+    if (events & EV_HUP)
+        c->down.src_hup = true;
+    if (events & EV_OUT)
+        c->up.dst_blocked = false;
+    conn_run(c, true);
 }
 
 static void conn_on_timer(struct timer *t)

@@ -1,0 +1,437 @@
+"""Configuration and life cycle of the backends and of each peer proxy.
+
+Every proxy gets the same route table: filler hostnames first (pointing at
+a closed port), the live targets last, so a linear lookup pays in full.
+
+Live targets (hostname -> backend):
+  tls   nginx, TLS 1.3, ECDSA P-256, no tickets, no session cache (HTTP)
+  raw   nginx stream: ssl_preread, then a fixed reply and close
+  bulk  python: sendfile a fixed number of bytes, then close
+  idle  python: write one byte, hold the connection
+"""
+
+import os
+import pwd
+import signal
+import socket
+import subprocess
+import time
+
+from . import clients
+from .proc import Notify, Proc
+
+DOMAIN = "bench.test"
+LIVE = ("tls", "raw", "bulk", "idle")
+RAW_REPLY = "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"
+BODY = "x" * 63 + "\n"  # 64 B response body for the keep-alive scenarios
+DEAD_BACKEND = "127.0.0.1:9"  # nothing listens there; filler routes only
+CLIENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clients.py")
+PY = "/usr/bin/python3"
+
+
+def host(target):
+    return f"{target}.{DOMAIN}"
+
+
+def route_table(n, backends):
+    """[(hostname, backend)] of n routes, the live targets last."""
+    fill = n - len(backends)
+    routes = [(f"r{i:05d}.{DOMAIN}", DEAD_BACKEND) for i in range(fill)]
+    routes += [(host(t), backends[t]) for t in LIVE]
+    return routes
+
+
+def sh(argv):
+    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, check=False).stdout.strip()
+
+
+def make_cert(workdir):
+    """ECDSA P-256 self-signed certificate for the TLS backend."""
+    key, crt = os.path.join(workdir, "backend.key"), os.path.join(workdir, "backend.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec",
+                    "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", key, "-out", crt, "-days", "3", "-subj", f"/CN={host('tls')}",
+                    "-addext", f"subjectAltName=DNS:*.{DOMAIN}"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return crt, key
+
+
+def make_file(path, size):
+    """A file of size bytes (not all zeros, though content does not matter)."""
+    if os.path.exists(path) and os.path.getsize(path) == size:
+        return path
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        for _ in range(size >> 20):
+            f.write(block)
+        f.write(block[:size & ((1 << 20) - 1)])
+    return path
+
+
+def can_route(addr, sni, timeout=1.0):
+    """True if a ClientHello for sni at addr gets the raw backend's reply."""
+    try:
+        with socket.create_connection(addr, timeout=timeout) as s:
+            s.sendall(clients.client_hello(sni))
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            return data.endswith(RAW_REPLY.encode()[-8:])
+    except OSError:
+        return False
+
+
+def wait_routed(addr, proc, timeout):
+    """Poll until raw.<domain> is routed through addr. Returns seconds waited or None."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc is not None and not proc.alive():
+            return None
+        if can_route(addr, host("raw"), timeout=0.5):
+            return time.monotonic() - t0
+        time.sleep(0.005)
+    return None
+
+
+def nginx_version():
+    return sh(["nginx", "-v"]).splitlines()[0]
+
+
+class Backends:
+    """nginx (TLS HTTP + raw stream) and the two python raw backends."""
+
+    def __init__(self, workdir, ports, bulk_bytes):
+        self.workdir = workdir
+        self.ports = ports  # target -> port
+        self.bulk_bytes = bulk_bytes
+        self.procs = []
+
+    def addr(self, target):
+        return ("127.0.0.1", self.ports[target])
+
+    def backend_map(self):
+        return {t: f"127.0.0.1:{self.ports[t]}" for t in LIVE}
+
+    def start(self, big_file):
+        w = self.workdir
+        crt, key = make_cert(w)
+        conf = os.path.join(w, "backend-nginx.conf")
+        with open(conf, "w") as f:
+            f.write(f"""# TLS backend and raw-reply backend for the benchmark.
+daemon off;
+master_process on;
+worker_processes 2;
+worker_rlimit_nofile 20000;
+pid {w}/backend-nginx.pid;
+error_log {w}/backend-nginx.err warn;
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+events {{ worker_connections 12000; }}
+http {{
+    access_log off;
+    sendfile on;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    client_body_temp_path {w}/tmp-body;
+    proxy_temp_path {w}/tmp-proxy;
+    fastcgi_temp_path {w}/tmp-fastcgi;
+    uwsgi_temp_path {w}/tmp-uwsgi;
+    scgi_temp_path {w}/tmp-scgi;
+    server {{
+        listen 127.0.0.1:{self.ports['tls']} ssl reuseport;
+        ssl_certificate {crt};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.3;
+        ssl_session_tickets off;
+        ssl_session_cache off;
+        default_type text/plain;
+        location = / {{ return 200 "{BODY[:-1]}\\n"; }}
+        location = /big {{ alias {big_file}; }}
+    }}
+}}
+stream {{
+    server {{
+        listen 127.0.0.1:{self.ports['raw']} reuseport;
+        ssl_preread on;
+        return "{RAW_REPLY.encode('unicode_escape').decode()}";
+    }}
+}}
+""")
+        self.nginx = Proc("backend-nginx", ["nginx", "-e", f"{w}/backend-nginx.err",
+                                            "-p", w, "-c", conf], f"{w}/backend-nginx.log")
+        self.bulk = Proc("backend-bulk", [PY, CLIENTS, "bulk-backend", "--port",
+                                          str(self.ports["bulk"]), "--file", big_file,
+                                          "--bytes", str(self.bulk_bytes)],
+                         f"{w}/backend-bulk.log")
+        self.hold = Proc("backend-hold", [PY, CLIENTS, "hold-backend", "--port",
+                                          str(self.ports["idle"])], f"{w}/backend-hold.log")
+        self.procs = [self.nginx, self.bulk, self.hold]
+        if wait_routed(self.addr("raw"), self.nginx, 10) is None:
+            raise RuntimeError(f"backend nginx did not start, see {w}/backend-nginx.err")
+        for t in ("bulk", "idle", "tls"):
+            _wait_port(self.addr(t), 10)
+
+    def pids(self):
+        return [p for proc in self.procs for p in proc.tree()]
+
+    def stop(self):
+        for p in self.procs:
+            p.stop(signal.SIGTERM, grace=5)
+
+
+def _wait_port(addr, timeout):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            socket.create_connection(addr, timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on {addr}")
+
+
+class Peer:
+    """A proxy under test. start() returns the start-up time in seconds."""
+
+    name = "?"
+    stop_signal = signal.SIGTERM
+
+    def __init__(self, workdir, port):
+        self.workdir = workdir
+        self.port = port
+        self.proc = None
+
+    def addr(self, target):
+        return ("127.0.0.1", self.port)
+
+    def pids(self):
+        return self.proc.tree() if self.proc else []
+
+    def write_config(self, routes, tag):
+        raise NotImplementedError
+
+    def argv(self, conf):
+        raise NotImplementedError
+
+    def start(self, routes, tag):
+        conf = self.write_config(routes, tag)
+        t0 = time.monotonic()
+        self.proc = Proc(self.name, self.argv(conf), f"{self.workdir}/{self.name}-{tag}.log")
+        waited = wait_routed(self.addr("raw"), self.proc, 60)
+        if waited is None:
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start routing ({self.workdir}/{self.name}-{tag}.log)")
+        return {"startup_s": time.monotonic() - t0}
+
+    def stop(self):
+        rc = self.proc.stop(self.stop_signal, grace=10) if self.proc else None
+        self.proc = None
+        return rc
+
+    def version(self):
+        return ""
+
+
+class Direct(Peer):
+    """No proxy: the client talks to the backend itself."""
+
+    name = "direct"
+
+    def __init__(self, workdir, backends):
+        super().__init__(workdir, None)
+        self.backends = backends
+
+    def addr(self, target):
+        return self.backends.addr(target)
+
+    def start(self, routes, tag):
+        return {}
+
+    def stop(self):
+        return 0
+
+    def version(self):
+        return "none (client -> backend directly)"
+
+
+class HAProxy(Peer):
+    name = "haproxy"
+    splice = False
+
+    def write_config(self, routes, tag):
+        w = self.workdir
+        mapf = f"{w}/{self.name}-{tag}.map"
+        conf = f"{w}/{self.name}-{tag}.cfg"
+        with open(mapf, "w") as f:
+            for i, (h, _) in enumerate(routes):
+                f.write(f"{h} b{i}\n")
+        lines = ["global", "    nbthread 2", "    maxconn 9000",
+                 "    user nobody", "    group nogroup"]
+        if self.splice:
+            lines.append("    maxpipes 500")
+        lines += ["defaults", "    mode tcp", "    timeout connect 5s",
+                  "    timeout client 300s", "    timeout server 300s"]
+        if self.splice:
+            lines += ["    option splice-request", "    option splice-response"]
+        lines += ["frontend fe", f"    bind 127.0.0.1:{self.port}",
+                  "    tcp-request inspect-delay 5s",
+                  "    tcp-request content accept if { req.ssl_hello_type 1 }",
+                  f"    use_backend %[req.ssl_sni,lower,map({mapf})]"]
+        for i, (_, backend) in enumerate(routes):
+            lines += [f"backend b{i}", f"    server s {backend}"]
+        with open(conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return conf
+
+    def argv(self, conf):
+        return ["haproxy", "-db", "-f", conf]
+
+    def version(self):
+        return sh(["haproxy", "-v"]).splitlines()[0]
+
+
+class HAProxySplice(HAProxy):
+    name = "haproxy-splice"
+    splice = True
+
+
+class Nginx(Peer):
+    name = "nginx"
+    stop_signal = signal.SIGTERM
+
+    def write_config(self, routes, tag):
+        w = self.workdir
+        conf = f"{w}/{self.name}-{tag}.conf"
+        with open(conf, "w") as f:
+            f.write(f"""daemon off;
+master_process on;
+user nobody nogroup;
+worker_processes 2;
+worker_rlimit_nofile 20000;
+pid {w}/{self.name}.pid;
+error_log {w}/{self.name}-{tag}.err warn;
+load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+events {{ worker_connections 12000; }}
+stream {{
+    map_hash_max_size 65536;
+    map_hash_bucket_size 128;
+    map $ssl_preread_server_name $backend {{
+        hostnames;
+""")
+            for h, b in routes:
+                f.write(f"        {h} {b};\n")
+            f.write(f"""    }}
+    server {{
+        listen 127.0.0.1:{self.port} reuseport;
+        ssl_preread on;
+        preread_timeout 10s;
+        proxy_connect_timeout 5s;
+        proxy_timeout 300s;
+        proxy_pass $backend;
+    }}
+}}
+""")
+        return conf
+
+    def argv(self, conf):
+        return ["nginx", "-e", f"{self.workdir}/{self.name}.err", "-p", self.workdir, "-c", conf]
+
+    def version(self):
+        return nginx_version()
+
+
+class McProxy(Peer):
+    """mc-proxy; ready when it says READY=1 on $NOTIFY_SOCKET."""
+
+    name = "mc-proxy"
+
+    def __init__(self, workdir, port, binary, ctl=None, workers=2):
+        super().__init__(workdir, port)
+        self.binary = binary
+        self.ctl = ctl if ctl and os.access(ctl, os.X_OK) else None
+        self.workers = workers
+        self.socket = None
+        self.admin = False  # configure the admin API (grpc:) on the next start
+        self.notify = None
+        self.runs = 0
+
+    def write_config(self, routes, tag):
+        self.runs += 1
+        w = self.workdir
+        conf = f"{w}/{self.name}-{tag}.yaml"
+        db = f"{w}/{self.name}-{tag}-{self.runs}.db"  # seeds only on first run: fresh each time
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            if os.path.exists(db + suffix):
+                os.unlink(db + suffix)
+        self.socket = None
+        if self.admin and self.ctl:
+            # the admin process runs as `user` and may create the socket itself
+            sockdir = f"{w}/admin"
+            os.makedirs(sockdir, exist_ok=True)
+            pw = pwd.getpwnam("nobody")
+            os.chown(sockdir, pw.pw_uid, pw.pw_gid)
+            self.socket = f"{sockdir}/mc-proxy.sock"
+        lines = [f"database: {{path: {db}}}", "user: nobody", f"workers: {self.workers}",
+                 "log: {level: warn}",
+                 "proxy: {connect_timeout: 5s, handshake_timeout: 10s, idle_timeout: 300s,"
+                 " shutdown_timeout: 2s}"]
+        if self.socket:
+            lines.append(f'grpc: {{addr: "unix:{self.socket}"}}')
+        lines += ["listeners:", f'  - addr: "127.0.0.1:{self.port}"', "    routes:"]
+        for h, b in routes:
+            lines.append(f'      - {{hostname: {h}, backend: "{b}"}}')
+        with open(conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return conf
+
+    def argv(self, conf):
+        return [self.binary, "server", "-c", conf]
+
+    def start(self, routes, tag):
+        conf = self.write_config(routes, tag)
+        notify = Notify(f"{self.workdir}/notify.sock")
+        env = dict(os.environ, NOTIFY_SOCKET=notify.path)
+        log = f"{self.workdir}/{self.name}-{tag}.log"
+        t0 = time.monotonic()
+        self.proc = Proc(self.name, self.argv(conf), log, env=env)
+        self.notify = notify  # kept open until stop(): mc-proxy also sends STOPPING=1
+        if not notify.wait_for(b"READY=1", 30, self.proc):
+            self.stop()
+            raise RuntimeError(f"mc-proxy sent no READY=1 (see {log})")
+        ready = time.monotonic() - t0
+        # READY=1 promises every worker accepts; check that a route works
+        if wait_routed(self.addr("raw"), self.proc, 10) is None:
+            self.stop()
+            raise RuntimeError(f"mc-proxy is READY but does not route (see {log})")
+        return {"startup_s": time.monotonic() - t0, "ready_s": ready}
+
+    def stop(self):
+        rc = super().stop()
+        if self.notify:
+            self.notify.close()
+            self.notify = None
+        return rc
+
+    def version(self):
+        return f"{sh([self.binary, '--version']).splitlines()[0]} ({self.binary})"
+
+
+PEERS = ("direct", "haproxy", "haproxy-splice", "nginx", "mc-proxy")
+DEFAULT_PEERS = ("direct", "haproxy", "nginx", "mc-proxy")
+
+
+def make_peer(name, workdir, port, backends, mcproxy, mcproxyctl):
+    if name == "direct":
+        return Direct(workdir, backends)
+    if name == "haproxy":
+        return HAProxy(workdir, port)
+    if name == "haproxy-splice":
+        return HAProxySplice(workdir, port)
+    if name == "nginx":
+        return Nginx(workdir, port)
+    if name == "mc-proxy":
+        return McProxy(workdir, port, mcproxy, mcproxyctl)
+    raise ValueError(f"unknown peer {name}")

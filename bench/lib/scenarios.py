@@ -1,0 +1,353 @@
+"""The benchmark scenarios. Each runs one bounded load step against one peer
+and returns a dict of metrics (the driver adds round, peer and pass).
+
+CPU: the proxy's and the backends' process trees from schedstat (Meter),
+the client's from its rusage. "all CPU" = proxy + backend + client.
+"""
+
+import json
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import time
+
+from . import peers
+from .peers import CLIENTS, PY, host
+from .proc import Meter, Proc, mem_kib, run, run_many, tids
+
+
+class Ctx:
+    """What every scenario needs: where to write, how long, which backends."""
+
+    def __init__(self, workdir, backends, dur, hosts_file):
+        self.workdir = workdir
+        self.backends = backends
+        self.dur = dur  # knob -> value, see bench.py DURATIONS
+        self.hosts_file = hosts_file
+        self.n = 0
+
+    def log(self, name):
+        self.n += 1
+        return os.path.join(self.workdir, f"{self.n:04d}-{name}.log")
+
+
+def with_hosts(ctx, argv):
+    """argv run in a private mount namespace whose /etc/hosts names the
+    benchmark hosts, so wrk and h2load send the SNI we route on."""
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c",
+            'mount --bind "$0" /etc/hosts && exec "$@"', ctx.hosts_file] + argv
+
+
+def measure(ctx, peer):
+    return Meter({"proxy": peer.pids(), "backend": ctx.backends.pids()})
+
+
+def _ms(value, unit):
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+
+
+def parse_wrk(out):
+    r = {}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    r["rate"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
+    r["count"] = int(m.group(1)) if m else 0
+    for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+        r[key] = _ms(*m.groups()) if m else None
+    errors = 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(x) for x in m.groups())
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    r["errors"] = errors
+    return r
+
+
+def _wrk(ctx, peer, name, conns, secs, close):
+    port = peer.addr("tls")[1]
+    secs = max(1, int(round(secs)))  # wrk takes whole seconds
+    argv = ["wrk", "-t2", f"-c{conns}", f"-d{secs}s", "--latency", "--timeout", "2s"]
+    if close:
+        argv += ["-H", "Connection: close"]
+    argv.append(f"https://{host('tls')}:{port}/")
+    with measure(ctx, peer) as m:
+        rc, out, client_cpu, _ = run(name, with_hosts(ctx, argv), ctx.log(f"{name}-{peer.name}"),
+                                     timeout=secs + 15)
+    r = parse_wrk(out)
+    if rc is None:
+        raise RuntimeError(f"wrk did not finish within {secs + 15} s (killed)")
+    if rc != 0 or r["count"] == 0:
+        raise RuntimeError(f"wrk failed (rc={rc}): {out[-300:]}")
+    return r, m, client_cpu
+
+
+def keepalive(ctx, peer):
+    """a. keep-alive small requests through the TLS backend, saturated."""
+    r, m, ccpu = _wrk(ctx, peer, "ka", ctx.dur["ka_conns"], ctx.dur["ka"], close=False)
+    n = r["count"]
+    return {"req_s": r["rate"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
+            "proxy_us": m.cpu_s["proxy"] / n * 1e6,
+            "all_us": (m.cpu_s["proxy"] + m.cpu_s["backend"] + ccpu) / n * 1e6,
+            "proxy_cpu_s": m.cpu_s["proxy"], "errors": r["errors"], "steal_pct": m.steal_pct}
+
+
+def latency(ctx, peer):
+    """a'. one keep-alive TLS connection, sequential requests (unloaded latency)."""
+    h, port = peer.addr("tls")
+    argv = [PY, CLIENTS, "latency", "--host", h, "--port", str(port), "--sni", host("tls"),
+            "--duration", str(ctx.dur["lat"])]
+    log = ctx.log(f"lat-{peer.name}")
+    with measure(ctx, peer) as m:
+        rc, out, _, _ = run("lat", argv, log, timeout=ctx.dur["lat"] + 15)
+    r = _json(rc, out, "latency client", log)
+    n = max(1, r["ok"])
+    return {"req_s": r["ok"] / r["secs"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
+            "proxy_us": m.cpu_s["proxy"] / n * 1e6, "errors": r["errors"],
+            "steal_pct": m.steal_pct}
+
+
+def tls_cps(ctx, peer):
+    """b. new TLS connections per second: full handshake, one request each."""
+    r, m, ccpu = _wrk(ctx, peer, "cps", ctx.dur["cps_conns"], ctx.dur["cps"], close=True)
+    n = r["count"]
+    return {"conn_s": r["rate"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
+            "proxy_us": m.cpu_s["proxy"] / n * 1e6,
+            "all_us": (m.cpu_s["proxy"] + m.cpu_s["backend"] + ccpu) / n * 1e6,
+            "errors": r["errors"], "steal_pct": m.steal_pct}
+
+
+def tls_bulk(ctx, peer):
+    """c. bulk TLS download over one connection (h2load, HTTP/1.1)."""
+    port = peer.addr("tls")[1]
+    n = ctx.dur["bulk_reqs"]
+    argv = ["h2load", "--h1", "-c1", f"-n{n}", f"https://{host('tls')}:{port}/big"]
+    with measure(ctx, peer) as m:
+        rc, out, ccpu, _ = run("h2load", with_hosts(ctx, argv), ctx.log(f"tlsbulk-{peer.name}"),
+                               timeout=120)
+    t = re.search(r"finished in ([\d.]+)(ms|s)", out)
+    b = re.search(r"traffic: \S+ \((\d+)\) total", out)
+    ok = re.search(r"(\d+) succeeded", out)
+    if rc is None:
+        raise RuntimeError("h2load did not finish within 120 s (killed): the transfer stalled")
+    if rc != 0 or not t or not b:
+        raise RuntimeError(f"h2load failed (rc={rc}): {out[-300:]}")
+    secs = float(t.group(1)) / (1000 if t.group(2) == "ms" else 1)
+    gb = int(b.group(1)) / 1e9
+    return {"mb_s": gb * 1e3 / secs, "proxy_s_gb": m.cpu_s["proxy"] / gb,
+            "backend_s_gb": m.cpu_s["backend"] / gb, "client_s_gb": ccpu / gb,
+            "errors": n - (int(ok.group(1)) if ok else 0), "steal_pct": m.steal_pct}
+
+
+def raw_cps(ctx, peer):
+    """TCP-level connections/s: ClientHello -> fixed reply -> close, no crypto."""
+    h, port = peer.addr("raw")
+    nproc = ctx.dur["rawcps_procs"]
+    per = ctx.dur["rawcps_conns"] // nproc
+    argv = [PY, CLIENTS, "rawcps", "--host", h, "--port", str(port), "--sni", host("raw"),
+            "--conns", str(per), "--duration", str(ctx.dur["rawcps"]),
+            "--expect", str(len(peers.RAW_REPLY))]
+    specs = [(f"rawcps{i}", argv, ctx.log(f"rawcps-{peer.name}")) for i in range(nproc)]
+    with measure(ctx, peer) as m:
+        done = run_many(specs, timeout=ctx.dur["rawcps"] + 15)
+    rs = [_json(rc, out, "rawcps client", spec[2]) for (rc, out, _), spec in zip(done, specs)]
+    ok = sum(r["ok"] for r in rs)
+    secs = max(r["secs"] for r in rs)
+    ccpu = sum(cpu for _, _, cpu in done)
+    q = sorted(v for r in rs for v in r["q_ms"])
+    n = max(1, ok)
+    return {"conn_s": ok / secs, "p50_ms": _pct(q, 50), "p99_ms": _pct(q, 99),
+            "proxy_us": m.cpu_s["proxy"] / n * 1e6,
+            "all_us": (m.cpu_s["proxy"] + m.cpu_s["backend"] + ccpu) / n * 1e6,
+            "errors": sum(r["errors"] for r in rs), "steal_pct": m.steal_pct}
+
+
+def raw_bulk(ctx, peer):
+    """TCP-level bulk: the backend sendfile()s, no crypto, one connection."""
+    h, port = peer.addr("bulk")
+    argv = [PY, CLIENTS, "rawbulk", "--host", h, "--port", str(port), "--sni", host("bulk"),
+            "--expect", str(ctx.backends.bulk_bytes)]
+    runs = []
+    with measure(ctx, peer) as m:
+        for _ in range(ctx.dur["rawbulk_reps"]):
+            log = ctx.log(f"rawbulk-{peer.name}")
+            rc, out, ccpu, _ = run("rawbulk", argv, log, timeout=120)
+            runs.append((_json(rc, out, "rawbulk client", log), ccpu))
+    nbytes = sum(r["bytes"] for r, _ in runs)
+    secs = sum(r["secs"] for r, _ in runs)
+    gb = max(1, nbytes) / 1e9
+    return {"mb_s": nbytes / 1e6 / secs, "proxy_s_gb": m.cpu_s["proxy"] / gb,
+            "client_s_gb": sum(c for _, c in runs) / gb,
+            "errors": sum(r["errors"] for r, _ in runs), "steal_pct": m.steal_pct}
+
+
+def memory(peer):
+    rss, pss = mem_kib(peer.pids())
+    return {"procs": len(peer.pids()), "rss_kib": rss, "pss_kib": pss}
+
+
+def idle(ctx, peer, fresh):
+    """d. RSS/PSS of the proxy tree holding N idle relayed connections."""
+    h, port = peer.addr("idle")
+    n = ctx.dur["idle_conns"]
+    argv = [PY, CLIENTS, "idle", "--host", h, "--port", str(port), "--sni", host("idle"),
+            "--conns", str(n), "--timeout", "30"]
+    p = Proc("idle", argv, ctx.log(f"idle-{peer.name}"), stdin=subprocess.PIPE,
+             stdout=subprocess.PIPE)
+    try:
+        ready, _, _ = select.select([p.p.stdout], [], [], 90)
+        line = p.p.stdout.readline().decode() if ready else ""
+        r = _json(0 if line else None, line, "idle client")
+        time.sleep(0.5)  # let the workers settle (allocator, lazy buffers)
+        rss, pss = mem_kib(peer.pids())
+    finally:
+        p.p.stdin.close()
+        if p.wait(15) is None:
+            p.stop(signal.SIGKILL)
+    est = r["established"]
+    time.sleep(0.5)  # the proxy closes its backend side
+    return {"established": est, "errors": r["errors"], "rss_kib": rss, "pss_kib": pss,
+            "rss_per_conn": (rss - fresh["rss_kib"]) / max(1, est),
+            "pss_per_conn": (pss - fresh["pss_kib"]) / max(1, est)}
+
+
+def addroute(ctx, peer, rnd):
+    """Time from an AddRoute call until the new name routes on every worker.
+
+    The CLI's return is the acknowledgement (SPEC 2: after every worker
+    applied it). Connections are probed throughout; "all workers" is taken
+    as the start of the final streak of `streak` consecutive successes
+    (SO_REUSEPORT spreads the probes' source ports over the workers), and
+    any failure after the call returned is counted: there should be none."""
+    if peer.name != "mc-proxy" or not peer.ctl:
+        return None
+    # READY=1 covers the workers, not the admin process: wait for its socket
+    t_wait = time.monotonic()
+    while not _unix_connectable(peer.socket):
+        if time.monotonic() - t_wait > 10:
+            raise RuntimeError(f"admin socket {peer.socket} not accepting 10 s after start")
+        time.sleep(0.005)
+    admin_wait_ms = (time.monotonic() - t_wait) * 1e3
+    name = f"new{rnd}.{peers.DOMAIN}"
+    addr = peer.addr("raw")
+    if peers.can_route(addr, name):
+        raise RuntimeError(f"{name} routes before AddRoute")
+    argv = [peer.ctl, "--socket", peer.socket, "routes", "add", f"127.0.0.1:{peer.port}", name,
+            ctx.backends.backend_map()["raw"]]
+    streak_need = 32
+    t0 = time.monotonic()
+    log = ctx.log("addroute")
+    cli = Proc("mcproxyctl", argv, log)
+    first_ok = streak_start = returned = None
+    streak = late_failures = 0
+    while time.monotonic() - t0 < 10:
+        if returned is None and not cli.alive():
+            returned = time.monotonic() - t0
+        ok = peers.can_route(addr, name, timeout=1.0)
+        now = time.monotonic() - t0
+        if ok:
+            first_ok = first_ok if first_ok is not None else now
+            streak_start = streak_start if streak else now
+            streak += 1
+            if streak >= streak_need and returned is not None:
+                break
+        else:
+            streak = 0
+            late_failures += returned is not None
+    rc = cli.wait(5)
+    if rc is None:
+        cli.stop(signal.SIGKILL)
+    if rc != 0:
+        with open(log, errors="replace") as f:
+            raise RuntimeError(f"mcproxyctl routes add failed (rc={rc}): {f.read().strip()[-200:]}")
+    return {"admin_wait_ms": admin_wait_ms, "cli_ms": (returned or 0) * 1e3,
+            "first_ok_ms": first_ok * 1e3 if first_ok is not None else None,
+            "all_ok_ms": streak_start * 1e3 if streak >= streak_need else None,
+            "failures_after_return": late_failures}
+
+
+# -- syscalls -------------------------------------------------------------------
+
+def parse_strace_c(path):
+    """{syscall: [calls, errors]} from an `strace -c -U calls,errors,name` summary
+    (the errors column is blank when there were none)."""
+    calls = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) in (2, 3) and all(p.isdigit() for p in parts[:-1]) \
+                    and parts[-1] != "total":
+                c = calls.setdefault(parts[-1], [0, 0])
+                c[0] += int(parts[0])
+                c[1] += int(parts[1]) if len(parts) == 3 else 0
+    return calls
+
+
+def strace_phase(ctx, peer, phase):
+    """Count the proxy tree's syscalls during one short phase. Returns
+    {"unit": ..., "units": n, "calls": {...}} or raises."""
+    out = os.path.join(ctx.workdir, f"strace-{peer.name}-{phase}.txt")
+    argv = ["strace", "-c", "-f", "-q", "-U", "calls,errors,name", "-o", out]
+    for t in tids(peer.pids()):
+        argv += ["-p", str(t)]
+    st = Proc("strace", argv, ctx.log(f"strace-{peer.name}-{phase}"))
+    time.sleep(0.5)  # attaching to every thread
+    try:
+        if phase == "ka":
+            r, _, _ = _wrk(ctx, peer, "ka-strace", 10, ctx.dur["strace"], close=False)
+            unit, n = "req", r["count"]
+        elif phase == "cps":
+            r, _, _ = _wrk(ctx, peer, "cps-strace", 10, ctx.dur["strace"], close=True)
+            unit, n = "conn", r["count"]
+        elif phase == "rawcps":
+            h, port = peer.addr("raw")
+            rc, o, _, _ = run("rawcps", [PY, CLIENTS, "rawcps", "--host", h, "--port", str(port),
+                                         "--sni", host("raw"), "--conns", "10",
+                                         "--duration", str(ctx.dur["strace"])],
+                              ctx.log("rawcps-strace"), timeout=ctx.dur["strace"] + 20)
+            unit, n = "conn", _json(rc, o, "rawcps client")["ok"]
+        else:  # rawbulk
+            h, port = peer.addr("bulk")
+            rc, o, _, _ = run("rawbulk", [PY, CLIENTS, "rawbulk", "--host", h, "--port",
+                                          str(port), "--sni", host("bulk"), "--timeout", "60"],
+                              ctx.log("rawbulk-strace"), timeout=120)
+            unit, n = "MB", _json(rc, o, "rawbulk client")["bytes"] / 1e6
+    finally:
+        st.stop(signal.SIGINT, grace=10)
+    return {"phase": phase, "unit": unit, "units": n, "calls": parse_strace_c(out)}
+
+
+# -- helpers ---------------------------------------------------------------------
+
+def _json(rc, out, what, log=None):
+    line = out.strip().splitlines()[-1] if out.strip() else ""
+    if rc != 0 or not line.startswith("{"):
+        detail = out[-200:]
+        if log and os.path.exists(log):
+            with open(log, errors="replace") as f:
+                tail = f.read().strip().splitlines()
+            detail += " " + (tail[-1] if tail else "")
+        raise RuntimeError(f"{what} failed (rc={rc}): {detail.strip()}")
+    return json.loads(line)
+
+
+def _unix_connectable(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def _pct(sorted_vals, q):
+    if not sorted_vals:
+        return None
+    return sorted_vals[min(len(sorted_vals) - 1, int(round(q / 100 * (len(sorted_vals) - 1))))]

@@ -1,0 +1,477 @@
+"""Tables from the benchmark's JSON lines.
+
+Cells are `median [min-max]` over the interleaved rounds. `x direct` is the
+median [min-max] of the per-round paired ratio peer/direct (same round, same
+pass). `spread` is (max-min)/median of the primary metric over the rounds.
+
+  /usr/bin/python3 -m lib.summarize results.jsonl [RESULTS.md]   (from bench/)
+reprints the tables, or rewrites RESULTS.md from a run's rows.
+"""
+
+import json
+import statistics
+import sys
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) < 1e6):
+        return f"{int(v):,}"
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    return f"{v:.3f}"
+
+
+def signed(v):
+    return fmt(v) if v < 0 else "+" + fmt(v)
+
+
+def cell(vals):
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "-"
+    med = statistics.median(vals)
+    if len(vals) == 1:
+        return fmt(med)
+    return f"{fmt(med)} [{fmt(min(vals))}-{fmt(max(vals))}]"
+
+
+def spread(vals):
+    vals = [v for v in vals if v is not None]
+    if len(vals) < 2 or not statistics.median(vals):
+        return "-"
+    return f"{100 * (max(vals) - min(vals)) / statistics.median(vals):.1f}%"
+
+
+class Data:
+    def __init__(self, rows):
+        self.rows = rows
+        self.env = next((r for r in rows if r.get("scenario") == "env"), {})
+        self.peers = []
+        for r in rows:
+            p = r.get("peer")
+            if p and p not in self.peers:
+                self.peers.append(p)
+
+    def get(self, pas, scen, peer=None):
+        return [r for r in self.rows if r.get("pass") == pas and r.get("scenario") == scen
+                and (peer is None or r.get("peer") == peer) and "error" not in r
+                and "skipped" not in r]
+
+    def vals(self, pas, scen, peer, key):
+        return [r.get(key) for r in self.get(pas, scen, peer)]
+
+    def ratios(self, pas, scen, peer, key):
+        """Per-round peer/direct of key."""
+        direct = {r["round"]: r.get(key) for r in self.get(pas, scen, "direct")}
+        out = []
+        for r in self.get(pas, scen, peer):
+            d = direct.get(r["round"])
+            if d and r.get(key) is not None:
+                out.append(r[key] / d)
+        return out
+
+    def diffs(self, pas, scen, peer, key, scale=1.0):
+        direct = {r["round"]: r.get(key) for r in self.get(pas, scen, "direct")}
+        return [(r[key] - direct[r["round"]]) * scale for r in self.get(pas, scen, peer)
+                if direct.get(r["round"]) is not None and r.get(key) is not None]
+
+    def passes(self):
+        out = []
+        for r in self.rows:
+            p = r.get("pass")
+            if p and p not in ("strace", "admin") and p not in out:
+                out.append(p)
+        return out
+
+
+def table(head, rows):
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _rate_table(d, pas, scen, rate_key, cols):
+    """cols: [(header, key, scale)] besides the rate; adds x direct, spread, errors."""
+    rows = []
+    for p in d.peers:
+        if not d.get(pas, scen, p):
+            continue
+        row = [p, cell(d.vals(pas, scen, p, rate_key))]
+        for _, key, scale in cols:
+            row.append(cell([v * scale if v is not None else None
+                             for v in d.vals(pas, scen, p, key)]))
+        row.append("1" if p == "direct" else cell(d.ratios(pas, scen, p, rate_key)))
+        row.append(spread(d.vals(pas, scen, p, rate_key)))
+        row.append(fmt(sum(v or 0 for v in d.vals(pas, scen, p, "errors"))))
+        rows.append(row)
+    return rows
+
+
+TITLES = {
+    "ka": "a. keep-alive requests/s ({ka_conns} conns, 2 wrk threads, 64 B body; saturated)",
+    "lat": "a'. unloaded latency (1 keep-alive TLS conn, sequential requests, python client)",
+    "cps": "b. new TLS connections/s (full handshake, 1 req/conn, {cps_conns} conns, wrk)",
+    "tlsbulk": "c. bulk TLS download through the proxy (1 conn, h2load, {bulk_reqs}x{bulk_file_mib} MiB)",
+    "rawcps": "TCP-level connections/s (ClientHello -> fixed reply -> close, no crypto, {rawcps_conns} conns)",
+    "rawbulk": "TCP-level bulk (backend sendfile, no crypto, 1 conn, {rawbulk_reps}x{rawbulk_mib} MiB)",
+}
+
+
+def _title(d, key):
+    try:
+        return TITLES[key].format(**d.env.get("durations", {}))
+    except (KeyError, IndexError):
+        return TITLES[key]
+
+
+def scenario_tables(d, pas):
+    out = []
+    cps_cols = [("p50 ms", "p50_ms", 1), ("p99 ms", "p99_ms", 1),
+                ("proxy CPU us/conn", "proxy_us", 1), ("all CPU us/conn", "all_us", 1)]
+    tail = ["x direct", "spread", "errors"]
+    specs = [
+        ("ka", "req/s", "req_s", [("p50 ms", "p50_ms", 1), ("p99 ms", "p99_ms", 1),
+                                  ("proxy CPU us/req", "proxy_us", 1),
+                                  ("all CPU us/req", "all_us", 1)]),
+        ("cps", "conn/s", "conn_s", cps_cols),
+        ("tlsbulk", "MB/s", "mb_s", [("proxy CPU s/GB", "proxy_s_gb", 1),
+                                     ("backend CPU s/GB", "backend_s_gb", 1),
+                                     ("client CPU s/GB", "client_s_gb", 1)]),
+        ("rawcps", "conn/s", "conn_s", cps_cols),
+        ("rawbulk", "MB/s", "mb_s", [("proxy CPU s/GB", "proxy_s_gb", 1),
+                                     ("client CPU s/GB", "client_s_gb", 1)]),
+    ]
+    for scen, rate_h, rate_k, cols in specs:
+        rows = _rate_table(d, pas, scen, rate_k, cols)
+        if rows:
+            out.append(f"#### {_title(d, scen)}\n\n" +
+                       table(["peer", rate_h] + [c[0] for c in cols] + tail, rows))
+        if scen == "ka":
+            lat = latency_table(d, pas)
+            if lat:
+                out.append(lat)
+    return out
+
+
+def latency_table(d, pas):
+    rows = []
+    for p in d.peers:
+        if not d.get(pas, "lat", p):
+            continue
+        added50 = "0" if p == "direct" else cell(d.diffs(pas, "lat", p, "p50_ms", 1000))
+        added99 = "0" if p == "direct" else cell(d.diffs(pas, "lat", p, "p99_ms", 1000))
+        rows.append([p, cell(d.vals(pas, "lat", p, "req_s")), cell(d.vals(pas, "lat", p, "p50_ms")),
+                     cell(d.vals(pas, "lat", p, "p99_ms")), cell(d.vals(pas, "lat", p, "proxy_us")),
+                     added50, added99,
+                     fmt(sum(v or 0 for v in d.vals(pas, "lat", p, "errors")))])
+    if not rows:
+        return ""
+    return (f"#### {_title(d, 'lat')}\n\n" +
+            table(["peer", "req/s", "p50 ms", "p99 ms", "proxy CPU us/req", "p50 added us",
+                   "p99 added us", "errors"], rows))
+
+
+def idle_table(d, pas):
+    rows = []
+    for p in d.peers:
+        if not d.get(pas, "idle", p):
+            continue
+        v = lambda k: cell(d.vals(pas, "idle", p, k))  # noqa: E731
+        rows.append([p, v("established"), v("rss_kib"), v("pss_kib"), v("rss_per_conn"),
+                     v("pss_per_conn"), fmt(sum(x or 0 for x in d.vals(pas, "idle", p, "errors")))])
+    if not rows:
+        return ""
+    n = d.env.get("durations", {}).get("idle_conns", "N")
+    return (f"#### d. memory with {n} idle relayed connections (whole proxy process tree)\n\n" +
+            table(["peer", "established", "RSS held KiB", "PSS held KiB",
+                   "RSS KiB/conn vs fresh start", "PSS KiB/conn vs fresh start", "errors"], rows))
+
+
+def memory_table(d, pas):
+    rows = []
+    for p in d.peers:
+        st = d.get(pas, "start", p)
+        if not st:
+            continue
+        after = d.get(pas, "after", p)
+        stop = d.get(pas, "stop", p)
+        ready = [r.get("ready_s") for r in st if r.get("ready_s") is not None]
+        rows.append([p, cell([r["procs"] for r in st]), cell([r["startup_s"] for r in st]),
+                     cell(ready) if ready else "-",
+                     cell([r["rss_kib"] for r in st]), cell([r["pss_kib"] for r in st]),
+                     cell([r["rss_kib"] for r in after]) if after else "-",
+                     cell([r["pss_kib"] for r in after]) if after else "-",
+                     " ".join(str(r.get("exit")) for r in stop) or "-",
+                     cell([r["stop_s"] for r in stop]) if stop else "-"])
+    if not rows:
+        return ""
+    what = "with the admin process" if pas == "admin" else f"{pas} routes"
+    return (f"#### Proxy start-up, memory and stop ({what})\n\n"
+            "start-up = from exec until a ClientHello for the last route is relayed; "
+            "READY = mc-proxy's READY=1 on $NOTIFY_SOCKET; stop = SIGTERM until exit.\n\n" +
+            table(["peer", "processes", "start-up s", "READY s", "idle RSS KiB (fresh)",
+                   "idle PSS KiB (fresh)", "idle RSS KiB (after load)", "idle PSS KiB (after load)",
+                   "exit codes (-N: signal N)", "stop s"], rows))
+
+
+def addroute_table(d, pas):
+    rows = []
+    for p in d.peers:
+        got = d.get(pas, "addroute", p)
+        skipped = [r for r in d.rows if r.get("pass") == pas and r.get("scenario") == "addroute"
+                   and r.get("peer") == p and "skipped" in r]
+        if got:
+            rows.append([p, cell([r.get("admin_wait_ms") for r in got]),
+                         cell([r["cli_ms"] for r in got]), cell([r["first_ok_ms"] for r in got]),
+                         cell([r["all_ok_ms"] for r in got]),
+                         fmt(sum(r["failures_after_return"] for r in got))])
+        elif skipped:
+            rows.append([p, f"skipped: {skipped[0]['skipped']}", "-", "-", "-", "-"])
+    if not rows:
+        return ""
+    return ("#### AddRoute until every worker routes the new name\n\n"
+            "ms from starting `mcproxyctl routes add`; \"every worker\" = start of the final "
+            "run of 32 consecutive routed probes (SO_REUSEPORT spreads them over the workers). "
+            "Admin socket = how long after READY=1 (and a first routed connection) the admin "
+            "socket started accepting; the timing starts after that.\n\n" +
+            table(["peer", "admin socket up after READY ms", "CLI returned ms", "first routed ms", "every worker ms",
+                   "failed probes after return"], rows))
+
+
+def size_effect(d, small, big):
+    rows = []
+    for p in d.peers:
+        if p == "direct":
+            continue
+        for scen in ("cps", "rawcps"):
+            r_small = d.ratios(small, scen, p, "conn_s")
+            r_big = d.ratios(big, scen, p, "conn_s")
+            if not r_small or not r_big:
+                continue
+            ms, mb = statistics.median(r_small), statistics.median(r_big)
+            rows.append([p, scen, fmt(ms), fmt(mb), fmt(mb / ms),
+                         cell(d.vals(small, scen, p, "proxy_us")),
+                         cell(d.vals(big, scen, p, "proxy_us"))])
+    if not rows:
+        return ""
+    return (f"### Table-size effect ({big} vs {small} routes)\n\n"
+            "Compared through the paired ratio to `direct` of each pass.\n\n" +
+            table(["peer", "scenario", f"x direct @{small}", f"x direct @{big}", "big/small",
+                   f"proxy CPU us/conn @{small}", f"@{big}"], rows))
+
+
+def strace_table(d):
+    rows = []
+    for r in d.rows:
+        if r.get("scenario") != "strace":
+            continue
+        if "error" in r:
+            rows.append([r["peer"], r.get("phase", "?"), "-", "-", "error: " + r["error"][:80]])
+            continue
+        n = r["units"] or 1
+        calls = sorted(r["calls"].items(), key=lambda kv: -kv[1][0])
+        total = sum(c for _, (c, _) in calls)
+        top = ", ".join(f"{k} {c / n:.2f}" + (f" ({e / n:.2f} failed)" if e / n >= 0.01 else "")
+                        for k, (c, e) in calls[:9])
+        rows.append([r["peer"], r["phase"], r["unit"], fmt(total / n), top])
+    if not rows:
+        return ""
+    return ("### Syscalls per unit (strace -c -f on the proxy tree; counts only, short runs)\n\n" +
+            table(["peer", "phase", "unit", "syscalls/unit",
+                   "top syscalls per unit (failed: mostly EAGAIN)"], rows))
+
+
+def errors_list(d):
+    errs = [r for r in d.rows if "error" in r]
+    if not errs:
+        return ""
+    lines = [f"- pass {r.get('pass')} round {r.get('round')} {r.get('peer')} "
+             f"{r.get('scenario')}{' ' + r['phase'] if r.get('phase') else ''}: "
+             + " / ".join(x.strip() for x in r["error"].splitlines() if x.strip())[:300]
+             for r in errs]
+    return "### Failed steps\n\n" + "\n".join(lines)
+
+
+def headline(d, pas):
+    """One row per scenario, one column per peer."""
+    peers = d.peers
+
+    def col(scen, key, ratio=True, scale=1.0):
+        out = []
+        for p in peers:
+            v = [x * scale for x in d.vals(pas, scen, p, key) if x is not None]
+            if not v or (p == "direct" and key.startswith("proxy")):
+                out.append("-")
+                continue
+            s = fmt(statistics.median(v))
+            if ratio and p != "direct":
+                rs = d.ratios(pas, scen, p, key)
+                if rs:
+                    s += f" (x d {statistics.median(rs):.2f})"
+            out.append(s)
+        return out
+
+    def pair(scen, k1, k2, scale=1.0):
+        out = []
+        for p in peers:
+            a = [x for x in d.vals(pas, scen, p, k1) if x is not None]
+            b = [x for x in d.vals(pas, scen, p, k2) if x is not None]
+            out.append(f"{fmt(statistics.median(a) * scale)} / {fmt(statistics.median(b) * scale)}"
+                       if a and b else "-")
+        return out
+
+    def added(scen, key):
+        out = []
+        for p in peers:
+            if p == "direct":
+                v = [x * 1000 for x in d.vals(pas, scen, p, key) if x is not None]
+                out.append(f"{fmt(statistics.median(v))} us (absolute)" if v else "-")
+            else:
+                v = d.diffs(pas, scen, p, key, 1000)
+                out.append(f"{signed(statistics.median(v))} us" if v else "-")
+        return out
+
+    rows = [
+        ["a keep-alive req/s"] + col("ka", "req_s"),
+        ["a: p50 / p99 ms, saturated"] + pair("ka", "p50_ms", "p99_ms"),
+        ["a: proxy CPU us per request"] + col("ka", "proxy_us", False),
+        ["a': unloaded p50 added"] + added("lat", "p50_ms"),
+        ["a': unloaded p99 added"] + added("lat", "p99_ms"),
+        ["b new TLS conn/s"] + col("cps", "conn_s"),
+        ["b: proxy CPU us per TLS connection"] + col("cps", "proxy_us", False),
+        ["c TLS bulk MB/s (1 conn)"] + col("tlsbulk", "mb_s"),
+        ["c: proxy CPU s per GB (TLS)"] + col("tlsbulk", "proxy_s_gb", False),
+        ["raw TCP bulk MB/s"] + col("rawbulk", "mb_s"),
+        ["raw: proxy CPU s per GB"] + col("rawbulk", "proxy_s_gb", False),
+        ["raw TCP conn/s"] + col("rawcps", "conn_s"),
+        ["raw: proxy CPU us per connection"] + col("rawcps", "proxy_us", False),
+        ["d idle RSS / PSS KiB, fresh"] + pair("start", "rss_kib", "pss_kib"),
+        ["d: RSS / PSS KiB with idle conns"] + pair("idle", "rss_kib", "pss_kib"),
+        ["d: PSS KiB per idle conn (vs fresh)"] + col("idle", "pss_per_conn", False),
+    ]
+    for big in [p for p in d.passes() if p != pas]:
+        rows += [
+            [f"{big} routes: start-up s / idle RSS KiB"] + [
+                f"{fmt(statistics.median(s))} / {fmt(statistics.median(m))}"
+                if (s := d.vals(big, "start", p, "startup_s")) and (m := d.vals(big, "start", p, "rss_kib"))
+                else "-" for p in peers],
+            [f"{big} routes: TLS conn/s x d (proxy us/conn)"] + _ratio_cpu(d, big, "cps", peers),
+            [f"{big} routes: raw conn/s x d (proxy us/conn)"] + _ratio_cpu(d, big, "rawcps", peers),
+        ]
+    add = []
+    for p in peers:
+        v = [x for x in d.vals("admin", "addroute", p, "all_ok_ms") if x is not None]
+        add.append(f"{fmt(statistics.median(v))} ms" if v else "-")
+    rows.append(["AddRoute until every worker routes it"] + add)
+    rows = [r for r in rows if any(c != "-" for c in r[1:])]
+    return table(["scenario"] + peers, rows)
+
+
+def _ratio_cpu(d, pas, scen, peers):
+    out = []
+    for p in peers:
+        r = d.ratios(pas, scen, p, "conn_s")
+        c = [x for x in d.vals(pas, scen, p, "proxy_us") if x is not None]
+        if p == "direct" or not r or not c:
+            out.append("-")
+        else:
+            out.append(f"{statistics.median(r):.2f} ({fmt(statistics.median(c))})")
+    return out
+
+
+def render(rows):
+    d = Data(rows)
+    env = d.env
+    parts = []
+    if env:
+        info = [f"date: {env.get('date')}", f"host: {env.get('host')}",
+                f"mode: {env.get('mode')} rounds={env.get('rounds')} routes={env.get('routes')} "
+                f"big_routes={env.get('big_routes')}",
+                f"load average before: {env.get('load_before')}"]
+        end = next((r for r in rows if r.get("scenario") == "end"), None)
+        if end:
+            info.append(f"load average after: {end.get('load_after')}; wall {end.get('wall_s', 0):.0f} s")
+        steal = [r["steal_pct"] for r in rows if r.get("steal_pct") is not None]
+        if steal:
+            info.append(f"hypervisor steal per step: median {statistics.median(steal):.2f}%, "
+                        f"max {max(steal):.2f}%")
+        info.append("durations: " + " ".join(f"{k}={v}" for k, v in env.get("durations", {}).items()))
+        for k, v in env.get("versions", {}).items():
+            info.append(f"{k}: {v}")
+        info += [f"backend: {env.get('backend')}", f"python: {env.get('python')}",
+                 f"mcproxyctl: {env.get('mcproxyctl')}", f"debian packages: {env.get('packages')}"]
+        parts.append("```\n" + "\n".join(info) + "\n```")
+    passes = d.passes()
+    if passes:
+        parts.append(f"### Headline ({passes[0]} routes; median of rounds, `x d` = median "
+                     "paired ratio to direct)\n\n" + headline(d, passes[0]))
+    for pas in passes:
+        parts.append(f"### Route table: {pas} hosts (live targets are the LAST entries)")
+        parts += scenario_tables(d, pas)
+        for t in (idle_table(d, pas), memory_table(d, pas)):
+            if t:
+                parts.append(t)
+    if len(passes) > 1:
+        t = size_effect(d, passes[0], passes[1])
+        if t:
+            parts.append(t)
+    admin = [t for t in (addroute_table(d, "admin"), memory_table(d, "admin")) if t]
+    if admin:
+        parts.append(f"### mc-proxy with the admin API ({d.env.get('routes')} routes, "
+                     "own instances)")
+        parts += admin
+    for t in (strace_table(d), errors_list(d)):
+        if t:
+            parts.append(t)
+    return "\n\n".join(parts) + "\n"
+
+
+def write_results(path, rows, text, raw_path):
+    """RESULTS.md: the latest full run (the tables are generated; the notes
+    section between the markers is kept from the previous file)."""
+    notes = ""
+    try:
+        with open(path) as f:
+            old = f.read()
+        a, b = old.find("<!-- notes -->"), old.find("<!-- /notes -->")
+        if a >= 0 and b > a:
+            notes = old[a:b + len("<!-- /notes -->")]
+    except OSError:
+        pass
+    if not notes:
+        notes = "<!-- notes -->\n<!-- /notes -->"
+    env = Data(rows).env
+    load = env.get("load_before", "?")
+    shared = ""
+    try:
+        if float(load.split()[0]) > 1.0:
+            shared = (f"\n**Taken while the machine was shared**: load average {load} at the "
+                      "start (other builds and test suites were running), so absolute numbers "
+                      "are noisy; the paired ratios and the CPU per unit hold up better.\n")
+    except (ValueError, IndexError):
+        pass
+    with open(path, "w") as f:
+        f.write("# Benchmark results (latest full run of `make bench`)\n\n"
+                f"Generated by bench/bench.py; raw rows: `{raw_path.split('/bench/')[-1]}` "
+                "(not committed). Methodology: bench/README.md.\n" + shared + "\n" +
+                notes + "\n\n" + text)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: python3 -m lib.summarize RESULTS.jsonl [RESULTS.md]")
+    with open(sys.argv[1]) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    if len(sys.argv) == 3:
+        write_results(sys.argv[2], rows, render(rows), sys.argv[1])
+    else:
+        print(render(rows))
