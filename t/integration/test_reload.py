@@ -151,5 +151,21 @@ def broken_config_keeps_serving():
         assert ready > r
 
 
+@test
+def watchdog_pings_when_asked():
+    with mctest.RawBackend(mctest.hello_echo_handler) as be:
+        srv = mctest.proxy_server([("a.test", be.addr)], env={"WATCHDOG_USEC": "200000"})
+        with srv:
+            # every WATCHDOG_USEC/2: several within a second
+            mctest.wait_until(lambda: srv.notify.drain(0.05).count("WATCHDOG=1") >= 3, 5,
+                              what="three WATCHDOG=1 pings")
+        # and none for a watchdog meant for another process
+        srv = mctest.proxy_server([("a.test", be.addr)],
+                                  env={"WATCHDOG_USEC": "200000", "WATCHDOG_PID": "1"})
+        with srv:
+            srv.notify.drain(1.0)
+            assert "WATCHDOG=1" not in srv.notify.drain(0.3), srv.notify.lines
+
+
 if __name__ == "__main__":
     mctest.main()
