@@ -6,7 +6,9 @@ connections already established.
 """
 
 import os
+import re
 import sqlite3
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -107,6 +109,19 @@ def refused_write_changes_nothing():
             at.ctl_ok("--socket", srv.sock, "routes", "add", srv.listener, "locked.test",
                       be.addr)
             assert route_reaches(port, "locked.test", b"L\n")
+
+
+@test
+def mc_proxy_status_reads_the_running_server():
+    port = mctest.free_port()
+    with mctest.TempDir() as d, server(d.join("state.db"), port) as srv:
+        at.wait_admin(srv)
+        r = subprocess.run([srv.bin, "status", "-c", srv.config_path], capture_output=True,
+                           timeout=30)
+        out = r.stdout.decode()
+        assert r.returncode == 0, r
+        assert re.match(r"mc-proxy \S+\nuptime: .+\nconnections: +\d+\n", out), out
+        assert re.search(r"^  %s +routes=1 +active=0" % re.escape(srv.listener), out, re.M), out
 
 
 if __name__ == "__main__":
