@@ -226,7 +226,7 @@ void conn_accept(struct wlistener *l, int fd, const struct mc_addr *peer)
     w->conns = c;
     w->n_conns++;
 
-    set_nodelay(fd);
+    /* TCP_NODELAY is inherited from the listening socket */
     loop_timer_set(w->loop, &c->timer, w->settings.handshake_timeout_ms);
     /* EPOLLOUT too: the relay waits on it when the client reads slower than the backend sends */
     if (loop_add(w->loop, &c->cev, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
@@ -369,15 +369,21 @@ static void conn_replay(struct conn *c)
     conn_relay(c);
 }
 
-static void conn_connected(struct conn *c)
+static void conn_connected(struct conn *c, uint32_t events)
 {
     int err = 0;
     socklen_t len = sizeof(err);
 
-    if (getsockopt(c->bev.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+    /* writable without an error means connected: SO_ERROR only on the failure path */
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+        return;
+    if ((events & (EPOLLERR | EPOLLHUP)) &&
+        getsockopt(c->bev.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
         err = errno;
     if (err == EINPROGRESS)
         return;
+    if (err == 0 && (events & (EPOLLERR | EPOLLHUP)))
+        err = ECONNREFUSED;
     if (err != 0) {
         log_errno(LOGL_DEBUG, err, "connect() to %s", c->route->backend);
         conn_close(c, REASON_BACKEND_CONNECT_FAILED, NULL);
@@ -409,8 +415,7 @@ static void conn_relay(struct conn *c)
     /* hello parsing is over: its scratch is the relay's buffer now */
     const struct relay_buf buf = {w->scratch, sizeof(w->scratch)};
 
-    enum relay_status up =
-        relay_pump(&c->up, c->cev.fd, c->bev.fd, &w->pipes, &buf, &up_budget);
+    enum relay_status up = relay_pump(&c->up, c->cev.fd, c->bev.fd, &w->pipes, &buf, &up_budget);
     enum relay_status down =
         relay_pump(&c->down, c->bev.fd, c->cev.fd, &w->pipes, &buf, &down_budget);
 
@@ -446,8 +451,11 @@ void conn_resume_all(struct timer *t)
     }
 }
 
-static void conn_run(struct conn *c, bool backend_event)
+/* backend_events: the backend socket's epoll events, 0 for a client event */
+static void conn_run(struct conn *c, uint32_t backend_events)
 {
+    bool backend_event = backend_events != 0;
+
     switch (c->state) {
     case CS_HELLO:
         conn_read_hello(c);
@@ -455,7 +463,7 @@ static void conn_run(struct conn *c, bool backend_event)
     case CS_CONNECT:
         /* client bytes wait in the socket; the relay picks them up */
         if (backend_event)
-            conn_connected(c);
+            conn_connected(c, backend_events);
         break;
     case CS_REPLAY:
         if (backend_event)
@@ -487,7 +495,7 @@ static void conn_on_client(struct ev *ev, uint32_t events)
     /* before the relay, only client input matters: skip the write-readiness edge */
     if (c->state != CS_RELAY && !(events & EV_IN))
         return;
-    conn_run(c, false);
+    conn_run(c, 0);
 }
 
 static void conn_on_backend(struct ev *ev, uint32_t events)
@@ -500,7 +508,7 @@ static void conn_on_backend(struct ev *ev, uint32_t events)
         c->down.src_hup = true;
     if (events & EV_OUT)
         c->up.dst_blocked = false;
-    conn_run(c, true);
+    conn_run(c, events);
 }
 
 static void conn_on_timer(struct timer *t)
