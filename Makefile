@@ -22,7 +22,8 @@ build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
 fuzz-build: deps $(BUILD_FUZZ)/build.ninja
-	ninja -C $(BUILD_FUZZ) fuzz_hello fuzz_config fuzz_chan
+	ninja -C $(BUILD_FUZZ) build.ninja
+	ninja -C $(BUILD_FUZZ) $$(ninja -C $(BUILD_FUZZ) -t targets all | sed -n 's/^\(fuzz_[a-z_]*\): .*/\1/p')
 
 test: build fuzz-build
 	t/run $(BUILD) $(BUILD_FUZZ)

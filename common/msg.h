@@ -35,6 +35,9 @@ enum msg_type {
     MSG_ADMIN_SETTINGS, /* m->a: struct msg_admin_settings + addr, tls_cert, tls_key, client_ca */
     MSG_ADMIN_REQ,      /* a->m: struct msg_admin_req + the packed protobuf request */
     MSG_ADMIN_RESP,     /* m->a: struct msg_admin_resp + status message + packed response */
+
+    /* master -> metrics exporter: MSG_SHM (a read-only fd), then this, once */
+    MSG_METRICS_SETTINGS, /* struct msg_metrics_settings + n_listeners x char[ADDR_STRLEN] */
     MSG__COUNT
 };
 
@@ -108,6 +111,21 @@ struct msg_admin_resp {
     uint32_t id;
     int32_t status;       /* grpc_status_code */
     uint32_t message_len; /* status message bytes that follow; then the response */
+};
+
+/*
+ * The exporter binds listen (loopback, checked by the config loader) before
+ * dropping to uid/gid. The listener names follow, in shm index order, each
+ * NUL-terminated in a fixed ADDR_STRLEN slot.
+ */
+struct msg_metrics_settings {
+    uint8_t setuid;
+    uint32_t uid;
+    uint32_t gid;
+    int32_t log_level;
+    int32_t log_format;
+    uint32_t n_listeners;
+    struct mc_addr listen;
 };
 
 #endif

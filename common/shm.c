@@ -13,6 +13,10 @@
 #include "log.h"
 #include "shm.h"
 
+const uint32_t shm_connect_bounds_us[SHM_CONNECT_BOUNDS] = {
+    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000,
+};
+
 int shm_create(struct shm **out)
 {
     int fd = memfd_create("mc-proxy-shm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -39,14 +43,14 @@ int shm_create(struct shm **out)
     return fd;
 }
 
-int shm_attach(int fd, struct shm **out)
+static int shm_map(int fd, int prot, struct shm **out)
 {
     struct stat st;
     if (fstat(fd, &st) < 0 || (size_t)st.st_size != sizeof(struct shm)) {
         log_error("shared memory has the wrong size");
         return -1;
     }
-    struct shm *s = mmap(NULL, sizeof(*s), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    struct shm *s = mmap(NULL, sizeof(*s), prot, MAP_SHARED, fd, 0);
     if (s == MAP_FAILED) {
         log_errno(LOGL_ERROR, errno, "mmap() of the shared memory failed");
         return -1;
@@ -56,6 +60,20 @@ int shm_attach(int fd, struct shm **out)
         munmap(s, sizeof(*s));
         return -1;
     }
+    *out = s;
+    return 0;
+}
+
+int shm_attach(int fd, struct shm **out)
+{
+    return shm_map(fd, PROT_READ | PROT_WRITE, out);
+}
+
+int shm_attach_readonly(int fd, const struct shm **out)
+{
+    struct shm *s;
+    if (shm_map(fd, PROT_READ, &s) < 0)
+        return -1;
     *out = s;
     return 0;
 }
@@ -70,4 +88,20 @@ void shm_worker_reap(struct shm *s, unsigned slot)
     }
     atomic_store(&w->active, 0);
     atomic_store(&w->pid, 0);
+}
+
+uint64_t shm_clock_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void shm_observe_connect(struct shm_worker *w, uint64_t usec)
+{
+    unsigned i = 0;
+    while (i < SHM_CONNECT_BOUNDS && usec > shm_connect_bounds_us[i])
+        i++;
+    atomic_fetch_add_explicit(&w->connect_buckets[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->connect_sum_us, usec, memory_order_relaxed);
 }

@@ -6,7 +6,9 @@
  * Each worker writes only its own slot, except the per-listener active
  * counts, which are global (max_connections is enforced across workers):
  * a worker adds to both the listener total and its own slot's share, so
- * the master can subtract a dead worker's share when it reaps it.
+ * the master can subtract a dead worker's share when it reaps it. The
+ * master writes the global counters (reloads, worker restarts); the
+ * metrics exporter only reads.
  */
 #ifndef MC_SHM_H
 #define MC_SHM_H
@@ -18,7 +20,12 @@
 #include "reason.h"
 
 #define SHM_MAGIC   0x6d637078u /* "mcpx" */
-#define SHM_VERSION 1
+#define SHM_VERSION 2
+
+/* Upper bounds (microseconds) of the backend connect latency buckets; one
+ * more bucket past the last holds everything slower. */
+#define SHM_CONNECT_BOUNDS 12
+extern const uint32_t shm_connect_bounds_us[SHM_CONNECT_BOUNDS];
 
 struct shm_listener {
     _Atomic int64_t active;
@@ -33,12 +40,17 @@ struct shm_worker {
     _Atomic uint64_t bytes_out; /* backend -> client */
     _Atomic uint64_t refused[REASON__COUNT];
     _Atomic int64_t listener_active[MC_MAX_LISTENERS]; /* this worker's share */
+    /* backend connect latency: per bucket, not cumulative (the exporter sums) */
+    _Atomic uint64_t connect_buckets[SHM_CONNECT_BOUNDS + 1];
+    _Atomic uint64_t connect_sum_us;
 };
 
 struct shm {
     uint32_t magic;
     uint32_t version;
-    uint64_t started_at; /* unix seconds */
+    uint64_t started_at;              /* unix seconds */
+    _Atomic uint64_t reloads;         /* the master counts them */
+    _Atomic uint64_t worker_restarts; /* workers respawned after dying */
     struct shm_listener listeners[MC_MAX_LISTENERS];
     struct shm_worker workers[MC_MAX_WORKERS];
 };
@@ -47,8 +59,16 @@ struct shm {
 int shm_create(struct shm **out);
 /* Child: maps the region from a received memfd (which it may then close). */
 int shm_attach(int fd, struct shm **out);
+/* The same, read-only: the metrics exporter, whose fd the master reopens
+ * O_RDONLY so that it could not map the region writable either. */
+int shm_attach_readonly(int fd, const struct shm **out);
 
 /* The dead worker's per-listener shares are subtracted from the totals and its slot cleared. */
 void shm_worker_reap(struct shm *s, unsigned slot);
+
+/* Monotonic microseconds, the clock connect latency is measured with. */
+uint64_t shm_clock_us(void);
+/* Counts one completed backend connect that took usec. */
+void shm_observe_connect(struct shm_worker *w, uint64_t usec);
 
 #endif

@@ -16,19 +16,9 @@
 #include "msg.h"
 #include "spawn.h"
 
-static void admin_chan_close(struct aux_proc *a)
-{
-    if (a->chan.fd < 0)
-        return;
-    loop_del(a->m->loop, &a->ev);
-    chan_close(&a->chan);
-    a->chan.fd = -1;
-}
-
 static void admin_flush(struct aux_proc *a)
 {
-    if (a->chan.fd >= 0 && chan_flush(&a->chan) == MC_ERROR)
-        log_warn("admin (pid %d): channel closed", (int)a->pid);
+    child_chan_flush(&a->chan, "admin", a->pid);
 }
 
 static int admin_on_message(void *arg, struct chan_msg *msg)
@@ -49,17 +39,7 @@ static int admin_on_message(void *arg, struct chan_msg *msg)
 static void admin_on_event(struct ev *ev, uint32_t events)
 {
     struct aux_proc *a = ev->data;
-
-    if (events & EPOLLOUT)
-        admin_flush(a);
-    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) || a->chan.fd < 0)
-        return;
-    int rc = chan_drain(&a->chan, admin_on_message, a);
-    if (rc != MC_OK) {
-        if (rc == MC_ERROR && a->pid != 0)
-            kill(a->pid, SIGKILL);
-        admin_chan_close(a);
-    }
+    child_chan_event(a->m->loop, &a->chan, &a->ev, a->pid, events, admin_on_message, a, "admin");
 }
 
 static int admin_send_settings(struct master *m)
@@ -118,30 +98,12 @@ void admin_spawn(struct master *m)
 
 void admin_exited(struct master *m, int status)
 {
-    struct aux_proc *a = &m->admin;
-    char how[64];
-
-    spawn_describe_exit(status, how, sizeof(how));
-    admin_chan_close(a);
-    a->pid = 0;
-    if (m->phase == MASTER_STOPPING) {
-        log_info("admin %s", how);
-        return;
-    }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == MC_EXIT_FATAL) {
-        log_error("admin %s (fatal: see its log), not respawning it; the admin API is down", how);
-        return;
-    }
-    uint64_t delay = spawn_restart_delay(&a->quick_deaths, a->started_ms, loop_now(m->loop));
-    log_warn("admin %s, respawning in %llu ms", how, (unsigned long long)delay);
-    loop_timer_set(m->loop, &a->respawn, delay);
+    aux_exited(m, &m->admin, status, "admin", m->cfg->grpc.enabled);
 }
 
 void admin_stop(struct master *m)
 {
-    loop_timer_stop(m->loop, &m->admin.respawn);
-    if (m->admin.pid != 0)
-        kill(m->admin.pid, SIGTERM);
+    aux_stop(m, &m->admin);
 }
 
 void master_admin_reply(struct master *m, uint32_t id, int32_t status, const char *message,

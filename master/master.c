@@ -21,6 +21,7 @@
 #include "listen.h"
 #include "log.h"
 #include "master.h"
+#include "priv.h"
 #include "sdnotify.h"
 #include "spawn.h"
 
@@ -111,6 +112,7 @@ static void reload_complete(struct master *m)
     config_free(m->cfg_prev);
     m->cfg_prev = NULL;
     m->reloading = false;
+    atomic_fetch_add_explicit(&m->shm->reloads, 1, memory_order_relaxed);
     /* they hold the old settings and certificates: restarted on the new ones */
     admin_stop(m);
     metrics_stop(m);
@@ -592,7 +594,8 @@ int master_run(struct config *cfg)
         master_load_state(&m) < 0)
         goto fail;
     m.shm_fd = shm_create(&m.shm);
-    if (m.shm_fd < 0 || master_bind(&m) < 0)
+    /* bound: from here on the master keeps only what supervising needs */
+    if (m.shm_fd < 0 || master_bind(&m) < 0 || priv_restrict_master() < 0)
         goto fail;
     signals_setup(&waitmask);
     master_start_children(&m);

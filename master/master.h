@@ -145,6 +145,18 @@ void worker_exited(struct master *m, struct worker_proc *w, int status);
 void worker_stop(struct master *m, struct worker_proc *w, bool graceful);
 unsigned workers_alive(const struct master *m);
 
+/* aux.c: a child's channel, and the auxiliary processes' life cycle */
+void child_chan_close(struct loop *l, struct chan *c, struct ev *ev);
+void child_chan_flush(struct chan *c, const char *name, pid_t pid);
+/* Flushes on EPOLLOUT, drains on input; on EOF or garbage closes the channel
+ * (killing a child that sent garbage). */
+void child_chan_event(struct loop *l, struct chan *c, struct ev *ev, pid_t pid, uint32_t events,
+                      chan_handler_fn *handle, void *arg, const char *name);
+/* Exit of an auxiliary process: respawned (with the crash brake) unless the
+ * master is stopping, it is no longer wanted, or it exited fatally. */
+void aux_exited(struct master *m, struct aux_proc *x, int status, const char *name, bool wanted);
+void aux_stop(struct master *m, struct aux_proc *x);
+
 /* admin.c */
 void admin_spawn(struct master *m);
 void admin_exited(struct master *m, int status);

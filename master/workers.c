@@ -34,8 +34,7 @@ static void worker_send_settings(struct master *m, struct worker_proc *w)
 
 static void worker_flush(struct worker_proc *w)
 {
-    if (chan_flush(&w->chan) == MC_ERROR)
-        log_warn("worker %u (pid %d): channel closed", w->id, (int)w->pid);
+    child_chan_flush(&w->chan, "worker", w->pid);
 }
 
 /* Queues one whole generation of routing state: BEGIN, objects, COMMIT. */
@@ -122,28 +121,13 @@ static int worker_on_message(void *arg, struct chan_msg *msg)
 
 static void worker_chan_close(struct worker_proc *w)
 {
-    if (w->chan.fd < 0)
-        return;
-    loop_del(w->m->loop, &w->ev);
-    chan_close(&w->chan);
-    w->chan.fd = -1;
+    child_chan_close(w->m->loop, &w->chan, &w->ev);
 }
 
 static void worker_on_event(struct ev *ev, uint32_t events)
 {
     struct worker_proc *w = ev->data;
-
-    if (events & EPOLLOUT)
-        worker_flush(w);
-    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) || w->chan.fd < 0)
-        return;
-    int rc = chan_drain(&w->chan, worker_on_message, w);
-    if (rc != MC_OK) {
-        /* EOF or garbage: the process is gone or broken; SIGCHLD does the rest */
-        if (rc == MC_ERROR && w->pid != 0)
-            kill(w->pid, SIGKILL);
-        worker_chan_close(w);
-    }
+    child_chan_event(w->m->loop, &w->chan, &w->ev, w->pid, events, worker_on_message, w, "worker");
 }
 
 void worker_spawn(struct master *m, struct worker_proc *w)
@@ -242,6 +226,7 @@ void worker_exited(struct master *m, struct worker_proc *w, int status)
         }
         return;
     }
+    atomic_fetch_add(&m->shm->worker_restarts, 1);
     uint64_t delay = spawn_restart_delay(&w->quick_deaths, w->started_ms, loop_now(m->loop));
     if (delay == 0) {
         log_warn("worker %u %s, respawning", w->id, how);

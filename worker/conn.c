@@ -55,6 +55,7 @@ struct conn {
     uint32_t replay_off;
     struct relay_dir up, down; /* client->backend, backend->client */
     uint64_t t_accept, t_active;
+    uint64_t t_connect_us; /* connect() called: for the latency histogram */
     struct conn *prev, *next;
     struct conn *next_dead;
     struct conn *next_resume;
@@ -248,6 +249,7 @@ static void conn_connect(struct conn *c)
     }
     c->bev.fd = fd;
     set_nodelay(fd);
+    c->t_connect_us = shm_clock_us();
     if (connect(fd, (const struct sockaddr *)&to->ss, to->len) < 0 && errno != EINPROGRESS) {
         log_errno(LOGL_DEBUG, errno, "connect() to %s", c->route->backend);
         conn_close(c, REASON_BACKEND_CONNECT_FAILED, NULL);
@@ -389,6 +391,7 @@ static void conn_connected(struct conn *c, uint32_t events)
         conn_close(c, REASON_BACKEND_CONNECT_FAILED, NULL);
         return;
     }
+    shm_observe_connect(c->w->slot, shm_clock_us() - c->t_connect_us);
     c->state = CS_REPLAY;
     /* a stalled replay is an idle connection, not a slow connect */
     loop_timer_set(c->w->loop, &c->timer, c->w->settings.idle_timeout_ms);
