@@ -30,6 +30,7 @@ enum msg_type {
     MSG_STATE_COMMIT,  /* m->w, gen: no payload */
     MSG_ACK,           /* w->m, gen: no payload */
     MSG_STOP,          /* m->w: stop accepting, drain, exit; no payload */
+    MSG_ROUTE_DEL,     /* m->w, gen (delta only): struct msg_route_del + hostname */
 
     /* master <-> admin process */
     MSG_ADMIN_SETTINGS, /* m->a: struct msg_admin_settings + addr, tls_cert, tls_key, client_ca */
@@ -64,9 +65,23 @@ struct msg_listener {
     char addr[ADDR_STRLEN]; /* the listener's name, NUL-terminated */
 };
 
+/*
+ * A generation is full (every listener's routes: the tables are rebuilt)
+ * or a delta (only the routes that changed, MSG_ROUTE to add or replace,
+ * MSG_ROUTE_DEL to remove, applied to the current tables at COMMIT), so a
+ * change costs the same with 10 routes or 10,000. Either way n_routes is
+ * the total afterwards: a worker whose tables do not add up exits and is
+ * replaced from a full state.
+ */
 struct msg_state_begin {
     uint32_t n_listeners;
     uint32_t n_routes;
+    uint8_t delta;
+};
+
+struct msg_route_del {
+    uint32_t listener_id;
+    uint8_t hostname_len; /* bytes following the struct, no NUL */
 };
 
 struct msg_listener_conf {

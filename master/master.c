@@ -167,7 +167,18 @@ int master_publish(struct master *m, master_done_fn *done, void *arg)
         free(w);
         return -1;
     }
-    state_free(m->state);
+    /* a delta when few routes changed: the cost of a change then does not grow with the table */
+    struct route_change *changes;
+    struct state *old = m->state;
+    int n_changes = state_route_changes(old, st, &changes);
+    unsigned n_routes = 0;
+    for (unsigned i = 0; i < st->n_listeners; i++)
+        n_routes += st->listeners[i].n_routes;
+    if (n_changes > 0 && (unsigned)n_changes > n_routes / 2) {
+        free(changes);
+        changes = NULL;
+        n_changes = -1;
+    }
     m->state = st;
     m->gen++;
     *w = (struct publish_wait){.gen = m->gen, .done = done, .arg = arg};
@@ -176,7 +187,9 @@ int master_publish(struct master *m, master_done_fn *done, void *arg)
         tail = &(*tail)->next;
     *tail = w;
     for (unsigned i = 0; i < m->n_slots; i++)
-        worker_push_state(m, &m->workers[i]);
+        worker_push_state(m, &m->workers[i], changes, n_changes);
+    free(changes);
+    state_free(old); /* after the push: removed routes' names point into it */
     master_check_waits(m);
     return 0;
 }

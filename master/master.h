@@ -140,7 +140,10 @@ void master_check_waits(struct master *m);
 /* Starts a generation of m->n_workers workers in free slots; -1 if too few slots. */
 int workers_start_generation(struct master *m);
 void worker_spawn(struct master *m, struct worker_proc *w);
-void worker_push_state(struct master *m, struct worker_proc *w);
+/* Queues the current state as a new generation: a delta of n_changes
+ * route changes, or the whole state when n_changes is -1. */
+void worker_push_state(struct master *m, struct worker_proc *w, const struct route_change *changes,
+                       int n_changes);
 void worker_exited(struct master *m, struct worker_proc *w, int status);
 void worker_stop(struct master *m, struct worker_proc *w, bool graceful);
 unsigned workers_alive(const struct master *m);

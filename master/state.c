@@ -49,3 +49,78 @@ int fw_type_parse(const char *s)
     }
     return -1;
 }
+
+static bool str_eq(const char *a, const char *b)
+{
+    return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
+}
+
+static bool route_conf_eq(const struct route_conf *a, const struct route_conf *b)
+{
+    if (!str_eq(a->backend, b->backend) || a->mode != b->mode ||
+        !str_eq(a->tls_cert, b->tls_cert) || !str_eq(a->tls_key, b->tls_key) ||
+        a->backend_tls != b->backend_tls || a->send_proxy_protocol != b->send_proxy_protocol ||
+        a->n_policies != b->n_policies)
+        return false;
+    for (unsigned i = 0; i < a->n_policies; i++) {
+        if (a->policies[i].type != b->policies[i].type ||
+            !str_eq(a->policies[i].value, b->policies[i].value))
+            return false;
+    }
+    return true;
+}
+
+static int change_push(struct route_change **out, unsigned *n, unsigned *cap, struct route_change c)
+{
+    if (*n == *cap) {
+        unsigned ncap = *cap ? *cap * 2 : 8;
+        struct route_change *p = realloc(*out, ncap * sizeof(*p));
+        if (p == NULL)
+            return -1;
+        *out = p;
+        *cap = ncap;
+    }
+    (*out)[(*n)++] = c;
+    return 0;
+}
+
+int state_route_changes(const struct state *old, const struct state *next,
+                        struct route_change **out)
+{
+    unsigned n = 0, cap = 0;
+
+    *out = NULL;
+    if (old->n_listeners != next->n_listeners)
+        return -1;
+    for (unsigned l = 0; l < next->n_listeners; l++) {
+        const struct listener_conf *a = &old->listeners[l], *b = &next->listeners[l];
+        unsigned i = 0, j = 0;
+        if (strcmp(a->addr, b->addr) != 0)
+            goto full;
+        /* both sorted by hostname (store_load): one merge walk */
+        while (i < a->n_routes || j < b->n_routes) {
+            int cmp = i == a->n_routes   ? 1
+                      : j == b->n_routes ? -1
+                                         : strcmp(a->routes[i].hostname, b->routes[j].hostname);
+            struct route_change c = {.listener = b};
+            if (cmp < 0) {
+                c.route = &a->routes[i++];
+                c.removed = true;
+            } else if (cmp > 0) {
+                c.route = &b->routes[j++];
+            } else if (!route_conf_eq(&a->routes[i++], &b->routes[j])) {
+                c.route = &b->routes[j++];
+            } else {
+                j++;
+                continue;
+            }
+            if (change_push(out, &n, &cap, c) < 0)
+                goto full;
+        }
+    }
+    return (int)n;
+full:
+    free(*out);
+    *out = NULL;
+    return -1;
+}

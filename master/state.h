@@ -28,6 +28,22 @@ struct state {
 };
 
 void state_free(struct state *s);
+
+/* A route that differs between two states: added or changed (route points
+ * into the newer state), or removed (into the older one). */
+struct route_change {
+    const struct listener_conf *listener; /* in the newer state */
+    const struct route_conf *route;
+    bool removed;
+};
+/*
+ * The routes that differ between two states loaded by store_load (listeners
+ * by addr, routes by hostname), in an array the caller frees. Returns their
+ * number, or -1 when the listeners differ (only a full push will do) or
+ * memory runs out.
+ */
+int state_route_changes(const struct state *old, const struct state *next,
+                        struct route_change **out);
 /* The listener named addr (exact string), or NULL. */
 struct listener_conf *state_listener(const struct state *s, const char *addr);
 /* "ip" / "cidr" / "country" <-> enum; NULL / -1 when unknown. */

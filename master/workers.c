@@ -37,16 +37,43 @@ static void worker_flush(struct worker_proc *w)
     child_chan_flush(&w->chan, "worker", w->pid);
 }
 
-/* Queues one whole generation of routing state: BEGIN, objects, COMMIT. */
-static int worker_send_state(struct master *m, struct worker_proc *w)
+static int send_route(struct chan *c, uint32_t gen, int id, const struct route_conf *r)
+{
+    struct msg_route mr = {
+        .listener_id = (uint32_t)id,
+        .mode = (uint8_t)r->mode,
+        .backend_tls = r->backend_tls,
+        .send_proxy_protocol = r->send_proxy_protocol,
+        .hostname_len = (uint8_t)strlen(r->hostname),
+        .backend_len = (uint16_t)strlen(r->backend),
+        .backend_addr = r->backend_addr,
+    };
+    struct iovec iov[3] = {
+        {&mr, sizeof(mr)},
+        {r->hostname, mr.hostname_len},
+        {r->backend, mr.backend_len},
+    };
+    return chan_sendv(c, MSG_ROUTE, gen, iov, 3, -1);
+}
+
+static int send_route_del(struct chan *c, uint32_t gen, int id, const struct route_conf *r)
+{
+    struct msg_route_del md = {.listener_id = (uint32_t)id,
+                               .hostname_len = (uint8_t)strlen(r->hostname)};
+    struct iovec iov[2] = {{&md, sizeof(md)}, {r->hostname, md.hostname_len}};
+    return chan_sendv(c, MSG_ROUTE_DEL, gen, iov, 2, -1);
+}
+
+/* BEGIN and every bound listener's settings; routes follow, then COMMIT. */
+static int send_begin(struct master *m, struct chan *c, bool delta)
 {
     const struct state *st = m->state;
-    struct chan *c = &w->chan;
-    unsigned n_routes = 0;
+    struct msg_state_begin b = {.n_listeners = st->n_listeners, .delta = delta};
 
-    for (unsigned i = 0; i < st->n_listeners; i++)
-        n_routes += st->listeners[i].n_routes;
-    struct msg_state_begin b = {.n_listeners = st->n_listeners, .n_routes = n_routes};
+    for (unsigned i = 0; i < st->n_listeners; i++) {
+        if (master_listener_index(m, st->listeners[i].addr) >= 0)
+            b.n_routes += st->listeners[i].n_routes;
+    }
     if (chan_send(c, MSG_STATE_BEGIN, m->gen, &b, sizeof(b), -1) < 0)
         return -1;
     for (unsigned i = 0; i < st->n_listeners; i++) {
@@ -61,34 +88,56 @@ static int worker_send_state(struct master *m, struct worker_proc *w)
         };
         if (chan_send(c, MSG_LISTENER_CONF, m->gen, &lc, sizeof(lc), -1) < 0)
             return -1;
-        for (unsigned j = 0; j < l->n_routes; j++) {
-            const struct route_conf *r = &l->routes[j];
-            struct msg_route mr = {
-                .listener_id = (uint32_t)id,
-                .mode = (uint8_t)r->mode,
-                .backend_tls = r->backend_tls,
-                .send_proxy_protocol = r->send_proxy_protocol,
-                .hostname_len = (uint8_t)strlen(r->hostname),
-                .backend_len = (uint16_t)strlen(r->backend),
-                .backend_addr = r->backend_addr,
-            };
-            struct iovec iov[3] = {
-                {&mr, sizeof(mr)},
-                {r->hostname, mr.hostname_len},
-                {r->backend, mr.backend_len},
-            };
-            if (chan_sendv(c, MSG_ROUTE, m->gen, iov, 3, -1) < 0)
+    }
+    return 0;
+}
+
+/* Queues one whole generation of routing state: BEGIN, objects, COMMIT. */
+static int worker_send_state(struct master *m, struct worker_proc *w)
+{
+    const struct state *st = m->state;
+    struct chan *c = &w->chan;
+
+    if (send_begin(m, c, false) < 0)
+        return -1;
+    for (unsigned i = 0; i < st->n_listeners; i++) {
+        int id = master_listener_index(m, st->listeners[i].addr);
+        for (unsigned j = 0; id >= 0 && j < st->listeners[i].n_routes; j++) {
+            if (send_route(c, m->gen, id, &st->listeners[i].routes[j]) < 0)
                 return -1;
         }
     }
     return chan_send(c, MSG_STATE_COMMIT, m->gen, NULL, 0, -1);
 }
 
-void worker_push_state(struct master *m, struct worker_proc *w)
+/* Queues a delta generation: only the routes that changed. */
+static int worker_send_delta(struct master *m, struct worker_proc *w,
+                             const struct route_change *changes, unsigned n)
+{
+    struct chan *c = &w->chan;
+
+    if (send_begin(m, c, true) < 0)
+        return -1;
+    for (unsigned i = 0; i < n; i++) {
+        int id = master_listener_index(m, changes[i].listener->addr);
+        if (id < 0)
+            continue;
+        int rc = changes[i].removed ? send_route_del(c, m->gen, id, changes[i].route)
+                                    : send_route(c, m->gen, id, changes[i].route);
+        if (rc < 0)
+            return -1;
+    }
+    return chan_send(c, MSG_STATE_COMMIT, m->gen, NULL, 0, -1);
+}
+
+void worker_push_state(struct master *m, struct worker_proc *w, const struct route_change *changes,
+                       int n_changes)
 {
     if (w->pid == 0 || w->chan.fd < 0)
         return;
-    if (worker_send_state(m, w) < 0) {
+    int rc = n_changes >= 0 ? worker_send_delta(m, w, changes, (unsigned)n_changes)
+                            : worker_send_state(m, w);
+    if (rc < 0) {
         /* it would run on stale routes: replace it, it restarts from the current state */
         log_error("worker %u: cannot queue generation %u, restarting it", w->id, m->gen);
         kill(w->pid, SIGKILL);
@@ -158,7 +207,7 @@ void worker_spawn(struct master *m, struct worker_proc *w)
         for (unsigned s = w->pos; s < m->n_sockets; s += w->stride)
             chan_send(&w->chan, MSG_LISTENER, 0, &ml, sizeof(ml), *master_lfd(m, i, s));
     }
-    worker_push_state(m, w);
+    worker_push_state(m, w, NULL, -1);
     log_info("worker %u started, pid %d", w->id, (int)pid);
 }
 

@@ -206,6 +206,33 @@ int route_table_add(struct route_table *t, struct route *r)
     return 0;
 }
 
+/*
+ * Linear probing without tombstones: after emptying a slot, entries further
+ * along the same run move back into the hole when their home slot is not
+ * between the hole and where they sit (backward-shift deletion).
+ */
+int route_table_remove(struct route_table *t, const char *hostname)
+{
+    size_t hole = route_table_slot(t, hostname, strlen(hostname));
+
+    if (t->slots[hole] == NULL)
+        return 0;
+    route_unref(t->slots[hole]);
+    t->slots[hole] = NULL;
+    t->count--;
+    for (size_t i = (hole + 1) & t->mask; t->slots[i] != NULL; i = (i + 1) & t->mask) {
+        const char *name = t->slots[i]->hostname;
+        size_t home = (size_t)route_hash(t->key, name, strlen(name)) & t->mask;
+        /* stays if its home lies cyclically in (hole, i] */
+        if (((i - home) & t->mask) < ((i - hole) & t->mask))
+            continue;
+        t->slots[hole] = t->slots[i];
+        t->slots[i] = NULL;
+        hole = i;
+    }
+    return 1;
+}
+
 unsigned route_table_count(const struct route_table *t)
 {
     return t->count;

@@ -42,6 +42,8 @@ void route_table_free(struct route_table *t);
  * same hostname is replaced. -1 on allocation failure. */
 int route_table_add(struct route_table *t, struct route *r);
 unsigned route_table_count(const struct route_table *t);
+/* Drops the entry for a normalised hostname (pattern); 1 if there was one, 0 if not. */
+int route_table_remove(struct route_table *t, const char *hostname);
 
 /*
  * Looks up an SNI exactly as the client sent it (sni[0..len), any

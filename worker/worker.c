@@ -150,8 +150,53 @@ static void worker_drain(struct worker *w)
         loop_timer_set(w->loop, &w->drain_timer, w->settings.shutdown_timeout_ms);
 }
 
+static void ops_clear(struct worker *w)
+{
+    for (unsigned i = 0; i < w->n_ops; i++) {
+        if (w->ops[i].add != NULL)
+            route_unref(w->ops[i].add);
+        free(w->ops[i].del);
+    }
+    w->n_ops = 0;
+}
+
+static int ops_push(struct worker *w, struct delta_op op)
+{
+    if (w->n_ops == w->cap_ops) {
+        unsigned cap = w->cap_ops ? w->cap_ops * 2 : 16;
+        struct delta_op *ops = realloc(w->ops, cap * sizeof(*ops));
+        if (ops == NULL)
+            return -1;
+        w->ops = ops;
+        w->cap_ops = cap;
+    }
+    w->ops[w->n_ops++] = op;
+    return 0;
+}
+
+/* Applies a delta generation's changes to the live tables. */
+static int ops_apply(struct worker *w)
+{
+    for (unsigned i = 0; i < w->n_ops; i++) {
+        struct delta_op *op = &w->ops[i];
+        struct route_table **t = &w->listeners[op->listener].routes;
+        if (op->del != NULL) {
+            if (*t != NULL)
+                route_table_remove(*t, op->del);
+            continue;
+        }
+        if (*t == NULL && (*t = route_table_new(16)) == NULL)
+            return -1;
+        if (route_table_add(*t, op->add) < 0)
+            return -1;
+    }
+    ops_clear(w);
+    return 0;
+}
+
 static void pending_clear(struct worker *w)
 {
+    ops_clear(w);
     for (unsigned i = 0; i < MC_MAX_LISTENERS; i++) {
         route_table_free(w->pending_routes[i]);
         w->pending_routes[i] = NULL;
@@ -161,18 +206,31 @@ static void pending_clear(struct worker *w)
 }
 
 /* COMMIT: swap the new generation in. Connections keep their own route references. */
-static void state_commit(struct worker *w, uint32_t gen)
+static int state_commit(struct worker *w, uint32_t gen)
 {
+    unsigned n_routes = 0;
+
+    if (w->pending_delta && ops_apply(w) < 0)
+        return -1;
     for (unsigned i = 0; i < MC_MAX_LISTENERS; i++) {
         struct wlistener *l = &w->listeners[i];
-        route_table_free(l->routes);
-        l->routes = w->pending_routes[i];
-        w->pending_routes[i] = NULL;
+        if (!w->pending_delta) {
+            route_table_free(l->routes);
+            l->routes = w->pending_routes[i];
+            w->pending_routes[i] = NULL;
+        }
+        n_routes += l->routes ? route_table_count(l->routes) : 0;
         l->max_connections = w->pending_has_conf[i] ? w->pending_conf[i].max_connections : 0;
         l->proxy_protocol = w->pending_has_conf[i] && w->pending_conf[i].proxy_protocol;
         w->pending_has_conf[i] = false;
     }
     w->pending = false;
+    if (n_routes != w->pending_n_routes) {
+        /* a delta applied to tables that were not what the master thought */
+        log_error("generation %u leaves %u routes, the master counts %u", gen, n_routes,
+                  w->pending_n_routes);
+        return -1;
+    }
     w->gen = gen;
     if (!w->started) {
         w->started = true;
@@ -180,7 +238,8 @@ static void state_commit(struct worker *w, uint32_t gen)
             sock_start(w->socks[i]);
     }
     chan_send(&w->chan, MSG_ACK, gen, NULL, 0, -1);
-    log_debug("generation %u applied", gen);
+    log_debug("generation %u applied (%s)", gen, w->pending_delta ? "delta" : "full");
+    return 0;
 }
 
 static int apply_settings(struct worker *w, const struct msg_settings *s)
@@ -209,6 +268,7 @@ static int apply_settings(struct worker *w, const struct msg_settings *s)
     return 0;
 }
 
+/* MSG_ROUTE: into the new table of a full generation, or a delta's ops. */
 static int add_route(struct worker *w, const struct chan_msg *m)
 {
     struct msg_route mr;
@@ -226,16 +286,43 @@ static int add_route(struct worker *w, const struct chan_msg *m)
     memcpy(backend, m->data + sizeof(mr) + mr.hostname_len, mr.backend_len);
     backend[mr.backend_len] = '\0';
 
-    struct route_table **t = &w->pending_routes[mr.listener_id];
-    if (*t == NULL && (*t = route_table_new(16)) == NULL)
-        return -1;
     struct route *r = route_new(host, backend, &mr.backend_addr, (enum route_mode)mr.mode,
                                 mr.backend_tls, mr.send_proxy_protocol);
     if (r == NULL)
         return -1;
+    if (w->pending_delta) {
+        if (ops_push(w, (struct delta_op){.listener = mr.listener_id, .add = r}) == 0)
+            return 0;
+        route_unref(r);
+        return -1;
+    }
+    struct route_table **t = &w->pending_routes[mr.listener_id];
+    if (*t == NULL && (*t = route_table_new(16)) == NULL) {
+        route_unref(r);
+        return -1;
+    }
     int rc = route_table_add(*t, r);
     route_unref(r);
     return rc;
+}
+
+static int del_route(struct worker *w, const struct chan_msg *m)
+{
+    struct msg_route_del md;
+
+    if (!w->pending_delta || m->hdr.len < sizeof(md))
+        return -1;
+    memcpy(&md, m->data, sizeof(md));
+    if (m->hdr.len != sizeof(md) + md.hostname_len || md.hostname_len == 0 ||
+        md.listener_id >= MC_MAX_LISTENERS)
+        return -1;
+    char *host = strndup((const char *)m->data + sizeof(md), md.hostname_len);
+    if (host == NULL ||
+        ops_push(w, (struct delta_op){.listener = md.listener_id, .del = host}) < 0) {
+        free(host);
+        return -1;
+    }
+    return 0;
 }
 
 /*
@@ -280,13 +367,21 @@ static int on_message(struct worker *w, struct chan_msg *m)
         memcpy(l->addr, ml.addr, sizeof(l->addr));
         return sock_add(w, l, m->fd);
     }
-    case MSG_STATE_BEGIN:
-        if (len != sizeof(struct msg_state_begin) || !w->have_settings)
+    case MSG_STATE_BEGIN: {
+        struct msg_state_begin b;
+        if (len != sizeof(b) || !w->have_settings)
             return -1;
+        memcpy(&b, m->data, sizeof(b));
         pending_clear(w);
         w->pending = true;
+        /* a delta needs a base: only after the first full generation */
+        w->pending_delta = b.delta && w->started;
+        if (b.delta && !w->started)
+            return -1;
         w->pending_gen = m->hdr.gen;
+        w->pending_n_routes = b.n_routes;
         return 0;
+    }
     case MSG_LISTENER_CONF: {
         struct msg_listener_conf lc;
         if (len != sizeof(lc) || !w->pending || m->hdr.gen != w->pending_gen)
@@ -302,11 +397,14 @@ static int on_message(struct worker *w, struct chan_msg *m)
         if (!w->pending || m->hdr.gen != w->pending_gen)
             return -1;
         return add_route(w, m);
+    case MSG_ROUTE_DEL:
+        if (!w->pending || m->hdr.gen != w->pending_gen)
+            return -1;
+        return del_route(w, m);
     case MSG_STATE_COMMIT:
         if (len != 0 || !w->pending || m->hdr.gen != w->pending_gen)
             return -1;
-        state_commit(w, m->hdr.gen);
-        return 0;
+        return state_commit(w, m->hdr.gen);
     case MSG_STOP:
         if (len != 0)
             return -1;
@@ -361,6 +459,7 @@ static void worker_exit(struct worker *w, int code)
         w->listeners[i].routes = NULL;
     }
     pending_clear(w);
+    free(w->ops);
     pipe_pool_free(&w->pipes);
     chan_close(&w->chan);
     loop_free(w->loop);

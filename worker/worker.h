@@ -21,6 +21,13 @@
 
 struct conn;
 
+/* One change of a delta generation: add (or replace) a route, or remove one. */
+struct delta_op {
+    uint32_t listener;
+    struct route *add; /* referenced */
+    char *del;         /* hostname */
+};
+
 /* A listener as the worker routes it; its sockets are struct wsock. */
 struct wlistener {
     struct worker *w;
@@ -59,7 +66,11 @@ struct worker {
 
     /* the generation being received, swapped in on COMMIT */
     bool pending;
+    bool pending_delta; /* ops apply to the current tables, not new ones */
     uint32_t pending_gen;
+    uint32_t pending_n_routes; /* total the tables must hold after the commit */
+    struct delta_op *ops;
+    unsigned n_ops, cap_ops;
     struct route_table *pending_routes[MC_MAX_LISTENERS];
     struct msg_listener_conf pending_conf[MC_MAX_LISTENERS];
     bool pending_has_conf[MC_MAX_LISTENERS];

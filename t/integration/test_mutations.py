@@ -112,6 +112,37 @@ def refused_write_changes_nothing():
 
 
 @test
+def changes_travel_as_deltas_over_a_large_table():
+    port = mctest.free_port()
+    routes = [("h%d.test" % i, "127.0.0.1:9") for i in range(3000)]
+    listeners = [mctest.listener("127.0.0.1:%d" % port, routes)]
+    with mctest.TempDir() as d, mctest.RawBackend(mctest.hello_greet_handler(b"D")) as be:
+        srv = at.admin_server(listeners=listeners, database={"path": d.join("state.db")})
+        srv.port = port
+        with srv:
+            at.wait_admin(srv)
+            api = ["--socket", srv.sock]
+            at.ctl_ok(*api, "routes", "add", srv.listener, "h17.test", be.addr)   # replace
+            at.ctl_ok(*api, "routes", "add", srv.listener, "new.test", be.addr)   # add
+            at.ctl_ok(*api, "routes", "remove", srv.listener, "h18.test")        # remove
+            # every worker applied three deltas; a worker whose tables did not
+            # add up to the master's count would have exited instead
+            deltas = [r for r in srv.log_lines() if r.get("proc") == "worker" and
+                      "applied (delta)" in r.get("msg", "")]
+            assert len(deltas) == 3 * len(srv.worker_pids()), deltas
+            seen = set()
+            for _ in range(16):
+                s = mctest.connect(port)
+                s.sendall(mctest.client_hello_bytes("h17.test" if len(seen) % 2 else "new.test"))
+                assert mctest.recv_exact(s, 2, 5) == b"D\n"
+                seen.add(srv.worker_of(port, s.getsockname()[1]))
+                s.close()
+            assert seen == set(srv.worker_pids()), seen
+            route_refused(srv, "h18.test")
+            assert len(listed(srv)) == 3000
+
+
+@test
 def mc_proxy_status_reads_the_running_server():
     port = mctest.free_port()
     with mctest.TempDir() as d, server(d.join("state.db"), port) as srv:

@@ -155,6 +155,45 @@ static void test_refcount(void)
     route_unref(r); /* LeakSanitizer reports it if this did not free */
 }
 
+/* Removing keeps every other entry reachable, whatever the probe runs look like
+ * (a small table with many collisions, then a large one). */
+static void test_remove(void)
+{
+    char name[64];
+    bool ok = true;
+
+    for (unsigned n = 8; n <= 4000 && ok; n = n * 5) {
+        struct route_table *t = route_table_new(1);
+        for (unsigned i = 0; i < n; i++) {
+            snprintf(name, sizeof(name), "r%u.test", i);
+            ok = ok && add(t, name, name) != NULL;
+        }
+        for (unsigned i = 0; i < n; i += 3) { /* every third one goes */
+            snprintf(name, sizeof(name), "r%u.test", i);
+            ok = ok && route_table_remove(t, name) == 1 && route_table_remove(t, name) == 0;
+        }
+        for (unsigned i = 0; i < n; i++) {
+            snprintf(name, sizeof(name), "r%u.test", i);
+            ok = ok && routes_to(t, name, i % 3 == 0 ? "(none)" : name);
+        }
+        ok = ok && route_table_count(t) == n - (n + 2) / 3;
+        for (unsigned i = 0; i < n; i += 3) { /* and come back */
+            snprintf(name, sizeof(name), "r%u.test", i);
+            ok = ok && add(t, name, "again") != NULL;
+        }
+        for (unsigned i = 0; i < n; i++) {
+            snprintf(name, sizeof(name), "r%u.test", i);
+            ok = ok && routes_to(t, name, i % 3 == 0 ? "again" : name);
+        }
+        ok = ok && route_table_count(t) == n;
+        route_table_free(t);
+    }
+    T_OK(ok, "remove: every third of 8..1000 routes removed and re-added, the rest still found");
+    struct route_table *t = route_table_new(1);
+    T_OK(route_table_remove(t, "absent.test") == 0, "remove of an absent name: 0");
+    route_table_free(t);
+}
+
 int main(void)
 {
     test_route_new();
@@ -162,5 +201,6 @@ int main(void)
     test_replace();
     test_many();
     test_refcount();
+    test_remove();
     return tap_done();
 }
