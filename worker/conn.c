@@ -419,8 +419,11 @@ static void conn_relay(struct conn *c)
     const struct relay_buf buf = {w->scratch, sizeof(w->scratch)};
 
     enum relay_status up = relay_pump(&c->up, c->cev.fd, c->bev.fd, &w->pipes, &buf, &up_budget);
+    int err = errno;
     enum relay_status down =
         relay_pump(&c->down, c->bev.fd, c->cev.fd, &w->pipes, &buf, &down_budget);
+    if (up != RELAY_ERROR)
+        err = errno;
 
     if (c->up.bytes != up0 || c->down.bytes != down0) {
         c->t_active = loop_now(w->loop);
@@ -428,7 +431,8 @@ static void conn_relay(struct conn *c)
         atomic_fetch_add_explicit(&w->slot->bytes_out, c->down.bytes - down0, memory_order_relaxed);
     }
     if (up == RELAY_ERROR || down == RELAY_ERROR) {
-        conn_close(c, REASON_NONE, "ok");
+        /* an abortive close by either peer is common and worth telling apart */
+        conn_close(c, REASON_NONE, err == ECONNRESET || err == EPIPE ? "reset" : "error");
         return;
     }
     if (up == RELAY_DONE && down == RELAY_DONE) {

@@ -69,8 +69,8 @@ void relay_dir_release(struct relay_dir *d, struct pipe_pool *p)
 static int flush_pipe(struct relay_dir *d, int dst, struct pipe_pool *pool)
 {
     while (d->pending > 0) {
-        ssize_t n = splice(d->pipe_r, NULL, dst, NULL, d->pending,
-                           SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+        ssize_t n =
+            splice(d->pipe_r, NULL, dst, NULL, d->pending, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno != EAGAIN)

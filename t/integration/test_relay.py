@@ -5,6 +5,7 @@ Run: /usr/bin/python3 t/integration/test_relay.py [NAME...]"""
 import hashlib
 import os
 import socket
+import struct
 import sys
 import threading
 import time
@@ -205,6 +206,20 @@ def many_concurrent_relays():
             s.close()
         mctest.wait_until(lambda: len([r for r in srv.conn_logs() if r["result"] == "ok"]) == 40,
                           10, what="40 access lines")
+
+
+@test
+def client_reset_is_logged_as_reset():
+    with mctest.RawBackend(mctest.hello_echo_handler) as ba, \
+            mctest.proxy_server([("a.test", ba.addr)]) as srv:
+        s = mctest.connect(srv.port)
+        s.sendall(mctest.client_hello_bytes("a.test"))
+        mctest.echo_roundtrip(s, b"x" * 1000)
+        # close with SO_LINGER 0: the peer gets a RST, not a FIN
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+        line = srv.wait_conn_log(sni="a.test")
+        assert line["result"] == "reset", line
 
 
 if __name__ == "__main__":
