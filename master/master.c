@@ -361,6 +361,17 @@ static int master_load_state(struct master *m)
         log_error("database %s: %s", cfg->database_path, err);
         return -1;
     }
+    /* say it where operators look: a stored rule must not pass for a protection */
+    if (m->state->n_rules > 0)
+        log_warn("%u firewall rule(s) in the database are NOT enforced: this version's workers "
+                 "do not implement the firewall yet",
+                 m->state->n_rules);
+    for (unsigned i = 0; i < m->state->n_listeners; i++) {
+        if (m->state->listeners[i].proxy_protocol)
+            log_warn("listener %s: proxy_protocol is not implemented yet; its connections "
+                     "will be refused as not_tls",
+                     m->state->listeners[i].addr);
+    }
     return 0;
 }
 
