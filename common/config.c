@@ -14,19 +14,22 @@
  *     marked tainted: the typed load still succeeds, and the checks of
  *     step 4 skip what is already known to be wrong instead of reporting
  *     it twice.
- *  3. The tree is emitted again and libcyaml loads it into the raw_*
- *     structs.
+ *  3. libcyaml loads the tree into the raw_* structs: from the file's
+ *     own bytes when steps 1 and 2 left the tree as the file wrote it,
+ *     else from the tree emitted again.
  *  4. Conversion into struct config checks what each value means and
  *     resolves relative paths, finding each value's line by key path.
  *
  * Errors are collected as they are found and reported in file order.
  *
- * This file holds the entry points, the error collection, and what works
- * on a loaded config (freeing, lookups); config_tree.c holds steps 1 and
- * 2, config_schema.c the schema and step 3, config_check.c step 4.
+ * This file holds the entry points, the error collection, the name table
+ * steps 2 and 4 share, and what works on a loaded config (freeing,
+ * lookups); config_tree.c holds steps 1 and 2, config_schema.c the schema
+ * and step 3, config_check.c step 4.
  */
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +129,62 @@ bool cfg_parse_decimal(const char *s, uint64_t max, uint64_t *out)
     return true;
 }
 
+int name_index_init(struct name_index *x, size_t n)
+{
+    size_t size = 16;
+
+    while (size < 2 * n)
+        size *= 2;
+    x->slots = calloc(size, sizeof(*x->slots));
+    x->mask = size - 1;
+    return x->slots != NULL ? 0 : -1;
+}
+
+void name_index_free(struct name_index *x)
+{
+    free(x->slots);
+    x->slots = NULL;
+}
+
+/* FNV-1a: the names are the operator's own file, not an attacker's. */
+static size_t name_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+
+    for (; *s != '\0'; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return (size_t)h;
+}
+
+/* The slot holding name, or the empty one where it would go. */
+static struct name_slot *name_slot(const struct name_index *x, const char *name)
+{
+    size_t k = name_hash(name) & x->mask;
+
+    while (x->slots[k].name != NULL && strcmp(x->slots[k].name, name) != 0)
+        k = (k + 1) & x->mask;
+    return &x->slots[k];
+}
+
+size_t name_index_add(struct name_index *x, const char *name, size_t v)
+{
+    struct name_slot *s = name_slot(x, name);
+
+    if (s->name == NULL)
+        *s = (struct name_slot){.name = name, .value = v};
+    return s->value;
+}
+
+size_t name_index_find(const struct name_index *x, const char *name)
+{
+    const struct name_slot *s;
+
+    if (x->slots == NULL)
+        return SIZE_MAX;
+    s = name_slot(x, name);
+    return s->name != NULL ? s->value : SIZE_MAX;
+}
+
 /* ---- the entry points ---- */
 
 static int err_cmp(const void *a, const void *b)
@@ -155,11 +214,13 @@ static void loader_finish(struct loader *ld, config_report_fn *report, void *arg
     for (size_t i = 0; i < ld->n_idx; i++)
         free(ld->idx[i].path);
     free(ld->idx);
+    name_index_free(&ld->idx_by_path);
     for (size_t i = 0; i < ld->n_vars; i++)
         free(ld->vars[i]);
     free(ld->vars);
     free(ld->env);
     free(ld->seen);
+    free(ld->text);
     if (ld->have_doc)
         yaml_document_delete(&ld->doc);
 }

@@ -267,8 +267,10 @@ static bool same_bind(const struct mc_bind *a, const struct mc_bind *b)
 static void conv_listener(struct loader *ld, const struct raw_listener *r, unsigned li,
                           struct listener_conf *lc)
 {
+    struct name_index names; /* hostname -> the first route that has it */
     char p[32], key[64];
     const char *err;
+    unsigned j;
 
     snprintf(p, sizeof(p), "listeners[%u]", li);
     if (!tainted(ld, p)) {
@@ -304,18 +306,22 @@ static void conv_listener(struct loader *ld, const struct raw_listener *r, unsig
         return;
     }
     lc->n_routes = r->n_routes;
+    /* a table, not a comparison of every pair: a listener may have tens of thousands */
+    if (name_index_init(&names, r->n_routes) < 0) {
+        ld->oom = true;
+        return;
+    }
     for (unsigned i = 0; i < r->n_routes && !ld->oom; i++) {
         snprintf(key, sizeof(key), "%s.routes[%u]", p, i);
         conv_route(ld, &r->routes[i], key, &lc->routes[i]);
-        for (unsigned j = 0; j < i && lc->routes[i].hostname != NULL; j++) {
-            if (lc->routes[j].hostname != NULL &&
-                strcmp(lc->routes[i].hostname, lc->routes[j].hostname) == 0) {
-                bad(ld, key, "hostname", "\"%s\" is already routed by %s.routes[%u]",
-                    lc->routes[i].hostname, p, j);
-                break;
-            }
-        }
+        if (lc->routes[i].hostname == NULL)
+            continue;
+        j = (unsigned)name_index_add(&names, lc->routes[i].hostname, i);
+        if (j != i)
+            bad(ld, key, "hostname", "\"%s\" is already routed by %s.routes[%u]",
+                lc->routes[i].hostname, p, j);
     }
+    name_index_free(&names);
 }
 
 static void conv_listeners(struct loader *ld, const struct raw_config *r, struct config *c)

@@ -106,6 +106,18 @@ struct raw_config {
     struct raw_log *log;
 };
 
+/* A hash table from names (not copied) to numbers: open addressing, linear
+ * probing, at most half full. */
+struct name_slot {
+    const char *name; /* NULL: empty */
+    size_t value;
+};
+
+struct name_index {
+    struct name_slot *slots;
+    size_t mask;
+};
+
 /* Where a key path is in the file: its line, or the variable that set it. */
 struct path_entry {
     char *path;
@@ -129,8 +141,11 @@ struct env_node {
 struct loader {
     const char *file;
     const char *dir; /* cfg->dir, once step 4 has set it */
+    char *text;      /* the file's bytes, read once by step 1 */
+    size_t text_len;
     yaml_document_t doc;
     bool have_doc;
+    bool changed;  /* steps 1 and 2 added, replaced or removed nodes */
     uint8_t *seen; /* per node id: walked already (a second visit is an alias) */
     size_t n_seen;
     char **vars; /* names of the variables applied, owned */
@@ -139,6 +154,7 @@ struct loader {
     size_t n_env;
     struct path_entry *idx;
     size_t n_idx, cap_idx;
+    struct name_index idx_by_path; /* built once the walk is done */
     struct error *errs;
     size_t n_errs, cap_errs;
     bool oom;
@@ -153,6 +169,13 @@ void cfg_vfail(struct loader *ld, unsigned line, const char *env, const char *pa
 void cfg_fail(struct loader *ld, unsigned line, const char *env, const char *path, const char *fmt,
               ...) MC_PRINTF(5, 6);
 bool cfg_parse_decimal(const char *s, uint64_t max, uint64_t *out);
+/* An empty table with room for n names; -1 when memory ran out. */
+int name_index_init(struct name_index *x, size_t n);
+void name_index_free(struct name_index *x);
+/* The value of name; else adds name with value v (at most n of init) and returns v. */
+size_t name_index_add(struct name_index *x, const char *name, size_t v);
+/* The value of name, or SIZE_MAX when absent (or the table was never made). */
+size_t name_index_find(const struct name_index *x, const char *name);
 
 /* config_tree.c: steps 1 and 2, and the key path index they build. */
 int cfg_read_file(struct loader *ld);

@@ -231,19 +231,17 @@ static int out_write(void *data, unsigned char *buf, size_t size)
     return 1;
 }
 
-struct raw_config *cfg_typed_load(struct loader *ld)
+/* The tree as YAML text again, in out (to free); false when that failed. */
+static bool emit_tree(struct loader *ld, struct outbuf *out)
 {
-    struct raw_config *raw = NULL;
-    struct outbuf out = {0};
     yaml_emitter_t em;
-    cyaml_err_t err;
     int ok;
 
     if (!yaml_emitter_initialize(&em)) {
         ld->oom = true;
-        return NULL;
+        return false;
     }
-    yaml_emitter_set_output(&em, out_write, &out);
+    yaml_emitter_set_output(&em, out_write, out);
     yaml_emitter_set_unicode(&em, 1);
     yaml_emitter_set_width(&em, -1);
     ok = yaml_emitter_open(&em);
@@ -253,15 +251,40 @@ struct raw_config *cfg_typed_load(struct loader *ld)
     }
     ok = ok && yaml_emitter_close(&em) && yaml_emitter_flush(&em);
     yaml_emitter_delete(&em);
-
-    if (!ok) {
+    if (!ok)
         cfg_fail(ld, 0, NULL, "", "internal error: cannot re-emit the document");
+    return ok;
+}
+
+/*
+ * libcyaml loads from text. When steps 1 and 2 left the tree as the file
+ * wrote it, the file's own bytes are that text: the same events, but for
+ * anchors and tags, which libcyaml ignores (step 2 refused every alias).
+ * Otherwise the tree is emitted again, which would cost as much as
+ * libcyaml's own parse.
+ */
+struct raw_config *cfg_typed_load(struct loader *ld)
+{
+    struct raw_config *raw = NULL;
+    struct outbuf out = {0};
+    cyaml_err_t err;
+
+    if (ld->changed) {
+        if (!emit_tree(ld, &out)) {
+            free(out.p);
+            return NULL;
+        }
     } else {
-        err = cyaml_load_data(out.p, out.len, &cyaml_cfg, &cfg_schema, (cyaml_data_t **)&raw, NULL);
-        if (err != CYAML_OK)
-            cfg_fail(ld, 0, NULL, "", "internal error: libcyaml: %s", cyaml_strerror(err));
+        yaml_document_delete(&ld->doc); /* not needed any more */
+        ld->have_doc = false;
+        out.p = (unsigned char *)ld->text;
+        out.len = ld->text_len;
     }
-    free(out.p);
+    err = cyaml_load_data(out.p, out.len, &cyaml_cfg, &cfg_schema, (cyaml_data_t **)&raw, NULL);
+    if (err != CYAML_OK)
+        cfg_fail(ld, 0, NULL, "", "internal error: libcyaml: %s", cyaml_strerror(err));
+    if (ld->changed)
+        free(out.p);
     return raw;
 }
 

@@ -5,12 +5,13 @@
  * key path in the index that step 4 looks lines up in.
  */
 #include <errno.h>
-#include <stdarg.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "config_impl.h"
 
@@ -18,30 +19,64 @@
 
 /* ---- step 1: read the file, apply the environment ---- */
 
+/* The whole file into ld->text: libyaml parses it here, and step 3 hands
+ * the same bytes to libcyaml when the tree stays as the file wrote it. */
+static int read_text(struct loader *ld)
+{
+    struct stat st;
+    ssize_t n = 0;
+    size_t cap;
+    char *p;
+    int fd;
+
+    fd = open(ld->file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        cfg_fail(ld, 0, NULL, "", "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        cfg_fail(ld, 0, NULL, "", "cannot read: %s", strerror(EISDIR));
+        close(fd);
+        return -1;
+    }
+    /* a regular file fits at once, with a byte to spare so that its end is
+     * seen without growing the buffer */
+    cap = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size + 1 : 4096;
+    if ((ld->text = malloc(cap)) == NULL)
+        ld->oom = true;
+    while (!ld->oom) {
+        n = read(fd, ld->text + ld->text_len, cap - ld->text_len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        ld->text_len += (size_t)n;
+        if (ld->text_len == cap) {
+            if ((p = realloc(ld->text, 2 * cap)) == NULL)
+                ld->oom = true;
+            else
+                ld->text = p, cap *= 2;
+        }
+    }
+    if (n < 0)
+        cfg_fail(ld, 0, NULL, "", "cannot read: %s", strerror(errno));
+    close(fd);
+    return ld->oom || n < 0 ? -1 : 0;
+}
+
 int cfg_read_file(struct loader *ld)
 {
     yaml_parser_t parser;
     yaml_document_t extra;
-    struct stat st;
-    FILE *f;
     int rc = -1;
 
-    f = fopen(ld->file, "rb");
-    if (f == NULL) {
-        cfg_fail(ld, 0, NULL, "", "cannot open: %s", strerror(errno));
+    if (read_text(ld) < 0)
         return -1;
-    }
-    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-        cfg_fail(ld, 0, NULL, "", "cannot read: %s", strerror(EISDIR));
-        fclose(f);
-        return -1;
-    }
     if (!yaml_parser_initialize(&parser)) {
         ld->oom = true;
-        fclose(f);
         return -1;
     }
-    yaml_parser_set_input_file(&parser, f);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)ld->text, ld->text_len);
 
     if (!yaml_parser_load(&parser, &ld->doc))
         goto syntax;
@@ -69,7 +104,6 @@ syntax:
                  parser.context ? parser.context : "");
 out:
     yaml_parser_delete(&parser);
-    fclose(f);
     return rc;
 }
 
@@ -103,10 +137,12 @@ static bool is_null(const yaml_node_t *n)
            strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
 }
 
+/* Every node added is spliced into the tree, which then differs from the file. */
 static int add_scalar(struct loader *ld, const char *value, yaml_scalar_style_t style)
 {
     int id = yaml_document_add_scalar(&ld->doc, NULL, (const yaml_char_t *)value, -1, style);
 
+    ld->changed = true;
     if (id == 0)
         ld->oom = true;
     return id;
@@ -116,6 +152,7 @@ static int add_mapping(struct loader *ld)
 {
     int id = yaml_document_add_mapping(&ld->doc, NULL, YAML_BLOCK_MAPPING_STYLE);
 
+    ld->changed = true;
     if (id == 0)
         ld->oom = true;
     return id;
@@ -281,22 +318,36 @@ static void taint(struct loader *ld, size_t entity)
         ld->idx[entity].tainted = true;
 }
 
-static size_t path_push(char *path, size_t len, const char *fmt, ...) MC_PRINTF(3, 4);
-
-static size_t path_push(char *path, size_t len, const char *fmt, ...)
+/*
+ * Key paths are built in place, a key or an index at a time, cut at
+ * PATH_LEN - 1 bytes; without printf, which was a third of the walk.
+ * Each returns the new length.
+ */
+static size_t path_append(char *path, size_t len, const char *s, size_t n)
 {
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(path + len, PATH_LEN - len, fmt, ap);
-    va_end(ap);
-    return n < 0 ? len : MC_MIN(len + (size_t)n, PATH_LEN - 1);
+    n = MC_MIN(n, PATH_LEN - 1 - len);
+    memcpy(path + len, s, n);
+    path[len + n] = '\0';
+    return len + n;
 }
 
 static size_t path_key(char *path, size_t len, const char *key)
 {
-    return path_push(path, len, "%s%s", len ? "." : "", key);
+    if (len > 0)
+        len = path_append(path, len, ".", 1);
+    return path_append(path, len, key, strlen(key));
+}
+
+static size_t path_index(char *path, size_t len, size_t i)
+{
+    char buf[24], *p = buf + sizeof(buf);
+
+    *--p = ']';
+    do
+        *--p = (char)('0' + i % 10);
+    while ((i /= 10) != 0);
+    *--p = '[';
+    return path_append(path, len, p, (size_t)(buf + sizeof(buf) - p));
 }
 
 static const char *expected(const cyaml_schema_value_t *s, char *buf, size_t size)
@@ -365,6 +416,7 @@ static int placeholder(struct loader *ld, const cyaml_schema_value_t *s)
         return id;
     case CYAML_SEQUENCE:
         id = yaml_document_add_sequence(&ld->doc, NULL, YAML_BLOCK_SEQUENCE_STYLE);
+        ld->changed = true;
         if (id == 0)
             ld->oom = true;
         return id;
@@ -390,6 +442,7 @@ static void remove_pair(struct loader *ld, int map, size_t i)
 
     memmove(&p[i], &p[i + 1], (n - i - 1) * sizeof(*p));
     m->data.mapping.pairs.top--;
+    ld->changed = true;
 }
 
 /* Marks a node walked; false when it was already (an alias of an earlier node). */
@@ -518,7 +571,7 @@ static bool walk_value(struct loader *ld, int id, const cyaml_schema_value_t *s,
             if (i >= (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start))
                 break;
             item = seq->data.sequence.items.start[i];
-            ilen = path_push(path, len, "[%zu]", i);
+            ilen = path_index(path, len, i);
             if (!walk_value(ld, item, es, path, ilen, (unsigned)node(ld, item)->start_mark.line + 1,
                             node_env(ld, item), es->type == CYAML_MAPPING ? NO_ENTITY : entity))
                 node(ld, id)->data.sequence.items.start[i] = placeholder(ld, es);
@@ -542,11 +595,6 @@ static bool walk_value(struct loader *ld, int id, const cyaml_schema_value_t *s,
 bad:
     taint(ld, entity);
     return false;
-}
-
-static int idx_cmp(const void *a, const void *b)
-{
-    return strcmp(((const struct path_entry *)a)->path, ((const struct path_entry *)b)->path);
 }
 
 /* Walks the whole tree; false when the typed load cannot follow. */
@@ -576,14 +624,18 @@ bool cfg_walk(struct loader *ld)
     root = yaml_document_get_root_node(&ld->doc);
     ok = walk_value(ld, 1, &cfg_schema, path, 0, (unsigned)root->start_mark.line + 1, NULL,
                     NO_ENTITY);
-    if (ld->n_idx > 1)
-        qsort(ld->idx, ld->n_idx, sizeof(*ld->idx), idx_cmp);
+    if (name_index_init(&ld->idx_by_path, ld->n_idx) < 0) {
+        ld->oom = true;
+        return false;
+    }
+    for (size_t i = 0; i < ld->n_idx; i++)
+        name_index_add(&ld->idx_by_path, ld->idx[i].path, i);
     return ok && !ld->oom;
 }
 
 const struct path_entry *cfg_idx_find(const struct loader *ld, const char *path)
 {
-    struct path_entry key = {.path = (char *)path};
+    size_t i = name_index_find(&ld->idx_by_path, path);
 
-    return bsearch(&key, ld->idx, ld->n_idx, sizeof(*ld->idx), idx_cmp);
+    return i != SIZE_MAX ? &ld->idx[i] : NULL;
 }

@@ -115,25 +115,49 @@ int store_nomem(struct store *st)
 }
 
 /*
- * Prepares sql and binds its parameters ?1, ?2... from the arguments, one
- * per letter of types: 't' const char * (NULL binds NULL), 'i' int or
- * bool, 'u' unsigned, 'I' sqlite3_int64. Text is bound without a copy and
- * must outlive the statement. NULL with the error recorded on failure;
- * the stmt_* functions below take that NULL and return STORE_ERROR, so a
- * call can be written as stmt_run(st, stmt(st, ...)).
+ * The statement for sql: the one kept for it when keep is set and it is
+ * idle, else a new one, kept when keep is set and there is room. A kept
+ * statement is marked in use until stmt_done, so a nested use of the same
+ * sql gets a statement of its own instead of resetting the outer one.
  */
-sqlite3_stmt *stmt(struct store *st, const char *sql, const char *types, ...)
+static sqlite3_stmt *stmt_prepare(struct store *st, const char *sql, bool keep)
 {
+    struct kept_stmt *k = NULL;
     sqlite3_stmt *q;
-    va_list ap;
-    int rc, i;
+    unsigned i;
+    int rc;
 
-    rc = sqlite3_prepare_v2(st->db, sql, -1, &q, NULL);
+    for (i = 0; keep && i < st->n_kept; i++) {
+        if (st->kept[i].sql == sql) {
+            if (!st->kept[i].in_use) {
+                st->kept[i].in_use = true;
+                return st->kept[i].q;
+            }
+            keep = false;
+        }
+    }
+    if (keep && st->n_kept < STORE_KEPT_MAX)
+        k = &st->kept[st->n_kept];
+    rc = sqlite3_prepare_v3(st->db, sql, -1, k != NULL ? SQLITE_PREPARE_PERSISTENT : 0, &q, NULL);
     if (rc != SQLITE_OK) {
         db_fail(st, rc);
         return NULL;
     }
-    va_start(ap, types);
+    if (k != NULL) {
+        *k = (struct kept_stmt){.sql = sql, .q = q, .in_use = true};
+        st->n_kept++;
+    }
+    return q;
+}
+
+static sqlite3_stmt *stmt_vnew(struct store *st, const char *sql, bool keep, const char *types,
+                               va_list ap)
+{
+    sqlite3_stmt *q = stmt_prepare(st, sql, keep);
+    int rc = SQLITE_OK, i;
+
+    if (q == NULL)
+        return NULL;
     for (i = 0; rc == SQLITE_OK && types[i] != '\0'; i++) {
         switch (types[i]) {
         case 't':
@@ -153,14 +177,65 @@ sqlite3_stmt *stmt(struct store *st, const char *sql, const char *types, ...)
             break;
         }
     }
-    va_end(ap);
     if (rc != SQLITE_OK) {
         store_fail(st, STORE_ERROR, "%s: cannot bind parameter %d: %s", st->op, i,
                    sqlite3_errstr(rc));
-        sqlite3_finalize(q);
+        stmt_done(st, q);
         return NULL;
     }
     return q;
+}
+
+/*
+ * Prepares sql and binds its parameters ?1, ?2... from the arguments, one
+ * per letter of types: 't' const char * (NULL binds NULL), 'i' int or
+ * bool, 'u' unsigned, 'I' sqlite3_int64. Text is bound without a copy and
+ * must outlive the statement's use. NULL with the error recorded on
+ * failure; the stmt_* functions below take that NULL and return
+ * STORE_ERROR, so a call can be written as stmt_run(st, stmt(st, ...)).
+ * The statement ends with stmt_done (stmt_run and stmt_int call it).
+ */
+sqlite3_stmt *stmt(struct store *st, const char *sql, const char *types, ...)
+{
+    sqlite3_stmt *q;
+    va_list ap;
+
+    va_start(ap, types);
+    q = stmt_vnew(st, sql, false, types, ap);
+    va_end(ap);
+    return q;
+}
+
+/*
+ * stmt for a query run once per row (seeding, loading): compiling the SQL
+ * costs far more than running it, so the statement is prepared on first
+ * use and kept, stmt_done resets it, store_close finalizes it. sql must
+ * be a string constant: its address is the key.
+ */
+sqlite3_stmt *stmt_kept(struct store *st, const char *sql, const char *types, ...)
+{
+    sqlite3_stmt *q;
+    va_list ap;
+
+    va_start(ap, types);
+    q = stmt_vnew(st, sql, true, types, ap);
+    va_end(ap);
+    return q;
+}
+
+/* Ends a statement: a kept one is reset for its next use, another finalized. */
+void stmt_done(struct store *st, sqlite3_stmt *q)
+{
+    for (unsigned i = 0; q != NULL && i < st->n_kept; i++) {
+        if (st->kept[i].q == q) {
+            sqlite3_reset(q);
+            /* the bound text is the caller's and about to be freed */
+            sqlite3_clear_bindings(q);
+            st->kept[i].in_use = false;
+            return;
+        }
+    }
+    sqlite3_finalize(q);
 }
 
 /* Steps q: 1 with a row ready, 0 at its end, or a negative STORE_* code. */
@@ -175,7 +250,7 @@ int stmt_step(struct store *st, sqlite3_stmt *q)
     return db_fail(st, rc);
 }
 
-/* Runs q to its end, ignoring any row, and finalizes it. */
+/* Runs q to its end, ignoring any row, and ends it (stmt_done). */
 int stmt_run(struct store *st, sqlite3_stmt *q)
 {
     int rc;
@@ -184,11 +259,11 @@ int stmt_run(struct store *st, sqlite3_stmt *q)
         return STORE_ERROR;
     while ((rc = stmt_step(st, q)) == 1)
         ;
-    sqlite3_finalize(q);
+    stmt_done(st, q);
     return rc;
 }
 
-/* Runs q and finalizes it: the first column of its first row in *v, or STORE_NOT_FOUND. */
+/* Runs q and ends it: the first column of its first row in *v, or STORE_NOT_FOUND. */
 int stmt_int(struct store *st, sqlite3_stmt *q, sqlite3_int64 *v)
 {
     bool found = false;
@@ -201,7 +276,7 @@ int stmt_int(struct store *st, sqlite3_stmt *q, sqlite3_int64 *v)
             *v = sqlite3_column_int64(q, 0);
         found = true;
     }
-    sqlite3_finalize(q);
+    stmt_done(st, q);
     if (rc == 0 && !found)
         return STORE_NOT_FOUND;
     return rc;
@@ -215,13 +290,19 @@ char *col_strdup(sqlite3_stmt *q, int i)
     return s != NULL ? strdup(s) : NULL;
 }
 
-/* Grows arr (n elements of size bytes) by one zeroed element; NULL when out of memory. */
+/*
+ * Grows arr (n elements of size bytes, grown by store_push only) by one
+ * zeroed element; NULL when out of memory. The room doubles whenever n
+ * reaches a power of two, so loading n rows reallocates log n times, not
+ * n times.
+ */
 void *store_push(void *arr, unsigned n, size_t size)
 {
-    char *p = reallocarray(arr, (size_t)n + 1, size);
+    char *p = arr;
 
-    if (p != NULL)
-        memset(p + (size_t)n * size, 0, size);
+    if ((n & (n - 1)) == 0 && (p = reallocarray(arr, n == 0 ? 1 : 2 * (size_t)n, size)) == NULL)
+        return NULL;
+    memset(p + (size_t)n * size, 0, size);
     return p;
 }
 
@@ -310,7 +391,7 @@ static int store_pragma(struct store *st, const char *sql, const char *want)
     } else if (rc == 0) {
         rc = store_fail(st, STORE_ERROR, "%s: %s answered nothing", st->op, sql);
     }
-    sqlite3_finalize(q);
+    stmt_done(st, q);
     return rc;
 }
 
@@ -395,7 +476,10 @@ static int store_setup(struct store *st)
     rc = store_create(st);
     if (rc != STORE_OK)
         return rc;
-    rc = sqlite3_open_v2(st->path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL);
+    /* NOMUTEX: only the master's one thread uses the connection, and
+     * locking it for every column read was a fifth of loading the state. */
+    rc = sqlite3_open_v2(st->path, &st->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK)
         return store_fail(st, STORE_ERROR, "cannot open database %s: %s", st->path,
                           st->db != NULL ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc));
@@ -443,6 +527,8 @@ void store_close(struct store *st)
 {
     if (st == NULL)
         return;
+    for (unsigned i = 0; i < st->n_kept; i++)
+        sqlite3_finalize(st->kept[i].q);
     sqlite3_close(st->db);
     free(st->path);
     free(st);

@@ -12,12 +12,21 @@
 
 #define STORE_BUSY_TIMEOUT_MS 2000
 #define STORE_MSG_MAX         512
+#define STORE_KEPT_MAX        16 /* statements kept prepared (stmt_kept); more are not kept */
+
+struct kept_stmt {
+    const char *sql; /* the key: the SQL string constant's address */
+    sqlite3_stmt *q;
+    bool in_use; /* handed out and not yet ended by stmt_done */
+};
 
 struct store {
     sqlite3 *db;
     char *path;
     const char *op; /* what the current call does, prefixed to database errors */
     char msg[STORE_MSG_MAX];
+    struct kept_stmt kept[STORE_KEPT_MAX];
+    unsigned n_kept;
 };
 
 /* Messages of the calls that have no store to hold them (open, snapshot). */
@@ -28,6 +37,8 @@ int store_fail(struct store *st, int code, const char *fmt, ...) MC_PRINTF(3, 4)
 int db_fail(struct store *st, int rc);
 int store_nomem(struct store *st);
 sqlite3_stmt *stmt(struct store *st, const char *sql, const char *types, ...);
+sqlite3_stmt *stmt_kept(struct store *st, const char *sql, const char *types, ...);
+void stmt_done(struct store *st, sqlite3_stmt *q);
 int stmt_step(struct store *st, sqlite3_stmt *q);
 int stmt_run(struct store *st, sqlite3_stmt *q);
 int stmt_int(struct store *st, sqlite3_stmt *q, sqlite3_int64 *v);

@@ -16,8 +16,8 @@ static int load_trusted(struct store *st, sqlite3_int64 listener_id, struct list
     const char *text, *perr;
     int rc;
 
-    q = stmt(st, "SELECT cidr FROM trusted_proxies WHERE listener_id = ?1 ORDER BY position", "I",
-             listener_id);
+    q = stmt_kept(st, "SELECT cidr FROM trusted_proxies WHERE listener_id = ?1 ORDER BY position",
+                  "I", listener_id);
     if (q == NULL)
         return STORE_ERROR;
     while ((rc = stmt_step(st, q)) == 1) {
@@ -38,51 +38,37 @@ static int load_trusted(struct store *st, sqlite3_int64 listener_id, struct list
             break;
         }
     }
-    sqlite3_finalize(q);
+    stmt_done(st, q);
     return rc;
 }
 
-static int load_policies(struct store *st, sqlite3_int64 route_id, struct route_conf *r)
+/* Appends the policy of a load_routes row (columns 8-10: id, type, value) to r. */
+static int load_policy(struct store *st, sqlite3_stmt *q, struct route_conf *r)
 {
-    sqlite3_stmt *q;
     struct policy_conf *p;
     const char *type;
-    int rc, t;
+    int t;
 
-    q = stmt(st, "SELECT id, type, value FROM l7_policies WHERE route_id = ?1 ORDER BY position",
-             "I", route_id);
-    if (q == NULL)
-        return STORE_ERROR;
-    while ((rc = stmt_step(st, q)) == 1) {
-        if ((p = store_push(r->policies, r->n_policies, sizeof(*p))) == NULL) {
-            rc = store_nomem(st);
-            break;
-        }
-        r->policies = p;
-        p = &p[r->n_policies++];
-        type = (const char *)sqlite3_column_text(q, 1);
-        if (type == NULL || (p->value = col_strdup(q, 2)) == NULL) {
-            rc = store_nomem(st);
-            break;
-        }
-        t = policy_type_parse(type);
-        if (t < 0) {
-            rc = store_fail(st, STORE_ERROR, "%s: l7_policies row %lld: unknown type '%s'", st->op,
-                            sqlite3_column_int64(q, 0), type);
-            break;
-        }
-        p->type = (enum policy_type)t;
-    }
-    sqlite3_finalize(q);
-    return rc;
+    if ((p = store_push(r->policies, r->n_policies, sizeof(*p))) == NULL)
+        return store_nomem(st);
+    r->policies = p;
+    p = &p[r->n_policies++];
+    type = (const char *)sqlite3_column_text(q, 9);
+    if (type == NULL || (p->value = col_strdup(q, 10)) == NULL)
+        return store_nomem(st);
+    t = policy_type_parse(type);
+    if (t < 0)
+        return store_fail(st, STORE_ERROR, "%s: l7_policies row %lld: unknown type '%s'", st->op,
+                          sqlite3_column_int64(q, 8), type);
+    p->type = (enum policy_type)t;
+    return STORE_OK;
 }
 
-/* Fills r from a routes row (id, hostname, backend, mode, tls_cert, tls_key,
- * backend_tls, send_proxy_protocol) and loads its policies. */
+/* Fills r from a load_routes row (columns 0-7: id, hostname, backend, mode,
+ * tls_cert, tls_key, backend_tls, send_proxy_protocol). */
 static int load_route(struct store *st, sqlite3_stmt *q, const char *listener, struct route_conf *r)
 {
     char norm[MC_HOSTNAME_MAX + 1];
-    sqlite3_int64 id = sqlite3_column_int64(q, 0);
     const char *mode, *perr = NULL;
     int m;
 
@@ -108,34 +94,50 @@ static int load_route(struct store *st, sqlite3_stmt *q, const char *listener, s
         perr = "unknown mode";
     if (perr != NULL)
         return store_fail(st, STORE_ERROR, "%s: routes row %lld (%s on listener %s): %s", st->op,
-                          id, r->hostname, listener, perr);
+                          sqlite3_column_int64(q, 0), r->hostname, listener, perr);
     r->mode = (enum route_mode)m;
-    return load_policies(st, id, r);
+    return STORE_OK;
 }
 
+/*
+ * The routes of a listener with their policies, in one query rather than
+ * one per route: a row per policy, in order, or one with NULL policy
+ * columns for a route that has none. A route's rows are adjacent, since
+ * the hostname is unique within the listener.
+ */
 static int load_routes(struct store *st, sqlite3_int64 listener_id, struct listener_conf *l)
 {
     sqlite3_stmt *q;
-    struct route_conf *r;
+    struct route_conf *r = NULL;
+    sqlite3_int64 id, last_id = 0;
     int rc;
 
-    q = stmt(st,
-             "SELECT id, hostname, backend, mode, tls_cert, tls_key, backend_tls,"
-             " send_proxy_protocol FROM routes WHERE listener_id = ?1 ORDER BY hostname",
-             "I", listener_id);
+    q = stmt_kept(st,
+                  "SELECT r.id, r.hostname, r.backend, r.mode, r.tls_cert, r.tls_key,"
+                  " r.backend_tls, r.send_proxy_protocol, p.id, p.type, p.value"
+                  " FROM routes r LEFT JOIN l7_policies p ON p.route_id = r.id"
+                  " WHERE r.listener_id = ?1 ORDER BY r.hostname, p.position",
+                  "I", listener_id);
     if (q == NULL)
         return STORE_ERROR;
     while ((rc = stmt_step(st, q)) == 1) {
-        if ((r = store_push(l->routes, l->n_routes, sizeof(*r))) == NULL) {
-            rc = store_nomem(st);
-            break;
+        id = sqlite3_column_int64(q, 0);
+        if (r == NULL || id != last_id) {
+            if ((r = store_push(l->routes, l->n_routes, sizeof(*r))) == NULL) {
+                rc = store_nomem(st);
+                break;
+            }
+            l->routes = r;
+            r = &r[l->n_routes++];
+            last_id = id;
+            rc = load_route(st, q, l->addr, r);
+            if (rc != STORE_OK)
+                break;
         }
-        l->routes = r;
-        rc = load_route(st, q, l->addr, &r[l->n_routes++]);
-        if (rc != STORE_OK)
+        if (sqlite3_column_type(q, 8) != SQLITE_NULL && (rc = load_policy(st, q, r)) != STORE_OK)
             break;
     }
-    sqlite3_finalize(q);
+    stmt_done(st, q);
     return rc;
 }
 
@@ -177,7 +179,7 @@ static int load_listeners(struct store *st, struct state *s)
         if (rc != STORE_OK)
             break;
     }
-    sqlite3_finalize(q);
+    stmt_done(st, q);
     return rc;
 }
 
@@ -233,7 +235,7 @@ static int load_rules(struct store *st, struct state *s)
         }
         r->type = (enum fw_type)t;
     }
-    sqlite3_finalize(q);
+    stmt_done(st, q);
     return rc;
 }
 
@@ -309,22 +311,60 @@ static bool route_differs(const struct route_conf *a, const struct route_conf *b
            a->backend_tls != b->backend_tls || a->send_proxy_protocol != b->send_proxy_protocol;
 }
 
-/* Differences between the routes of one listener on both sides. */
-static unsigned routes_diff(const struct listener_conf *a, const struct listener_conf *b)
+static int route_cmp(const void *a, const void *b)
 {
-    const struct route_conf *r, *o;
-    unsigned n = 0, i;
+    const struct route_conf *const *x = a, *const *y = b;
 
-    for (i = 0; i < a->n_routes; i++) {
-        r = &a->routes[i];
-        if ((o = route_conf_find(b, r->hostname)) == NULL)
-            n++;
+    return strcmp((*x)->hostname, (*y)->hostname);
+}
+
+/* The routes of l by hostname (an array to free), NULL when out of memory. */
+static const struct route_conf **routes_by_name(const struct listener_conf *l)
+{
+    const struct route_conf **v = malloc(((size_t)l->n_routes + 1) * sizeof(*v));
+
+    if (v == NULL)
+        return NULL;
+    for (unsigned i = 0; i < l->n_routes; i++)
+        v[i] = &l->routes[i];
+    qsort(v, l->n_routes, sizeof(*v), route_cmp);
+    return v;
+}
+
+/*
+ * Adds the differences between the routes of a config listener and the
+ * database's to *n: a merge of both sorted by hostname, since a listener
+ * may have tens of thousands. store_load gives the database's in that
+ * order already (SQLite's BINARY collation is strcmp's order).
+ */
+static int routes_diff(struct store *st, const struct listener_conf *cfg,
+                       const struct listener_conf *db, unsigned *n)
+{
+    const struct route_conf **x = routes_by_name(cfg), *y;
+    unsigned i = 0, j = 0;
+    int c;
+
+    if (x == NULL)
+        return store_nomem(st);
+    while (i < cfg->n_routes || j < db->n_routes) {
+        if (i == cfg->n_routes)
+            c = 1;
+        else if (j == db->n_routes)
+            c = -1;
         else
-            n += route_differs(r, o) + policies_missing(r, o) + policies_missing(o, r);
+            c = strcmp(x[i]->hostname, db->routes[j].hostname);
+        if (c < 0) {
+            (*n)++, i++;
+        } else if (c > 0) {
+            (*n)++, j++;
+        } else {
+            y = &db->routes[j++];
+            *n += route_differs(x[i], y) + policies_missing(x[i], y) + policies_missing(y, x[i]);
+            i++;
+        }
     }
-    for (i = 0; i < b->n_routes; i++)
-        n += route_conf_find(a, b->routes[i].hostname) == NULL;
-    return n;
+    free(x);
+    return STORE_OK;
 }
 
 static bool listener_differs(const struct listener_conf *a, const struct listener_conf *b)
@@ -333,40 +373,61 @@ static bool listener_differs(const struct listener_conf *a, const struct listene
            cidrs_missing(a, b) != 0 || cidrs_missing(b, a) != 0;
 }
 
-static bool value_in(char **values, unsigned n, const char *v)
+static int str_cmp(const void *a, const void *b)
 {
-    for (unsigned i = 0; i < n; i++) {
-        if (strcmp(values[i], v) == 0)
-            return true;
-    }
-    return false;
+    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static bool rule_in_state(const struct state *s, enum fw_type t, const char *v)
+/* Values of a missing from b plus those of b missing from a, both sorted;
+ * a value repeated on one side and missing from the other counts each time. */
+static unsigned sorted_missing(char **a, unsigned na, char **b, unsigned nb)
 {
-    for (unsigned i = 0; i < s->n_rules; i++) {
-        if (s->rules[i].type == t && strcmp(s->rules[i].value, v) == 0)
-            return true;
-    }
-    return false;
-}
+    unsigned n = 0, i = 0, j = 0;
+    const char *v;
+    int c;
 
-static unsigned rules_diff(const struct firewall_conf *fw, const struct state *s)
-{
-    static const enum fw_type types[] = {FW_IP, FW_CIDR, FW_COUNTRY};
-    unsigned n = 0, i, j, nv;
-    char **values;
-
-    for (i = 0; i < MC_ARRAY_LEN(types); i++) {
-        values = store_config_rules(fw, types[i], &nv);
-        for (j = 0; j < nv; j++)
-            n += !rule_in_state(s, types[i], values[j]);
-    }
-    for (i = 0; i < s->n_rules; i++) {
-        values = store_config_rules(fw, s->rules[i].type, &nv);
-        n += !value_in(values, nv, s->rules[i].value);
+    while (i < na || j < nb) {
+        c = i == na ? 1 : j == nb ? -1 : strcmp(a[i], b[j]);
+        if (c < 0) {
+            n++, i++;
+        } else if (c > 0) {
+            n++, j++;
+        } else {
+            for (v = a[i]; i < na && strcmp(a[i], v) == 0; i++)
+                ;
+            for (; j < nb && strcmp(b[j], v) == 0; j++)
+                ;
+        }
     }
     return n;
+}
+
+/* Adds the firewall rules on one side only to *n, type by type, sorted and merged. */
+static int rules_diff(struct store *st, const struct firewall_conf *fw, const struct state *s,
+                      unsigned *n)
+{
+    static const enum fw_type types[] = {FW_IP, FW_CIDR, FW_COUNTRY};
+    unsigned i, j, na, nb;
+    char **values, **a, **b;
+
+    for (i = 0; i < MC_ARRAY_LEN(types); i++) {
+        values = store_config_rules(fw, types[i], &na);
+        a = malloc(((size_t)na + s->n_rules + 1) * sizeof(*a));
+        if (a == NULL)
+            return store_nomem(st);
+        for (j = 0; j < na; j++)
+            a[j] = values[j];
+        b = a + na;
+        for (j = 0, nb = 0; j < s->n_rules; j++) {
+            if (s->rules[j].type == types[i])
+                b[nb++] = s->rules[j].value;
+        }
+        qsort(a, na, sizeof(*a), str_cmp);
+        qsort(b, nb, sizeof(*b), str_cmp);
+        *n += sorted_missing(a, na, b, nb);
+        free(a);
+    }
+    return STORE_OK;
 }
 
 /*
@@ -382,21 +443,27 @@ int store_config_diff(struct store *st, const struct config *cfg, unsigned *n_di
     const struct listener_conf *l, *d;
     struct state *s;
     unsigned n = 0, i;
+    int rc = STORE_OK;
 
     s = store_load(st, err);
     if (s == NULL)
         return STORE_ERROR;
-    for (i = 0; i < cfg->n_listeners; i++) {
+    st->op = "compare the config with the database";
+    for (i = 0; rc == STORE_OK && i < cfg->n_listeners; i++) {
         l = &cfg->listeners[i];
-        if ((d = listener_conf_find(s->listeners, s->n_listeners, l->addr)) == NULL)
+        if ((d = listener_conf_find(s->listeners, s->n_listeners, l->addr)) == NULL) {
             n++;
-        else
-            n += listener_differs(l, d) + routes_diff(l, d);
+        } else {
+            n += listener_differs(l, d);
+            rc = routes_diff(st, l, d, &n);
+        }
     }
     for (i = 0; i < s->n_listeners; i++)
         n += listener_conf_find(cfg->listeners, cfg->n_listeners, s->listeners[i].addr) == NULL;
-    n += rules_diff(&cfg->firewall, s);
+    if (rc == STORE_OK)
+        rc = rules_diff(st, &cfg->firewall, s, &n);
     state_free(s);
-    *n_diff = n;
-    return STORE_OK;
+    if (rc == STORE_OK)
+        *n_diff = n;
+    return store_end(st, rc, err);
 }

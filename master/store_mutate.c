@@ -43,11 +43,21 @@ int store_is_empty(struct store *st, bool *empty, const char **err)
 /* Appends a policy after the route's last one. */
 static int policy_append(struct store *st, sqlite3_int64 route_id, const struct policy_conf *p)
 {
-    return stmt_run(st, stmt(st,
-                             "INSERT INTO l7_policies (route_id, position, type, value)"
-                             " SELECT ?1, coalesce(max(position) + 1, 0), ?2, ?3"
-                             " FROM l7_policies WHERE route_id = ?1",
-                             "Itt", route_id, policy_type_name(p->type), p->value));
+    return stmt_run(st, stmt_kept(st,
+                                  "INSERT INTO l7_policies (route_id, position, type, value)"
+                                  " SELECT ?1, coalesce(max(position) + 1, 0), ?2, ?3"
+                                  " FROM l7_policies WHERE route_id = ?1",
+                                  "Itt", route_id, policy_type_name(p->type), p->value));
+}
+
+/* Appends r's policies, in order, to the route with that id. */
+static int policies_append(struct store *st, sqlite3_int64 id, const struct route_conf *r)
+{
+    int rc = STORE_OK;
+
+    for (unsigned i = 0; rc == STORE_OK && i < r->n_policies; i++)
+        rc = policy_append(st, id, &r->policies[i]);
+    return rc;
 }
 
 /*
@@ -75,9 +85,29 @@ static int route_write(struct store *st, sqlite3_int64 listener_id, const struct
         &id);
     if (rc == STORE_OK)
         rc = stmt_run(st, stmt(st, "DELETE FROM l7_policies WHERE route_id = ?1", "I", id));
-    for (unsigned i = 0; rc == STORE_OK && i < r->n_policies; i++)
-        rc = policy_append(st, id, &r->policies[i]);
-    return rc;
+    return rc == STORE_OK ? policies_append(st, id, r) : rc;
+}
+
+/*
+ * Seeding: inserts a route of a listener inserted in the same
+ * transaction, which has nothing to replace; a hostname twice in one
+ * listener (config_load refuses that) fails the seed, as an address
+ * twice does. Seeding runs this once per route, so it is a kept plain
+ * INSERT: route_write's upsert with RETURNING builds a temporary table
+ * on every run and costs several times as much.
+ */
+static int route_insert(struct store *st, sqlite3_int64 listener_id, const struct route_conf *r)
+{
+    int rc;
+
+    rc = stmt_run(st, stmt_kept(st,
+                                "INSERT INTO routes (listener_id, hostname, backend, mode,"
+                                " tls_cert, tls_key, backend_tls, send_proxy_protocol)"
+                                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                                "Itttttii", listener_id, r->hostname, r->backend,
+                                route_mode_name(r->mode), r->tls_cert, r->tls_key, r->backend_tls,
+                                r->send_proxy_protocol));
+    return rc == STORE_OK ? policies_append(st, sqlite3_last_insert_rowid(st->db), r) : rc;
 }
 
 static int listener_insert(struct store *st, const struct listener_conf *l)
@@ -97,13 +127,13 @@ static int listener_insert(struct store *st, const struct listener_conf *l)
         if (addr_format_cidr(&l->trusted_proxies[i], cidr, sizeof(cidr)) == NULL)
             return store_fail(st, STORE_INVALID, "%s: listener %s: trusted proxy %u is invalid",
                               st->op, l->addr, i);
-        rc = stmt_run(st, stmt(st,
-                               "INSERT INTO trusted_proxies (listener_id, position, cidr)"
-                               " VALUES (?1, ?2, ?3)",
-                               "Iut", id, i, cidr));
+        rc = stmt_run(st, stmt_kept(st,
+                                    "INSERT INTO trusted_proxies (listener_id, position, cidr)"
+                                    " VALUES (?1, ?2, ?3)",
+                                    "Iut", id, i, cidr));
     }
     for (i = 0; rc == STORE_OK && i < l->n_routes; i++)
-        rc = route_write(st, id, &l->routes[i]);
+        rc = route_insert(st, id, &l->routes[i]);
     return rc;
 }
 
@@ -111,10 +141,10 @@ static int listener_insert(struct store *st, const struct listener_conf *l)
  * AddFirewallRule answers with the rule either way. */
 static int rule_insert(struct store *st, enum fw_type type, const char *value)
 {
-    return stmt_run(st, stmt(st,
-                             "INSERT INTO firewall_rules (type, value) VALUES (?1, ?2)"
-                             " ON CONFLICT (type, value) DO NOTHING",
-                             "tt", fw_type_name(type), value));
+    return stmt_run(st, stmt_kept(st,
+                                  "INSERT INTO firewall_rules (type, value) VALUES (?1, ?2)"
+                                  " ON CONFLICT (type, value) DO NOTHING",
+                                  "tt", fw_type_name(type), value));
 }
 
 int store_seed(struct store *st, const struct config *cfg, const char **err)

@@ -27,22 +27,21 @@ struct route *route_new(const char *hostname, const char *backend,
                         bool send_proxy_protocol)
 {
     char name[MC_HOSTNAME_MAX + 1];
+    size_t hlen, blen;
     struct route *r;
+    int n;
 
     /* lookups compare normalised names, so store nothing else */
-    if (hostname_normalize_pattern(hostname, strlen(hostname), name) < 0)
+    if ((n = hostname_normalize_pattern(hostname, strlen(hostname), name)) < 0)
         return NULL;
-    r = calloc(1, sizeof(*r));
+    hlen = (size_t)n + 1;
+    blen = strlen(backend) + 1;
+    /* one block, the strings after the struct: a worker holds one per route */
+    r = calloc(1, sizeof(*r) + hlen + blen);
     if (r == NULL)
         return NULL;
-    r->hostname = strdup(name);
-    r->backend = strdup(backend);
-    if (r->hostname == NULL || r->backend == NULL) {
-        free(r->hostname);
-        free(r->backend);
-        free(r);
-        return NULL;
-    }
+    r->hostname = memcpy((char *)(r + 1), name, hlen);
+    r->backend = memcpy(r->hostname + hlen, backend, blen);
     r->refs = 1;
     if (backend_addr != NULL)
         r->backend_addr = *backend_addr;
@@ -62,8 +61,6 @@ void route_unref(struct route *r)
 {
     if (r == NULL || --r->refs > 0)
         return;
-    free(r->hostname);
-    free(r->backend);
     free(r);
 }
 
