@@ -282,15 +282,6 @@ struct listener_conf *listener_conf_find(struct listener_conf *ls, unsigned n, c
     return NULL;
 }
 
-struct route_conf *route_conf_find(const struct listener_conf *l, const char *hostname)
-{
-    for (unsigned i = 0; i < l->n_routes; i++) {
-        if (strcmp(l->routes[i].hostname, hostname) == 0)
-            return &l->routes[i];
-    }
-    return NULL;
-}
-
 void config_free(struct config *cfg)
 {
     if (cfg == NULL)

@@ -135,8 +135,6 @@ void listener_conf_free_array(struct listener_conf *ls, unsigned n);
 
 /* The listener named addr (exact string) among ls[0..n), or NULL. */
 struct listener_conf *listener_conf_find(struct listener_conf *ls, unsigned n, const char *addr);
-/* The route of l for hostname (exact string: both normalised), or NULL. */
-struct route_conf *route_conf_find(const struct listener_conf *l, const char *hostname);
 
 /* The words the file uses: "l4" / "l7", "block_user_agent" /
  * "require_header" <-> enum; NULL / -1 when unknown. */

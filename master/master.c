@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <libgen.h>
+#include <malloc.h>
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
@@ -133,6 +134,8 @@ void master_check_ready(struct master *m)
     if (m->phase == MASTER_STARTING) {
         m->phase = MASTER_RUNNING;
         log_info("ready: %u listener(s), %u worker(s)", m->n_bound, m->n_workers);
+        /* the start-up push of every route to every worker is sent: give its buffers back */
+        malloc_trim(0);
         sdnotify("READY=1\nSTATUS=serving %u listener(s) with %u worker(s)", m->n_bound,
                  m->n_workers);
     } else if (m->reloading) {
