@@ -11,7 +11,6 @@ Live targets (hostname -> backend):
 """
 
 import os
-import pwd
 import signal
 import socket
 import subprocess
@@ -368,11 +367,10 @@ class McProxy(Peer):
                 os.unlink(db + suffix)
         self.socket = None
         if self.admin and self.ctl:
-            # the admin process runs as `user` and may create the socket itself
+            # the admin binds as root (its master keeps no CAP_DAC_OVERRIDE, so the
+            # directory must be root's) and then hands the socket to `user`
             sockdir = f"{w}/admin"
             os.makedirs(sockdir, exist_ok=True)
-            pw = pwd.getpwnam("nobody")
-            os.chown(sockdir, pw.pw_uid, pw.pw_gid)
             self.socket = f"{sockdir}/mc-proxy.sock"
         lines = [f"database: {{path: {db}}}", "user: nobody", f"workers: {self.workers}",
                  "log: {level: warn}",
