@@ -1,12 +1,13 @@
 #!/bin/sh
-# Installs the Debian packages the build and the tests need, when missing.
+# Installs Debian packages when missing: those the build and the tests
+# need, or the ones named as arguments (bench/deps.sh passes its own).
 # As root it runs apt-get; otherwise it prints the command to run.
 set -eu
 
-pkgs="gcc clang libclang-rt-14-dev meson ninja-build pkg-config git
+pkgs="${*:-gcc clang libclang-rt-14-dev meson ninja-build pkg-config git
 libssl-dev libsqlite3-dev libcyaml-dev libyaml-dev libmaxminddb-dev libcap-dev
 libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler protobuf-compiler-grpc python3-grpcio libnghttp2-dev
-openssl curl sqlite3 python3 procps iproute2"
+openssl curl sqlite3 python3 procps iproute2}"
 
 missing=""
 for p in $pkgs; do
@@ -15,7 +16,7 @@ done
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
-    echo "missing build dependencies:$missing" >&2
+    echo "missing packages:$missing" >&2
     echo "install them with: sudo apt-get install$missing" >&2
     exit 1
 fi

@@ -196,17 +196,8 @@ def metrics_server(routes, **kw):
 
 def exporter_pid(srv):
     """PID of the metrics exporter: the master's child run as __metrics."""
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        pid = int(name)
-        try:
-            if mctest.proc_ppid(pid) == srv.pid and mctest.proc_alive(pid) and \
-                    b"__metrics" in mctest.proc_cmdline(pid):
-                return pid
-        except (OSError, ValueError, IndexError):
-            continue
-    return None
+    pids = srv.child_pids(lambda argv: b"__metrics" in argv)
+    return pids[0] if pids else None
 
 
 def wait_scrape(srv, pred, what, timeout=5.0):

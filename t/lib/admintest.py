@@ -94,20 +94,8 @@ def admin_server(listeners=None, grpc=None, **overrides):
 
 def admin_pids(srv):
     """PIDs of the live admin processes: children of the master running mc-proxy-admin."""
-    pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        pid = int(name)
-        try:
-            if mctest.proc_ppid(pid) != srv.pid or not mctest.proc_alive(pid):
-                continue
-        except (OSError, ValueError, IndexError):
-            continue
-        argv = mctest.proc_cmdline(pid)
-        if argv and os.path.basename(argv[0]) == b"mc-proxy-admin":
-            pids.append(pid)
-    return pids
+    return srv.child_pids(lambda argv: bool(argv) and
+                          os.path.basename(argv[0]) == b"mc-proxy-admin")
 
 
 def wait_admin(srv, timeout=10.0):

@@ -641,8 +641,9 @@ class Server:
 
     # -- processes
 
-    def worker_pids(self):
-        """PIDs of the live workers: children of the master run as __worker."""
+    def child_pids(self, match):
+        """PIDs of the master's live children whose argv (a list of bytes)
+        satisfies match(argv), sorted."""
         pids = []
         for name in os.listdir("/proc"):
             if not name.isdigit():
@@ -651,11 +652,15 @@ class Server:
             try:
                 if proc_ppid(pid) != self.pid or not proc_alive(pid):
                     continue
+                if match(proc_cmdline(pid)):
+                    pids.append(pid)
             except (OSError, ValueError, IndexError):
                 continue
-            if b"__worker" in proc_cmdline(pid):
-                pids.append(pid)
         return sorted(pids)
+
+    def worker_pids(self):
+        """PIDs of the live workers: children of the master run as __worker."""
+        return self.child_pids(lambda argv: b"__worker" in argv)
 
     def wait_workers(self, n, timeout=10.0):
         return wait_until(lambda: len(self.worker_pids()) == n and self.worker_pids(),
