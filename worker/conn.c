@@ -64,6 +64,7 @@ struct conn {
 
 static void conn_on_client(struct ev *ev, uint32_t events);
 static void conn_on_backend(struct ev *ev, uint32_t events);
+static void conn_replay(struct conn *c);
 static void conn_on_timer(struct timer *t);
 
 static void set_nodelay(int fd)
@@ -260,7 +261,9 @@ static void conn_connect(struct conn *c)
     if (loop_add(w->loop, &c->bev, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
         log_errno(LOGL_ERROR, errno, "epoll_ctl() failed for a backend");
         conn_close(c, REASON_NONE, "error");
+        return;
     }
+    conn_replay(c);
 }
 
 /* HELLO has a complete ClientHello: pick the route, or refuse. */
@@ -337,7 +340,7 @@ static void conn_read_hello(struct conn *c)
             return;
         case HELLO_OK:
             /* a short read drained the socket: the relay need not look again */
-            c->up.src_ready = (size_t)n == room || c->up.src_hup;
+            relay_dir_read(&c->up, (size_t)n == room);
             conn_route(c);
             return;
         }
@@ -346,20 +349,42 @@ static void conn_read_hello(struct conn *c)
 
 static void conn_relay(struct conn *c);
 
-/* Sends the bytes read during HELLO to the backend, as they came. */
+/* Connected: from here a stall is an idle connection, not a slow connect. */
+static void conn_established(struct conn *c)
+{
+    shm_observe_connect(c->w->slot, shm_clock_us() - c->t_connect_us);
+    c->state = CS_REPLAY;
+    loop_timer_set(c->w->loop, &c->timer, c->w->settings.idle_timeout_ms);
+}
+
+/*
+ * Sends the bytes read during HELLO to the backend, as they came. Also
+ * tried right after connect(): a nearby backend has usually answered the
+ * SYN by then, and a write that goes through saves waiting for the
+ * writable edge; EAGAIN means still connecting, an error that it failed.
+ */
 static void conn_replay(struct conn *c)
 {
     struct conn_hs *hs = c->hs;
 
     while (c->replay_off < hs->len) {
-        ssize_t n = write(c->bev.fd, hs->data + c->replay_off, hs->len - c->replay_off);
+        ssize_t n = send(c->bev.fd, hs->data + c->replay_off, hs->len - c->replay_off,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno != EAGAIN)
+            if (errno == EAGAIN)
+                return;
+            if (c->state == CS_CONNECT) {
+                log_errno(LOGL_DEBUG, errno, "connect() to %s", c->route->backend);
+                conn_close(c, REASON_BACKEND_CONNECT_FAILED, NULL);
+            } else {
                 conn_close(c, REASON_NONE, "backend_error");
+            }
             return;
         }
+        if (c->state == CS_CONNECT)
+            conn_established(c);
         c->replay_off += (uint32_t)n;
     }
     c->up.bytes = hs->len;
@@ -391,10 +416,7 @@ static void conn_connected(struct conn *c, uint32_t events)
         conn_close(c, REASON_BACKEND_CONNECT_FAILED, NULL);
         return;
     }
-    shm_observe_connect(c->w->slot, shm_clock_us() - c->t_connect_us);
-    c->state = CS_REPLAY;
-    /* a stalled replay is an idle connection, not a slow connect */
-    loop_timer_set(c->w->loop, &c->timer, c->w->settings.idle_timeout_ms);
+    conn_established(c);
     conn_replay(c);
 }
 
@@ -418,10 +440,11 @@ static void conn_relay(struct conn *c)
     /* hello parsing is over: its scratch is the relay's buffer now */
     const struct relay_buf buf = {w->scratch, sizeof(w->scratch)};
 
-    enum relay_status up = relay_pump(&c->up, c->cev.fd, c->bev.fd, &w->pipes, &buf, &up_budget);
+    enum relay_status up =
+        relay_pump(&c->up, c->cev.fd, c->bev.fd, c->down.done, &w->pipes, &buf, &up_budget);
     int err = errno;
     enum relay_status down =
-        relay_pump(&c->down, c->bev.fd, c->cev.fd, &w->pipes, &buf, &down_budget);
+        relay_pump(&c->down, c->bev.fd, c->cev.fd, c->up.done, &w->pipes, &buf, &down_budget);
     if (up != RELAY_ERROR)
         err = errno;
 
@@ -497,6 +520,8 @@ static void conn_on_client(struct ev *ev, uint32_t events)
         c->up.src_ready = true;
     if (events & EV_HUP)
         c->up.src_hup = true;
+    if ((events & (EPOLLRDHUP | EPOLLERR)) == EPOLLRDHUP)
+        c->up.src_fin = true;
     if (events & EV_OUT)
         c->down.dst_blocked = false;
     /* before the relay, only client input matters: skip the write-readiness edge */
@@ -513,6 +538,8 @@ static void conn_on_backend(struct ev *ev, uint32_t events)
         c->down.src_ready = true;
     if (events & EV_HUP)
         c->down.src_hup = true;
+    if ((events & (EPOLLRDHUP | EPOLLERR)) == EPOLLRDHUP)
+        c->down.src_fin = true;
     if (events & EV_OUT)
         c->up.dst_blocked = false;
     conn_run(c, events);

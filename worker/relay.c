@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -43,16 +44,11 @@ static int pipe_get(struct pipe_pool *p, struct relay_dir *d)
     return 0;
 }
 
-void relay_dir_init(struct relay_dir *d)
-{
-    *d = (struct relay_dir){.pipe_r = -1, .pipe_w = -1};
-}
-
-void relay_dir_release(struct relay_dir *d, struct pipe_pool *p)
+static void pipe_put(struct relay_dir *d, struct pipe_pool *p)
 {
     if (d->pipe_r < 0)
         return;
-    if (d->pending == 0 && p->n < p->cap) {
+    if (d->pending == 0 && !d->pipe_big && p->n < p->cap) {
         p->fds[p->n][0] = d->pipe_r;
         p->fds[p->n][1] = d->pipe_w;
         p->n++;
@@ -62,12 +58,55 @@ void relay_dir_release(struct relay_dir *d, struct pipe_pool *p)
         close(d->pipe_w);
     }
     d->pipe_r = d->pipe_w = -1;
+    d->pipe_big = false;
     d->pending = 0;
 }
 
-/* Writes what the pipe holds to dst. 0 when it is empty, 1 when dst is full, -1 on error. */
-static int flush_pipe(struct relay_dir *d, int dst, struct pipe_pool *pool)
+void relay_dir_init(struct relay_dir *d)
 {
+    *d = (struct relay_dir){.pipe_r = -1, .pipe_w = -1};
+}
+
+void relay_dir_read(struct relay_dir *d, bool filled)
+{
+    if (filled) {
+        d->src_ready = true;
+        return;
+    }
+    /* drained: a later arrival raises a new edge. After a FIN every byte
+     * before it was queued, so this read took them all: no recv() just to
+     * see 0. An error raises no edge: read until it shows. */
+    d->eof = d->src_fin;
+    d->src_ready = d->src_hup && !d->src_fin;
+}
+
+void relay_dir_release(struct relay_dir *d, struct pipe_pool *p)
+{
+    pipe_put(d, p);
+    free(d->park);
+    d->park = NULL;
+    d->park_off = d->park_len = 0;
+}
+
+/* Sends what is parked or in the pipe to dst. 0 when all went, 1 when dst is full, -1 on error. */
+static int flush(struct relay_dir *d, int dst, struct pipe_pool *pool)
+{
+    while (d->park != NULL) {
+        ssize_t n = send(dst, d->park + d->park_off, d->park_len - d->park_off,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN)
+            return -1;
+        if (n < 0) {
+            d->dst_blocked = true;
+            return 1;
+        }
+        d->park_off += (uint32_t)n;
+        d->bytes += (uint64_t)n;
+        if (d->park_off == d->park_len)
+            relay_dir_release(d, pool);
+    }
     while (d->pending > 0) {
         ssize_t n =
             splice(d->pipe_r, NULL, dst, NULL, d->pending, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
@@ -82,13 +121,15 @@ static int flush_pipe(struct relay_dir *d, int dst, struct pipe_pool *pool)
         d->pending -= (uint32_t)n;
         d->bytes += (uint64_t)n;
     }
-    relay_dir_release(d, pool);
+    /* a bulk direction splices again at once: keep its pipe until the source drains */
+    if (!d->bulk)
+        pipe_put(d, pool);
     return 0;
 }
 
 /* One recv()/send() round through the worker's buffer; <0 on error. */
-static int move_small(struct relay_dir *d, int src, int dst, struct pipe_pool *pool,
-                      const struct relay_buf *buf, size_t *budget)
+static int move_small(struct relay_dir *d, int src, int dst, const struct relay_buf *buf,
+                      size_t *budget)
 {
     ssize_t n = recv(src, buf->data, buf->size, MSG_DONTWAIT);
     if (n < 0) {
@@ -103,9 +144,8 @@ static int move_small(struct relay_dir *d, int src, int dst, struct pipe_pool *p
         d->eof = true;
         return 0;
     }
-    if ((size_t)n < buf->size)
-        d->src_ready = d->src_hup; /* drained: a later arrival raises a new edge */
-    else
+    relay_dir_read(d, (size_t)n == buf->size);
+    if ((size_t)n == buf->size)
         d->bulk = true; /* a full buffer: more is likely queued behind it */
     *budget = (size_t)n >= *budget ? 0 : *budget - (size_t)n;
 
@@ -117,11 +157,14 @@ static int move_small(struct relay_dir *d, int src, int dst, struct pipe_pool *p
     d->bytes += (uint64_t)m;
     if (m == n)
         return 0;
-    /* dst is full: park the rest in a pipe (it fits, the pipe is empty) */
+    /* dst is full: the buffer is the worker's, so keep a copy of the rest */
     d->dst_blocked = true;
-    if (pipe_get(pool, d) < 0 || write(d->pipe_w, buf->data + m, (size_t)(n - m)) != n - m)
+    d->park_len = (uint32_t)(n - m);
+    d->park_off = 0;
+    d->park = malloc(d->park_len);
+    if (d->park == NULL)
         return -1;
-    d->pending = (uint32_t)(n - m);
+    memcpy(d->park, buf->data + m, d->park_len);
     return 0;
 }
 
@@ -132,14 +175,15 @@ static int move_bulk(struct relay_dir *d, int src, struct pipe_pool *pool,
     if (pipe_get(pool, d) < 0)
         return -1;
     /* the pipe is empty here, so EAGAIN can only mean the source is drained */
-    ssize_t n = splice(src, NULL, d->pipe_w, NULL, RELAY_CHUNK, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+    ssize_t n =
+        splice(src, NULL, d->pipe_w, NULL, RELAY_BULK_PIPE, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
     if (n < 0) {
         if (errno == EINTR)
             return 0;
         if (errno != EAGAIN)
             return -1;
         d->src_ready = false;
-        relay_dir_release(d, pool);
+        pipe_put(d, pool);
         return 0;
     }
     if (n == 0) {
@@ -150,21 +194,27 @@ static int move_bulk(struct relay_dir *d, int src, struct pipe_pool *pool,
      * small read sends the direction back to recv()/send(), which drains exactly */
     if ((size_t)n < buf->size / 2)
         d->bulk = false;
+    /* a long stream (the splice filled most of a pooled pipe): fewer,
+     * larger splices from here on. Refused past the user's pipe budget,
+     * and then the pipe stays as it is. */
+    if (!d->pipe_big && (size_t)n >= RELAY_BULK_GROW_AT &&
+        fcntl(d->pipe_w, F_SETPIPE_SZ, RELAY_BULK_PIPE) >= 0)
+        d->pipe_big = true;
     d->pending = (uint32_t)n;
     *budget = (size_t)n >= *budget ? 0 : *budget - (size_t)n;
     return 0;
 }
 
-enum relay_status relay_pump(struct relay_dir *d, int src, int dst, struct pipe_pool *pool,
-                             const struct relay_buf *buf, size_t *budget)
+enum relay_status relay_pump(struct relay_dir *d, int src, int dst, bool last,
+                             struct pipe_pool *pool, const struct relay_buf *buf, size_t *budget)
 {
     if (d->done)
         return RELAY_DONE;
     for (;;) {
-        if (d->pending > 0) {
+        if (d->park != NULL || d->pending > 0) {
             if (d->dst_blocked)
                 return RELAY_WAIT;
-            int rc = flush_pipe(d, dst, pool);
+            int rc = flush(d, dst, pool);
             if (rc < 0)
                 return RELAY_ERROR;
             if (rc > 0)
@@ -172,8 +222,9 @@ enum relay_status relay_pump(struct relay_dir *d, int src, int dst, struct pipe_
         }
         if (d->eof) {
             relay_dir_release(d, pool);
-            /* half-close: the other direction keeps flowing */
-            if (shutdown(dst, SHUT_WR) < 0 && errno != ENOTCONN)
+            /* half-close: the other direction keeps flowing. The last one
+             * leaves the FIN to close(), dst having nothing left to read. */
+            if (!last && shutdown(dst, SHUT_WR) < 0 && errno != ENOTCONN)
                 return RELAY_ERROR;
             d->done = true;
             return RELAY_DONE;
@@ -182,8 +233,8 @@ enum relay_status relay_pump(struct relay_dir *d, int src, int dst, struct pipe_
             return RELAY_WAIT;
         if (*budget == 0)
             return RELAY_YIELD;
-        int rc = d->bulk ? move_bulk(d, src, pool, buf, budget)
-                         : move_small(d, src, dst, pool, buf, budget);
+        int rc =
+            d->bulk ? move_bulk(d, src, pool, buf, budget) : move_small(d, src, dst, buf, budget);
         if (rc < 0)
             return RELAY_ERROR;
     }
