@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -107,10 +108,15 @@ static int run_snapshot(const struct config *cfg, const char *out)
 
 int main(int argc, char **argv)
 {
-    if (argc >= 2 && strcmp(argv[1], "__worker") == 0)
+    /* exec'd as /proc/self/exe, a child would be "exe" to ps, top and pgrep */
+    if (argc >= 2 && strcmp(argv[1], "__worker") == 0) {
+        (void)prctl(PR_SET_NAME, "mc-proxy-worker");
         return worker_main(argc, argv);
-    if (argc >= 2 && strcmp(argv[1], "__metrics") == 0)
+    }
+    if (argc >= 2 && strcmp(argv[1], "__metrics") == 0) {
+        (void)prctl(PR_SET_NAME, "mc-proxy-metric");
         return metrics_main(argc, argv);
+    }
     if (argc == 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0)) {
         printf("mc-proxy %s\n", MC_VERSION);
         return 0;

@@ -378,6 +378,7 @@ def exporter_is_unprivileged():
             for line in f:
                 k, _, v = line.partition(":")
                 status[k] = v.split()
+        assert status["Name"] == ["mc-proxy-metric"], status["Name"]  # not "exe" to ps and top
         if os.geteuid() == 0:
             nobody = int(subprocess.run(["id", "-u", "nobody"], capture_output=True,
                                         text=True).stdout)

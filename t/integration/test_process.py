@@ -44,6 +44,9 @@ def killed_worker_replaced_others_untouched():
     with mctest.RawBackend(mctest.hello_echo_handler) as ba, \
             mctest.proxy_server([("a.test", ba.addr)], proxy={"idle_timeout": "30s"}) as srv:
         workers = srv.wait_workers(2)
+        for pid in workers:  # what ps, top and pgrep show, not "exe"
+            with open("/proc/%d/comm" % pid) as f:
+                assert f.read().strip() == "mc-proxy-worker", "worker %d comm" % pid
         hello = mctest.client_hello_bytes("a.test")
         relays = []  # (socket, owner pid)
         deadline = time.monotonic() + 20
