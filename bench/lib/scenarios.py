@@ -12,11 +12,15 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 from . import peers
 from .peers import CLIENTS, PY, host
 from .proc import Meter, Proc, mem_kib, run, run_many, tids
+
+T_LIB = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                     "t", "lib")
 
 
 class Ctx:
@@ -265,10 +269,38 @@ def addroute(ctx, peer, rnd):
     if rc != 0:
         with open(log, errors="replace") as f:
             raise RuntimeError(f"mcproxyctl routes add failed (rc={rc}): {f.read().strip()[-200:]}")
-    return {"admin_wait_ms": admin_wait_ms, "cli_ms": (returned or 0) * 1e3,
-            "first_ok_ms": first_ok * 1e3 if first_ok is not None else None,
-            "all_ok_ms": streak_start * 1e3 if streak >= streak_need else None,
-            "failures_after_return": late_failures}
+    r = {"admin_wait_ms": admin_wait_ms, "cli_ms": (returned or 0) * 1e3,
+         "first_ok_ms": first_ok * 1e3 if first_ok is not None else None,
+         "all_ok_ms": streak_start * 1e3 if streak >= streak_need else None,
+         "failures_after_return": late_failures}
+    r.update(_addroute_api(peer, f"api{rnd}.{peers.DOMAIN}", ctx.backends.backend_map()["raw"],
+                           addr, streak_need))
+    return r
+
+
+def _addroute_api(peer, name, backend, addr, probes):
+    """AddRoute through an already connected gRPC channel, as a controller
+    keeps one: the call returns once every worker has applied the route
+    (SPEC 2), so its latency is the time until every worker routes the
+    name; then `probes` connections must all route, or it is a failure."""
+    sys.path.insert(0, T_LIB)
+    try:
+        import admintest  # stubs generated from proto/, as the tests use them
+        grpc, pb, pb_grpc = admintest.stubs()[:3]
+    except Exception as e:  # noqa: BLE001 -- no grpcio: the CLI figures stand alone
+        return {"api_skipped": str(e) or type(e).__name__}
+    finally:
+        sys.path.remove(T_LIB)
+    with grpc.insecure_channel(f"unix:{peer.socket}") as ch:
+        stub = pb_grpc.ProxyAdminServiceStub(ch)
+        stub.ListRoutes(pb.ListRoutesRequest(listener=f"127.0.0.1:{peer.port}"), timeout=10)
+        req = pb.AddRouteRequest(listener=f"127.0.0.1:{peer.port}",
+                                 route=pb.Route(hostname=name, backend=backend))
+        t0 = time.monotonic()
+        stub.AddRoute(req, timeout=10)
+        api_ms = (time.monotonic() - t0) * 1e3
+    misses = sum(not peers.can_route(addr, name, timeout=1.0) for _ in range(probes))
+    return {"api_ms": api_ms, "api_misses": misses}
 
 
 # -- syscalls -------------------------------------------------------------------
