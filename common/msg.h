@@ -15,7 +15,9 @@
 #ifndef MC_MSG_H
 #define MC_MSG_H
 
+#include <netinet/in.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "addr.h"
 #include "mc.h"
@@ -26,7 +28,7 @@ enum msg_type {
     MSG_LISTENER,      /* m->w, fd: this worker's socket for listener id; struct msg_listener */
     MSG_STATE_BEGIN,   /* m->w, gen: struct msg_state_begin */
     MSG_LISTENER_CONF, /* m->w, gen: struct msg_listener_conf */
-    MSG_ROUTE,         /* m->w, gen: struct msg_route + hostname + backend */
+    MSG_ROUTE,         /* m->w, gen: struct msg_routes, then routes packed (below) */
     MSG_STATE_COMMIT,  /* m->w, gen: no payload */
     MSG_ACK,           /* w->m, gen: no payload */
     MSG_STOP,          /* m->w: stop accepting, drain, exit; no payload */
@@ -90,15 +92,70 @@ struct msg_listener_conf {
     uint8_t proxy_protocol;
 };
 
-struct msg_route {
+/*
+ * MSG_ROUTE carries routes of one listener, packed: a struct msg_routes,
+ * then one or more struct msg_route, each followed by its hostname and
+ * backend. 10,000 routes take a few dozen messages, not 10,000, and the
+ * backend address travels as family, port and IP rather than as a
+ * sockaddr_storage of mostly zeros.
+ */
+#define MSG_ROUTES_PER_MSG 256 /* 256 of the longest are well under CHAN_MAX_PAYLOAD */
+
+struct msg_routes {
     uint32_t listener_id;
+    uint32_t
+        listener_routes; /* all its routes in a full generation, to size its table; 0 in a delta */
+};
+
+struct msg_route {
     uint8_t mode;
     uint8_t backend_tls;
     uint8_t send_proxy_protocol;
     uint8_t hostname_len; /* bytes following the struct, no NUL */
-    uint16_t backend_len; /* bytes following the hostname, no NUL */
-    struct mc_addr backend_addr;
+    uint8_t backend_len;  /* bytes following the hostname, no NUL */
+    uint8_t family;       /* AF_INET or AF_INET6 */
+    uint16_t port;        /* network byte order */
+    uint8_t ip[16];       /* the first 4 bytes for AF_INET */
 };
+
+/* The master's side: a's family, port and IP into mr (family 0, refused, for another family). */
+static inline void msg_route_set_addr(struct msg_route *mr, const struct mc_addr *a)
+{
+    if (a->ss.ss_family == AF_INET) {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&a->ss;
+        mr->family = AF_INET;
+        mr->port = sin->sin_port;
+        memcpy(mr->ip, &sin->sin_addr, sizeof(sin->sin_addr));
+    } else if (a->ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->ss;
+        mr->family = AF_INET6;
+        mr->port = sin6->sin6_port;
+        memcpy(mr->ip, &sin6->sin6_addr, sizeof(sin6->sin6_addr));
+    }
+}
+
+/* The worker's side: the address back from mr; -1 when its family is neither. */
+static inline int msg_route_get_addr(const struct msg_route *mr, struct mc_addr *a)
+{
+    memset(a, 0, sizeof(*a));
+    if (mr->family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&a->ss;
+        sin->sin_family = AF_INET;
+        sin->sin_port = mr->port;
+        memcpy(&sin->sin_addr, mr->ip, sizeof(sin->sin_addr));
+        a->len = sizeof(*sin);
+        return 0;
+    }
+    if (mr->family == AF_INET6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a->ss;
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = mr->port;
+        memcpy(&sin6->sin6_addr, mr->ip, sizeof(sin6->sin6_addr));
+        a->len = sizeof(*sin6);
+        return 0;
+    }
+    return -1;
+}
 
 /*
  * The admin process forwards each gRPC call as the method's index in the

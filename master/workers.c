@@ -37,23 +37,57 @@ static void worker_flush(struct worker_proc *w)
     child_chan_flush(&w->chan, "worker", w->pid);
 }
 
-static int send_route(struct chan *c, uint32_t gen, int id, const struct route_conf *r)
+/* MSG_ROUTE messages being filled, for one listener at a time (msg.h). */
+struct route_batch {
+    struct chan *c;
+    uint32_t gen;
+    struct msg_routes head;
+    unsigned n;
+    struct msg_route routes[MSG_ROUTES_PER_MSG];
+    struct iovec iov[1 + 3 * MSG_ROUTES_PER_MSG]; /* the head, then each route's three parts */
+};
+
+_Static_assert(sizeof(struct msg_routes) +
+                       MSG_ROUTES_PER_MSG * (sizeof(struct msg_route) + 2 * UINT8_MAX) <=
+                   CHAN_MAX_PAYLOAD,
+               "a full MSG_ROUTE fits in a channel message");
+
+/* Queues the routes packed so far, if any. */
+static int batch_flush(struct route_batch *b)
 {
-    struct msg_route mr = {
-        .listener_id = (uint32_t)id,
+    int n = 1 + 3 * (int)b->n;
+
+    if (b->n == 0)
+        return 0;
+    b->n = 0;
+    b->iov[0] = (struct iovec){&b->head, sizeof(b->head)};
+    return chan_sendv(b->c, MSG_ROUTE, b->gen, b->iov, n, -1);
+}
+
+/* Packs r, a route of listener id; a message full or of another listener is queued first. */
+static int batch_add(struct route_batch *b, int id, uint32_t listener_routes,
+                     const struct route_conf *r)
+{
+    struct msg_route *mr;
+    struct iovec *iov;
+
+    if ((b->head.listener_id != (uint32_t)id || b->n == MSG_ROUTES_PER_MSG) && batch_flush(b) < 0)
+        return -1;
+    b->head = (struct msg_routes){.listener_id = (uint32_t)id, .listener_routes = listener_routes};
+    mr = &b->routes[b->n];
+    *mr = (struct msg_route){
         .mode = (uint8_t)r->mode,
         .backend_tls = r->backend_tls,
         .send_proxy_protocol = r->send_proxy_protocol,
         .hostname_len = (uint8_t)strlen(r->hostname),
-        .backend_len = (uint16_t)strlen(r->backend),
-        .backend_addr = r->backend_addr,
+        .backend_len = (uint8_t)strlen(r->backend),
     };
-    struct iovec iov[3] = {
-        {&mr, sizeof(mr)},
-        {r->hostname, mr.hostname_len},
-        {r->backend, mr.backend_len},
-    };
-    return chan_sendv(c, MSG_ROUTE, gen, iov, 3, -1);
+    msg_route_set_addr(mr, &r->backend_addr);
+    iov = &b->iov[1 + 3 * b->n++];
+    iov[0] = (struct iovec){mr, sizeof(*mr)};
+    iov[1] = (struct iovec){r->hostname, mr->hostname_len};
+    iov[2] = (struct iovec){r->backend, mr->backend_len};
+    return 0;
 }
 
 static int send_route_del(struct chan *c, uint32_t gen, int id, const struct route_conf *r)
@@ -93,7 +127,7 @@ static int send_begin(struct master *m, struct chan *c, bool delta)
 }
 
 /* Queues one whole generation of routing state: BEGIN, objects, COMMIT. */
-static int worker_send_state(struct master *m, struct worker_proc *w)
+static int worker_send_state(struct master *m, struct worker_proc *w, struct route_batch *b)
 {
     const struct state *st = m->state;
     struct chan *c = &w->chan;
@@ -101,17 +135,20 @@ static int worker_send_state(struct master *m, struct worker_proc *w)
     if (send_begin(m, c, false) < 0)
         return -1;
     for (unsigned i = 0; i < st->n_listeners; i++) {
-        int id = master_listener_index(m, st->listeners[i].addr);
-        for (unsigned j = 0; id >= 0 && j < st->listeners[i].n_routes; j++) {
-            if (send_route(c, m->gen, id, &st->listeners[i].routes[j]) < 0)
+        const struct listener_conf *l = &st->listeners[i];
+        int id = master_listener_index(m, l->addr);
+        for (unsigned j = 0; id >= 0 && j < l->n_routes; j++) {
+            if (batch_add(b, id, l->n_routes, &l->routes[j]) < 0)
                 return -1;
         }
     }
+    if (batch_flush(b) < 0)
+        return -1;
     return chan_send(c, MSG_STATE_COMMIT, m->gen, NULL, 0, -1);
 }
 
 /* Queues a delta generation: only the routes that changed. */
-static int worker_send_delta(struct master *m, struct worker_proc *w,
+static int worker_send_delta(struct master *m, struct worker_proc *w, struct route_batch *b,
                              const struct route_change *changes, unsigned n)
 {
     struct chan *c = &w->chan;
@@ -122,21 +159,28 @@ static int worker_send_delta(struct master *m, struct worker_proc *w,
         int id = master_listener_index(m, changes[i].listener->addr);
         if (id < 0)
             continue;
-        int rc = changes[i].removed ? send_route_del(c, m->gen, id, changes[i].route)
-                                    : send_route(c, m->gen, id, changes[i].route);
+        int rc;
+        if (!changes[i].removed)
+            rc = batch_add(b, id, 0, changes[i].route);
+        else if ((rc = batch_flush(b)) == 0) /* in the order the changes are listed */
+            rc = send_route_del(c, m->gen, id, changes[i].route);
         if (rc < 0)
             return -1;
     }
+    if (batch_flush(b) < 0)
+        return -1;
     return chan_send(c, MSG_STATE_COMMIT, m->gen, NULL, 0, -1);
 }
 
 void worker_push_state(struct master *m, struct worker_proc *w, const struct route_change *changes,
                        int n_changes)
 {
+    struct route_batch b = {.c = &w->chan, .gen = m->gen};
+
     if (w->pid == 0 || w->chan.fd < 0)
         return;
-    int rc = n_changes >= 0 ? worker_send_delta(m, w, changes, (unsigned)n_changes)
-                            : worker_send_state(m, w);
+    int rc = n_changes >= 0 ? worker_send_delta(m, w, &b, changes, (unsigned)n_changes)
+                            : worker_send_state(m, w, &b);
     if (rc < 0) {
         /* it would run on stale routes: replace it, it restarts from the current state */
         log_error("worker %u: cannot queue generation %u, restarting it", w->id, m->gen);

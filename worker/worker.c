@@ -268,42 +268,67 @@ static int apply_settings(struct worker *w, const struct msg_settings *s)
     return 0;
 }
 
-/* MSG_ROUTE: into the new table of a full generation, or a delta's ops. */
-static int add_route(struct worker *w, const struct chan_msg *m)
+/*
+ * One packed route at p (len bytes left in the message) into the new
+ * table of a full generation, or a delta's ops; *used is its size.
+ */
+static int add_route(struct worker *w, const struct msg_routes *h, const uint8_t *p, size_t len,
+                     size_t *used)
 {
-    struct msg_route mr;
-
-    if (m->hdr.len < sizeof(mr))
-        return -1;
-    memcpy(&mr, m->data, sizeof(mr));
-    if (m->hdr.len != sizeof(mr) + mr.hostname_len + mr.backend_len ||
-        mr.listener_id >= MC_MAX_LISTENERS || mr.hostname_len == 0 || mr.backend_len == 0 ||
-        mr.backend_len >= ADDR_STRLEN || mr.mode > ROUTE_L7)
-        return -1;
     char host[UINT8_MAX + 1], backend[ADDR_STRLEN];
-    memcpy(host, m->data + sizeof(mr), mr.hostname_len);
+    struct msg_route mr;
+    struct mc_addr addr;
+
+    if (len < sizeof(mr))
+        return -1;
+    memcpy(&mr, p, sizeof(mr));
+    *used = sizeof(mr) + mr.hostname_len + mr.backend_len;
+    if (*used > len || mr.hostname_len == 0 || mr.backend_len == 0 ||
+        mr.backend_len >= ADDR_STRLEN || mr.mode > ROUTE_L7 || msg_route_get_addr(&mr, &addr) < 0)
+        return -1;
+    memcpy(host, p + sizeof(mr), mr.hostname_len);
     host[mr.hostname_len] = '\0';
-    memcpy(backend, m->data + sizeof(mr) + mr.hostname_len, mr.backend_len);
+    memcpy(backend, p + sizeof(mr) + mr.hostname_len, mr.backend_len);
     backend[mr.backend_len] = '\0';
 
-    struct route *r = route_new(host, backend, &mr.backend_addr, (enum route_mode)mr.mode,
-                                mr.backend_tls, mr.send_proxy_protocol);
+    struct route *r = route_new(host, backend, &addr, (enum route_mode)mr.mode, mr.backend_tls,
+                                mr.send_proxy_protocol);
     if (r == NULL)
         return -1;
     if (w->pending_delta) {
-        if (ops_push(w, (struct delta_op){.listener = mr.listener_id, .add = r}) == 0)
+        if (ops_push(w, (struct delta_op){.listener = h->listener_id, .add = r}) == 0)
             return 0;
         route_unref(r);
         return -1;
     }
-    struct route_table **t = &w->pending_routes[mr.listener_id];
-    if (*t == NULL && (*t = route_table_new(16)) == NULL) {
+    /* sized once for the listener's routes; no more than the generation holds */
+    struct route_table **t = &w->pending_routes[h->listener_id];
+    if (*t == NULL &&
+        (*t = route_table_new(MC_MIN(h->listener_routes, w->pending_n_routes))) == NULL) {
         route_unref(r);
         return -1;
     }
     int rc = route_table_add(*t, r);
     route_unref(r);
     return rc;
+}
+
+/* MSG_ROUTE: one or more routes of one listener, packed (msg.h). */
+static int add_routes(struct worker *w, const struct chan_msg *m)
+{
+    struct msg_routes h;
+    size_t used;
+
+    if (m->hdr.len <= sizeof(h))
+        return -1;
+    memcpy(&h, m->data, sizeof(h));
+    if (h.listener_id >= MC_MAX_LISTENERS)
+        return -1;
+    for (size_t off = sizeof(h); off < m->hdr.len; off += used) {
+        if (add_route(w, &h, m->data + off, m->hdr.len - off, &used) < 0)
+            return -1;
+    }
+    return 0;
 }
 
 static int del_route(struct worker *w, const struct chan_msg *m)
@@ -396,7 +421,7 @@ static int on_message(struct worker *w, struct chan_msg *m)
     case MSG_ROUTE:
         if (!w->pending || m->hdr.gen != w->pending_gen)
             return -1;
-        return add_route(w, m);
+        return add_routes(w, m);
     case MSG_ROUTE_DEL:
         if (!w->pending || m->hdr.gen != w->pending_gen)
             return -1;
