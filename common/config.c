@@ -1,8 +1,8 @@
 /*
  * The YAML configuration (SPEC section 3).
  *
- * libcyaml stops at the first error it meets, and an operator fixing a
- * file wants them all, so loading runs in four steps:
+ * An operator fixing a file wants every error in it, not the first, so
+ * loading runs in four steps over one parse of the file:
  *
  *  1. libyaml reads the file into a document tree, and the MCPROXY_*
  *     environment overrides are spliced into that tree.
@@ -14,9 +14,9 @@
  *     marked tainted: the typed load still succeeds, and the checks of
  *     step 4 skip what is already known to be wrong instead of reporting
  *     it twice.
- *  3. libcyaml loads the tree into the raw_* structs: from the file's
- *     own bytes when steps 1 and 2 left the tree as the file wrote it,
- *     else from the tree emitted again.
+ *  3. The tree, now the schema's shape, fills the raw_* structs by the
+ *     schema's description of them (libcyaml's own load would parse the
+ *     text a second time, which cost as much as all the rest).
  *  4. Conversion into struct config checks what each value means and
  *     resolves relative paths, finding each value's line by key path.
  *
@@ -220,6 +220,9 @@ static void loader_finish(struct loader *ld, config_report_fn *report, void *arg
     free(ld->vars);
     free(ld->env);
     free(ld->seen);
+    for (size_t i = 0; i < ld->n_blocks; i++)
+        free(ld->blocks[i]);
+    free(ld->blocks);
     free(ld->text);
     if (ld->have_doc)
         yaml_document_delete(&ld->doc);
@@ -233,10 +236,8 @@ struct config *config_load(const char *file, config_report_fn *report, void *arg
 
     if (cfg_read_file(&ld) == 0 && cfg_walk(&ld))
         raw = cfg_typed_load(&ld);
-    if (raw != NULL) {
+    if (raw != NULL)
         cfg = cfg_convert(&ld, raw);
-        cfg_raw_free(raw);
-    }
     if (ld.n_errs > 0 || ld.oom) {
         config_free(cfg);
         cfg = NULL;

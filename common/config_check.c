@@ -26,10 +26,13 @@
 #define MAX_DURATION_MS (596ULL * 3600 * 1000)
 #define MAX_DURATION    "596h"
 
-static bool tainted(const struct loader *ld, const char *path)
+static bool tainted(struct loader *ld, const char *path)
 {
-    const struct path_entry *e = cfg_idx_find(ld, path);
+    const struct path_entry *e;
 
+    if (ld->n_tainted == 0) /* the common case: no look-up */
+        return false;
+    e = cfg_idx_find(ld, path);
     return e != NULL && e->tainted;
 }
 

@@ -22,7 +22,8 @@
 /* Values quoted back in messages are cut to this many bytes. */
 #define QUOTE_LEN 64
 
-/* The file as libcyaml loads it: strings where the meaning is checked later. */
+/* The file as step 3 loads it: strings where the meaning is checked later.
+ * The strings point into the document tree. */
 struct raw_policy {
     enum policy_type type;
     char *value;
@@ -145,7 +146,6 @@ struct loader {
     size_t text_len;
     yaml_document_t doc;
     bool have_doc;
-    bool changed;  /* steps 1 and 2 added, replaced or removed nodes */
     uint8_t *seen; /* per node id: walked already (a second visit is an alias) */
     size_t n_seen;
     char **vars; /* names of the variables applied, owned */
@@ -154,7 +154,10 @@ struct loader {
     size_t n_env;
     struct path_entry *idx;
     size_t n_idx, cap_idx;
-    struct name_index idx_by_path; /* built once the walk is done */
+    struct name_index idx_by_path; /* built at the first look-up (most loads need none) */
+    size_t n_tainted;              /* entities marked tainted */
+    void **blocks;                 /* the raw structs' arrays and structs (step 3), owned */
+    size_t n_blocks, cap_blocks;
     struct error *errs;
     size_t n_errs, cap_errs;
     bool oom;
@@ -181,13 +184,13 @@ size_t name_index_find(const struct name_index *x, const char *name);
 int cfg_read_file(struct loader *ld);
 bool cfg_walk(struct loader *ld);
 /* The index entry of a key path such as "listeners[0].addr", or NULL. */
-const struct path_entry *cfg_idx_find(const struct loader *ld, const char *path);
+const struct path_entry *cfg_idx_find(struct loader *ld, const char *path);
 
 /* config_schema.c: the schema, the one list of keys, and step 3. */
 extern const cyaml_schema_field_t cfg_root_fields[];
 extern const cyaml_schema_value_t cfg_schema;
+/* The raw structs, valid until loader_finish (they point into the tree). */
 struct raw_config *cfg_typed_load(struct loader *ld);
-void cfg_raw_free(struct raw_config *raw);
 
 /* config_check.c: step 4. */
 struct config *cfg_convert(struct loader *ld, const struct raw_config *r);

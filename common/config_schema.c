@@ -1,10 +1,13 @@
 /*
  * The schema of the configuration file: the one list of its keys, from
  * which the structural walk (config_tree.c) and the environment
- * overrides take their keys, and step 3, the typed load by libcyaml.
+ * overrides take their keys, and step 3, the typed load: libcyaml's
+ * schema types describe the raw structs, and step 3 fills them from the
+ * tree of step 2 by that description.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config_impl.h"
 #include "log.h"
@@ -159,14 +162,6 @@ const cyaml_schema_value_t cfg_schema = {
     CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, struct raw_config, cfg_root_fields),
 };
 
-/* Step 2 never hands libcyaml an alias; NO_ALIAS makes sure of it. */
-static const cyaml_config_t cyaml_cfg = {
-    .log_fn = NULL,
-    .mem_fn = cyaml_mem,
-    .log_level = CYAML_LOG_ERROR,
-    .flags = CYAML_CFG_NO_ALIAS,
-};
-
 /* The word for value v in one of the tables above, or NULL. */
 static const char *strval_name(const cyaml_strval_t *t, size_t n, int64_t v)
 {
@@ -209,86 +204,135 @@ int policy_type_parse(const char *s)
 
 /* ---- step 3: the typed load ---- */
 
-struct outbuf {
-    unsigned char *p;
-    size_t len, cap;
-};
-
-static int out_write(void *data, unsigned char *buf, size_t size)
+/* A zeroed block of n * size bytes, freed when the loader finishes; NULL when memory ran out. */
+static void *raw_alloc(struct loader *ld, size_t n, size_t size)
 {
-    struct outbuf *o = data;
+    void **blocks = cfg_grow(ld->blocks, &ld->cap_blocks, ld->n_blocks, sizeof(*blocks));
+    void *p;
 
-    if (size > o->cap - o->len) {
-        size_t cap = MC_MAX(o->cap * 2, o->len + size);
-        unsigned char *np = realloc(o->p, cap);
-        if (np == NULL)
-            return 0;
-        o->p = np;
-        o->cap = cap;
+    if (blocks == NULL) {
+        ld->oom = true;
+        return NULL;
     }
-    memcpy(o->p + o->len, buf, size);
-    o->len += size;
-    return 1;
+    ld->blocks = blocks;
+    if ((p = calloc(n, size)) == NULL) {
+        ld->oom = true;
+        return NULL;
+    }
+    blocks[ld->n_blocks++] = p;
+    return p;
 }
 
-/* The tree as YAML text again, in out (to free); false when that failed. */
-static bool emit_tree(struct loader *ld, struct outbuf *out)
+/* Stores v in the unsigned integer of size bytes at dst. */
+static void store_uint(void *dst, size_t size, uint64_t v)
 {
-    yaml_emitter_t em;
-    int ok;
+    uint8_t u8 = (uint8_t)v;
+    uint16_t u16 = (uint16_t)v;
+    uint32_t u32 = (uint32_t)v;
 
-    if (!yaml_emitter_initialize(&em)) {
-        ld->oom = true;
-        return false;
+    switch (size) {
+    case 1:
+        memcpy(dst, &u8, 1);
+        break;
+    case 2:
+        memcpy(dst, &u16, 2);
+        break;
+    case 4:
+        memcpy(dst, &u32, 4);
+        break;
+    default:
+        memcpy(dst, &v, 8);
+        break;
     }
-    yaml_emitter_set_output(&em, out_write, out);
-    yaml_emitter_set_unicode(&em, 1);
-    yaml_emitter_set_width(&em, -1);
-    ok = yaml_emitter_open(&em);
-    if (ok) {
-        ok = yaml_emitter_dump(&em, &ld->doc); /* frees the document, whatever happens */
-        ld->have_doc = false;
+}
+
+static void fill_value(struct loader *ld, int id, const cyaml_schema_value_t *s, void *slot);
+
+/* Each pair of a mapping into the fields of the struct at base. */
+static void fill_mapping(struct loader *ld, const yaml_node_t *m,
+                         const cyaml_schema_field_t *fields, char *base)
+{
+    for (const yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top;
+         p++) {
+        const char *key = (const char *)yaml_document_get_node(&ld->doc, p->key)->data.scalar.value;
+        const cyaml_schema_field_t *f = fields;
+
+        /* step 2 removed every key the schema does not have */
+        while (strcmp(f->key, key) != 0)
+            f++;
+        fill_value(ld, p->value, &f->value, base + f->data_offset);
+        if (f->value.type == CYAML_SEQUENCE) {
+            const yaml_node_t *seq = yaml_document_get_node(&ld->doc, p->value);
+            store_uint(base + f->count_offset, f->count_size,
+                       (uint64_t)(seq->data.sequence.items.top - seq->data.sequence.items.start));
+        }
     }
-    ok = ok && yaml_emitter_close(&em) && yaml_emitter_flush(&em);
-    yaml_emitter_delete(&em);
-    if (!ok)
-        cfg_fail(ld, 0, NULL, "", "internal error: cannot re-emit the document");
-    return ok;
 }
 
 /*
- * libcyaml loads from text. When steps 1 and 2 left the tree as the file
- * wrote it, the file's own bytes are that text: the same events, but for
- * anchors and tags, which libcyaml ignores (step 2 refused every alias).
- * Otherwise the tree is emitted again, which would cost as much as
- * libcyaml's own parse.
+ * Node id into slot, the storage schema s describes (the pointer to it,
+ * for a CYAML_FLAG_POINTER value). Step 2 made the tree match the schema
+ * and checked every scalar, so nothing here can fail but memory. Strings
+ * point into the tree, which outlives the raw structs.
+ */
+static void fill_value(struct loader *ld, int id, const cyaml_schema_value_t *s, void *slot)
+{
+    const yaml_node_t *n = yaml_document_get_node(&ld->doc, id);
+    const char *v = n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+    void *data = slot;
+    uint64_t u;
+
+    if (s->type == CYAML_STRING) { /* always a pointer (FIELD_STR, string_entry) */
+        memcpy(slot, &v, sizeof(v));
+        return;
+    }
+    if (s->type == CYAML_SEQUENCE) { /* always a pointer and a count (FIELD_SEQ) */
+        const yaml_node_item_t *items = n->data.sequence.items.start;
+        size_t len = (size_t)(n->data.sequence.items.top - items);
+        char *a = len > 0 ? raw_alloc(ld, len, s->data_size) : NULL;
+
+        for (size_t i = 0; a != NULL && i < len; i++)
+            fill_value(ld, items[i], s->sequence.entry, a + i * s->data_size);
+        memcpy(slot, &a, sizeof(a));
+        return;
+    }
+    if (s->flags & CYAML_FLAG_POINTER) {
+        if ((data = raw_alloc(ld, 1, s->data_size)) == NULL)
+            return;
+        memcpy(slot, &data, sizeof(data));
+    }
+    switch (s->type) {
+    case CYAML_MAPPING:
+        fill_mapping(ld, n, s->mapping.fields, data);
+        break;
+    case CYAML_UINT:
+        if (cfg_parse_decimal(v, UINT64_MAX, &u))
+            store_uint(data, s->data_size, u);
+        break;
+    case CYAML_BOOL:
+        store_uint(data, s->data_size, strcasecmp(v, "true") == 0);
+        break;
+    case CYAML_ENUM:
+        for (uint32_t i = 0; i < s->enumeration.count; i++) {
+            if (strcmp(v, s->enumeration.strings[i].str) == 0) {
+                store_uint(data, s->data_size, (uint64_t)s->enumeration.strings[i].val);
+                break;
+            }
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/*
+ * The raw structs, from the tree that steps 1 and 2 built and checked:
+ * the file is parsed once. NULL when memory ran out.
  */
 struct raw_config *cfg_typed_load(struct loader *ld)
 {
     struct raw_config *raw = NULL;
-    struct outbuf out = {0};
-    cyaml_err_t err;
 
-    if (ld->changed) {
-        if (!emit_tree(ld, &out)) {
-            free(out.p);
-            return NULL;
-        }
-    } else {
-        yaml_document_delete(&ld->doc); /* not needed any more */
-        ld->have_doc = false;
-        out.p = (unsigned char *)ld->text;
-        out.len = ld->text_len;
-    }
-    err = cyaml_load_data(out.p, out.len, &cyaml_cfg, &cfg_schema, (cyaml_data_t **)&raw, NULL);
-    if (err != CYAML_OK)
-        cfg_fail(ld, 0, NULL, "", "internal error: libcyaml: %s", cyaml_strerror(err));
-    if (ld->changed)
-        free(out.p);
-    return raw;
-}
-
-void cfg_raw_free(struct raw_config *raw)
-{
-    cyaml_free(&cyaml_cfg, &cfg_schema, raw, 0);
+    fill_value(ld, 1, &cfg_schema, &raw);
+    return ld->oom ? NULL : raw;
 }

@@ -19,8 +19,7 @@
 
 /* ---- step 1: read the file, apply the environment ---- */
 
-/* The whole file into ld->text: libyaml parses it here, and step 3 hands
- * the same bytes to libcyaml when the tree stays as the file wrote it. */
+/* The whole file into ld->text, which libyaml parses from memory. */
 static int read_text(struct loader *ld)
 {
     struct stat st;
@@ -137,12 +136,11 @@ static bool is_null(const yaml_node_t *n)
            strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
 }
 
-/* Every node added is spliced into the tree, which then differs from the file. */
+/* A new node, spliced in by the caller; 0 when memory ran out. */
 static int add_scalar(struct loader *ld, const char *value, yaml_scalar_style_t style)
 {
     int id = yaml_document_add_scalar(&ld->doc, NULL, (const yaml_char_t *)value, -1, style);
 
-    ld->changed = true;
     if (id == 0)
         ld->oom = true;
     return id;
@@ -152,7 +150,6 @@ static int add_mapping(struct loader *ld)
 {
     int id = yaml_document_add_mapping(&ld->doc, NULL, YAML_BLOCK_MAPPING_STYLE);
 
-    ld->changed = true;
     if (id == 0)
         ld->oom = true;
     return id;
@@ -314,8 +311,10 @@ static size_t idx_add(struct loader *ld, const char *path, unsigned line, const 
 
 static void taint(struct loader *ld, size_t entity)
 {
-    if (entity != NO_ENTITY)
+    if (entity != NO_ENTITY && !ld->idx[entity].tainted) {
         ld->idx[entity].tainted = true;
+        ld->n_tainted++;
+    }
 }
 
 /*
@@ -416,7 +415,6 @@ static int placeholder(struct loader *ld, const cyaml_schema_value_t *s)
         return id;
     case CYAML_SEQUENCE:
         id = yaml_document_add_sequence(&ld->doc, NULL, YAML_BLOCK_SEQUENCE_STYLE);
-        ld->changed = true;
         if (id == 0)
             ld->oom = true;
         return id;
@@ -442,7 +440,6 @@ static void remove_pair(struct loader *ld, int map, size_t i)
 
     memmove(&p[i], &p[i + 1], (n - i - 1) * sizeof(*p));
     m->data.mapping.pairs.top--;
-    ld->changed = true;
 }
 
 /* Marks a node walked; false when it was already (an alias of an earlier node). */
@@ -624,18 +621,23 @@ bool cfg_walk(struct loader *ld)
     root = yaml_document_get_root_node(&ld->doc);
     ok = walk_value(ld, 1, &cfg_schema, path, 0, (unsigned)root->start_mark.line + 1, NULL,
                     NO_ENTITY);
-    if (name_index_init(&ld->idx_by_path, ld->n_idx) < 0) {
-        ld->oom = true;
-        return false;
-    }
-    for (size_t i = 0; i < ld->n_idx; i++)
-        name_index_add(&ld->idx_by_path, ld->idx[i].path, i);
     return ok && !ld->oom;
 }
 
-const struct path_entry *cfg_idx_find(const struct loader *ld, const char *path)
+/* The index is complete once the walk is done; only errors and taints look in it. */
+const struct path_entry *cfg_idx_find(struct loader *ld, const char *path)
 {
-    size_t i = name_index_find(&ld->idx_by_path, path);
+    size_t i;
+
+    if (ld->idx_by_path.slots == NULL) {
+        if (name_index_init(&ld->idx_by_path, ld->n_idx) < 0) {
+            ld->oom = true;
+            return NULL;
+        }
+        for (i = 0; i < ld->n_idx; i++)
+            name_index_add(&ld->idx_by_path, ld->idx[i].path, i);
+    }
+    i = name_index_find(&ld->idx_by_path, path);
 
     return i != SIZE_MAX ? &ld->idx[i] : NULL;
 }
