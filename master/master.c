@@ -351,19 +351,20 @@ static int master_load_state(struct master *m)
             return -1;
         }
         log_info("database %s was empty: seeded from %s", cfg->database_path, cfg->path);
-    } else if (store_config_diff(m->store, cfg, &n_diff, &err) < 0) {
-        log_error("database %s: %s", cfg->database_path, err);
-        return -1;
-    } else if (n_diff > 0) {
-        log_warn("the config's listeners, routes and rules differ from the database in %u "
-                 "entr%s; the database wins",
-                 n_diff, n_diff == 1 ? "y" : "ies");
     }
     m->state = store_load(m->store, &err);
     if (m->state == NULL) {
         log_error("database %s: %s", cfg->database_path, err);
         return -1;
     }
+    if (!empty && store_config_diff(m->store, cfg, m->state, &n_diff, &err) < 0) {
+        log_error("database %s: %s", cfg->database_path, err);
+        return -1;
+    }
+    if (!empty && n_diff > 0)
+        log_warn("the config's listeners, routes and rules differ from the database in %u "
+                 "entr%s; the database wins",
+                 n_diff, n_diff == 1 ? "y" : "ies");
     /* say it where operators look: a stored rule must not pass for a protection */
     if (m->state->n_rules > 0)
         log_warn("%u firewall rule(s) in the database are NOT enforced: this version's workers "

@@ -47,11 +47,12 @@ int store_seed(struct store *st, const struct config *cfg, const char **err);
 struct state *store_load(struct store *st, const char **err);
 /*
  * How many of the config's listeners, routes, policies and rules differ
- * from the database (present in one and not the other, or with different
- * values): the startup log says the database wins over that many entries.
+ * from the database's state db, as store_load gave it (present in one and
+ * not the other, or with different values): the startup log says the
+ * database wins over that many entries.
  */
-int store_config_diff(struct store *st, const struct config *cfg, unsigned *n_diff,
-                      const char **err);
+int store_config_diff(struct store *st, const struct config *cfg, const struct state *db,
+                      unsigned *n_diff, const char **err);
 
 /*
  * Mutations. Inputs are already validated and normalised by the caller.

@@ -437,17 +437,13 @@ static int rules_diff(struct store *st, const struct firewall_conf *fw, const st
  * likewise a route on one side only, or on both with other fields, is one,
  * plus one per policy on one side only; and one per rule on one side only.
  */
-int store_config_diff(struct store *st, const struct config *cfg, unsigned *n_diff,
-                      const char **err)
+int store_config_diff(struct store *st, const struct config *cfg, const struct state *s,
+                      unsigned *n_diff, const char **err)
 {
     const struct listener_conf *l, *d;
-    struct state *s;
     unsigned n = 0, i;
     int rc = STORE_OK;
 
-    s = store_load(st, err);
-    if (s == NULL)
-        return STORE_ERROR;
     st->op = "compare the config with the database";
     for (i = 0; rc == STORE_OK && i < cfg->n_listeners; i++) {
         l = &cfg->listeners[i];
@@ -462,7 +458,6 @@ int store_config_diff(struct store *st, const struct config *cfg, unsigned *n_di
         n += listener_conf_find(cfg->listeners, cfg->n_listeners, s->listeners[i].addr) == NULL;
     if (rc == STORE_OK)
         rc = rules_diff(st, &cfg->firewall, s, &n);
-    state_free(s);
     if (rc == STORE_OK)
         *n_diff = n;
     return store_end(st, rc, err);

@@ -599,9 +599,11 @@ static unsigned diff(struct store *st)
 {
     const char *err = NULL;
     unsigned n = 12345;
+    struct state *s = store_load(st, &err);
 
-    if (store_config_diff(st, &cfg, &n, &err) != STORE_OK)
+    if (s == NULL || store_config_diff(st, &cfg, s, &n, &err) != STORE_OK)
         die("diff", err);
+    state_free(s);
     return n;
 }
 
