@@ -149,6 +149,7 @@ def main():
     ap.add_argument("--peers", default=",".join(peers.DEFAULT_PEERS),
                     help=f"comma list from {','.join(peers.PEERS)}")
     ap.add_argument("--mc-proxy", default=os.path.join(ROOT, "build-release", "mc-proxy"))
+    ap.add_argument("--mc-proxy-b", help="a second build, run as peer mc-proxy-b (A/B a change)")
     ap.add_argument("--mcproxyctl", help="default: build-release/mcproxyctl, else"
                     " build/mcproxyctl; 'none' skips the admin API and the AddRoute step")
     ap.add_argument("--port-base", type=int, default=24100)
@@ -185,6 +186,8 @@ def main():
                 break
     if "mc-proxy" in names and not os.access(a.mc_proxy, os.X_OK):
         sys.exit(f"bench: {a.mc_proxy} not found (make bench builds it)")
+    if "mc-proxy-b" in names and not (a.mc_proxy_b and os.access(a.mc_proxy_b, os.X_OK)):
+        sys.exit("bench: peer mc-proxy-b needs --mc-proxy-b BINARY")
     for tool in ("nginx", "haproxy", "wrk", "h2load", "strace", "unshare", "openssl"):
         if shutil.which(tool) is None:
             sys.exit(f"bench: {tool} missing (bench/deps.sh installs it)")
@@ -217,8 +220,8 @@ def main():
         backends = peers.Backends(workdir, ports, dur["rawbulk_mib"] << 20)
         backends.start(big)
         ctx = scenarios.Ctx(workdir, backends, dur, hosts)
-        plist = [peers.make_peer(n, workdir, peer_ports[n], backends, a.mc_proxy, ctl)
-                 for n in names]
+        plist = [peers.make_peer(n, workdir, peer_ports[n], backends, a.mc_proxy, ctl,
+                                 a.mc_proxy_b) for n in names]
         env = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "host": machine_info(), "mode": mode, "rounds": dur["rounds"],
                "routes": dur["routes"], "big_routes": dur["big_routes"],

@@ -347,8 +347,10 @@ class McProxy(Peer):
 
     name = "mc-proxy"
 
-    def __init__(self, workdir, port, binary, ctl=None, workers=2):
+    def __init__(self, workdir, port, binary, ctl=None, workers=2, name=None):
         super().__init__(workdir, port)
+        if name:
+            self.name = name
         self.binary = binary
         self.ctl = ctl if ctl and os.access(ctl, os.X_OK) else None
         self.workers = workers
@@ -417,11 +419,12 @@ class McProxy(Peer):
         return f"{sh([self.binary, '--version']).splitlines()[0]} ({self.binary})"
 
 
-PEERS = ("direct", "haproxy", "haproxy-splice", "nginx", "mc-proxy")
+# mc-proxy-b: a second mc-proxy build (--mc-proxy-b), for an interleaved A/B of a change
+PEERS = ("direct", "haproxy", "haproxy-splice", "nginx", "mc-proxy", "mc-proxy-b")
 DEFAULT_PEERS = ("direct", "haproxy", "nginx", "mc-proxy")
 
 
-def make_peer(name, workdir, port, backends, mcproxy, mcproxyctl):
+def make_peer(name, workdir, port, backends, mcproxy, mcproxyctl, mcproxy_b=None):
     if name == "direct":
         return Direct(workdir, backends)
     if name == "haproxy":
@@ -432,4 +435,6 @@ def make_peer(name, workdir, port, backends, mcproxy, mcproxyctl):
         return Nginx(workdir, port)
     if name == "mc-proxy":
         return McProxy(workdir, port, mcproxy, mcproxyctl)
+    if name == "mc-proxy-b":
+        return McProxy(workdir, port, mcproxy_b, name=name)
     raise ValueError(f"unknown peer {name}")
