@@ -18,6 +18,10 @@ static int listen_try(const struct mc_addr *a, int v6only)
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
         /* inherited by every accepted socket: one setsockopt per listener, not per client */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
+        /* every client speaks first (ClientHello, PROXY header): the kernel
+         * hands a connection over with its first bytes, one wakeup instead
+         * of two; a silent one only after ~1 s, then handshake_timeout runs */
+        setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &one, sizeof(one)) < 0 ||
         (a->ss.ss_family == AF_INET6 &&
          setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)) < 0) ||
         bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {

@@ -66,6 +66,7 @@ static void conn_on_client(struct ev *ev, uint32_t events);
 static void conn_on_backend(struct ev *ev, uint32_t events);
 static void conn_replay(struct conn *c);
 static void conn_on_timer(struct timer *t);
+static void conn_read_hello(struct conn *c);
 
 static void set_nodelay(int fd)
 {
@@ -234,7 +235,10 @@ void conn_accept(struct wlistener *l, int fd, const struct mc_addr *peer)
     if (loop_add(w->loop, &c->cev, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
         log_errno(LOGL_ERROR, errno, "epoll_ctl() failed for a client");
         conn_close(c, REASON_NONE, "error");
+        return;
     }
+    /* deferred accept: the hello is usually here already, no need to wait for the edge */
+    conn_read_hello(c);
 }
 
 static void conn_connect(struct conn *c)

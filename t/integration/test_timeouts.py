@@ -42,6 +42,37 @@ def slow_hello_closed_at_handshake_timeout():
         assert ba.accepted == 0
 
 
+def server_side_state(local_port, remote_port):
+    """The TCP state (/proc/net/tcp, hex) of the proxy's end of a client connection."""
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for row in f:
+            cols = row.split()
+            if (int(cols[1].rsplit(":", 1)[1], 16) == local_port and
+                    int(cols[2].rsplit(":", 1)[1], 16) == remote_port):
+                return cols[3]
+    return None
+
+
+@test
+def silent_client_is_not_accepted_until_it_speaks():
+    # TCP_DEFER_ACCEPT: a client that only connects costs the worker no
+    # wakeup, no descriptor and no timer; its first bytes hand it over
+    SYN_RECV, ESTABLISHED = "03", "01"
+    with mctest.RawBackend(mctest.hello_echo_handler) as ba, \
+            mctest.proxy_server([("a.test", ba.addr)]) as srv:
+        s = mctest.connect(srv.port)
+        cport = s.getsockname()[1]
+        mctest.wait_until(lambda: server_side_state(srv.port, cport) is not None, 2,
+                          what="the connection in /proc/net/tcp")
+        assert server_side_state(srv.port, cport) == SYN_RECV, server_side_state(srv.port, cport)
+        s.sendall(mctest.client_hello_bytes("a.test"))
+        mctest.echo_roundtrip(s, b"spoke at last")
+        assert server_side_state(srv.port, cport) == ESTABLISHED
+        s.close()
+        srv.wait_conn_log(result="ok", client="127.0.0.1:%d" % cport)
+
+
 @test
 def backend_refused_closes_quickly():
     dead = "127.0.0.1:%d" % mctest.free_port()
