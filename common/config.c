@@ -283,20 +283,31 @@ struct listener_conf *listener_conf_find(struct listener_conf *ls, unsigned n, c
     return NULL;
 }
 
+void config_drop_seed(struct config *cfg)
+{
+    listener_conf_free_array(cfg->listeners, cfg->n_listeners);
+    cfg->listeners = NULL;
+    cfg->n_listeners = 0;
+    free_strs(cfg->firewall.blocked_ips, cfg->firewall.n_blocked_ips);
+    free_strs(cfg->firewall.blocked_cidrs, cfg->firewall.n_blocked_cidrs);
+    free_strs(cfg->firewall.blocked_countries, cfg->firewall.n_blocked_countries);
+    cfg->firewall.blocked_ips = cfg->firewall.blocked_cidrs = cfg->firewall.blocked_countries =
+        NULL;
+    cfg->firewall.n_blocked_ips = cfg->firewall.n_blocked_cidrs = 0;
+    cfg->firewall.n_blocked_countries = 0;
+}
+
 void config_free(struct config *cfg)
 {
     if (cfg == NULL)
         return;
-    listener_conf_free_array(cfg->listeners, cfg->n_listeners);
+    config_drop_seed(cfg);
     free(cfg->grpc.addr);
     free(cfg->grpc.unix_path);
     free(cfg->grpc.tls_cert);
     free(cfg->grpc.tls_key);
     free(cfg->grpc.client_ca);
     free(cfg->firewall.geoip_db);
-    free_strs(cfg->firewall.blocked_ips, cfg->firewall.n_blocked_ips);
-    free_strs(cfg->firewall.blocked_cidrs, cfg->firewall.n_blocked_cidrs);
-    free_strs(cfg->firewall.blocked_countries, cfg->firewall.n_blocked_countries);
     free(cfg->metrics.addr);
     free(cfg->database_path);
     free(cfg->user);

@@ -124,6 +124,9 @@ struct config {
 typedef void config_report_fn(void *arg, const char *msg);
 struct config *config_load(const char *file, config_report_fn *report, void *arg);
 void config_free(struct config *cfg);
+/* Frees what only seeds the database (listeners, routes, firewall rule
+ * lists): once the database is loaded the master has no use for them. */
+void config_drop_seed(struct config *cfg);
 
 /*
  * Frees n listeners, their routes and policies, and the array itself.

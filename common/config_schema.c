@@ -258,8 +258,10 @@ static void fill_mapping(struct loader *ld, const yaml_node_t *m,
         const cyaml_schema_field_t *f = fields;
 
         /* step 2 removed every key the schema does not have */
-        while (strcmp(f->key, key) != 0)
+        while (f->key != NULL && strcmp(f->key, key) != 0)
             f++;
+        if (f->key == NULL)
+            continue;
         fill_value(ld, p->value, &f->value, base + f->data_offset);
         if (f->value.type == CYAML_SEQUENCE) {
             const yaml_node_t *seq = yaml_document_get_node(&ld->doc, p->value);

@@ -365,6 +365,8 @@ static int master_load_state(struct master *m)
         log_warn("the config's listeners, routes and rules differ from the database in %u "
                  "entr%s; the database wins",
                  n_diff, n_diff == 1 ? "y" : "ies");
+    config_drop_seed(m->cfg);
+    store_release_memory(m->store);
     /* say it where operators look: a stored rule must not pass for a protection */
     if (m->state->n_rules > 0)
         log_warn("%u firewall rule(s) in the database are NOT enforced: this version's workers "
@@ -504,6 +506,7 @@ static void master_reload(struct master *m)
         return;
     }
     reload_keep_fixed(m, next);
+    config_drop_seed(next);
 
     struct config *prev = m->cfg;
     bool prev_setuid = m->setuid;

@@ -503,6 +503,11 @@ static int store_setup(struct store *st)
     return rc;
 }
 
+void store_release_memory(struct store *st)
+{
+    sqlite3_db_release_memory(st->db);
+}
+
 struct store *store_open(const char *path, const char **err)
 {
     struct store *st = calloc(1, sizeof(*st));

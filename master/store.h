@@ -33,6 +33,8 @@ struct store;
  */
 struct store *store_open(const char *path, const char **err);
 void store_close(struct store *st);
+/* Gives back SQLite's page cache (the start-up load filled it); it refills on use. */
+void store_release_memory(struct store *st);
 
 /*
  * True when the database holds no listener, route, rule or policy and was

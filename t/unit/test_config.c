@@ -193,7 +193,16 @@ static void test_full(void)
              c->metrics.listen_addr.ss.ss_family == AF_INET6,
          "full: metrics on [::1]");
     T_OK(c->log_level == LOGL_DEBUG && c->log_format == LOG_FORMAT_JSON, "full: log level, format");
-    config_free(c);
+
+    /* what the master keeps once the database is loaded */
+    config_drop_seed(c);
+    T_OK(c->listeners == NULL && c->n_listeners == 0 && fw->blocked_ips == NULL &&
+             fw->n_blocked_ips == 0 && fw->blocked_cidrs == NULL && fw->n_blocked_cidrs == 0 &&
+             fw->blocked_countries == NULL && fw->n_blocked_countries == 0,
+         "full: config_drop_seed frees listeners, routes and rule lists");
+    T_OK(path_is(c->firewall.geoip_db, dir, "GeoLite2-Country.mmdb"),
+         "full: config_drop_seed keeps the GeoIP path");
+    config_free(c); /* after a drop: no double free (ASan) */
 }
 
 static void test_defaults(void)
