@@ -7,22 +7,54 @@
 
 #include "relay.h"
 
+static void stack_init(struct pipe_stack *s, unsigned cap)
+{
+    s->fds = calloc(cap, sizeof(*s->fds));
+    s->cap = s->fds ? cap : 0;
+    s->n = 0;
+}
+
+static void stack_free(struct pipe_stack *s)
+{
+    for (unsigned i = 0; i < s->n; i++) {
+        close(s->fds[i][0]);
+        close(s->fds[i][1]);
+    }
+    free(s->fds);
+    s->fds = NULL;
+    s->n = s->cap = 0;
+}
+
 void pipe_pool_init(struct pipe_pool *p, unsigned cap)
 {
-    p->fds = calloc(cap, sizeof(*p->fds));
-    p->cap = p->fds ? cap : 0;
-    p->n = 0;
+    stack_init(&p->small, cap);
+    stack_init(&p->big, RELAY_BIG_POOL);
 }
 
 void pipe_pool_free(struct pipe_pool *p)
 {
-    for (unsigned i = 0; i < p->n; i++) {
-        close(p->fds[i][0]);
-        close(p->fds[i][1]);
-    }
-    free(p->fds);
-    p->fds = NULL;
-    p->n = p->cap = 0;
+    stack_free(&p->small);
+    stack_free(&p->big);
+}
+
+static bool stack_pop(struct pipe_stack *s, struct relay_dir *d)
+{
+    if (s->n == 0)
+        return false;
+    s->n--;
+    d->pipe_r = s->fds[s->n][0];
+    d->pipe_w = s->fds[s->n][1];
+    return true;
+}
+
+static bool stack_push(struct pipe_stack *s, const struct relay_dir *d)
+{
+    if (s->n == s->cap)
+        return false;
+    s->fds[s->n][0] = d->pipe_r;
+    s->fds[s->n][1] = d->pipe_w;
+    s->n++;
+    return true;
 }
 
 static int pipe_get(struct pipe_pool *p, struct relay_dir *d)
@@ -31,12 +63,13 @@ static int pipe_get(struct pipe_pool *p, struct relay_dir *d)
 
     if (d->pipe_r >= 0)
         return 0;
-    if (p->n > 0) {
-        p->n--;
-        d->pipe_r = p->fds[p->n][0];
-        d->pipe_w = p->fds[p->n][1];
+    /* an enlarged one first: a direction that splices is likely a long stream */
+    if (stack_pop(&p->big, d)) {
+        d->pipe_big = true;
         return 0;
     }
+    if (stack_pop(&p->small, d))
+        return 0;
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
         return -1;
     d->pipe_r = fds[0];
@@ -48,12 +81,8 @@ static void pipe_put(struct relay_dir *d, struct pipe_pool *p)
 {
     if (d->pipe_r < 0)
         return;
-    if (d->pending == 0 && !d->pipe_big && p->n < p->cap) {
-        p->fds[p->n][0] = d->pipe_r;
-        p->fds[p->n][1] = d->pipe_w;
-        p->n++;
-    } else {
-        /* a pipe with bytes left in it must not carry them into another connection */
+    /* a pipe with bytes left in it must not carry them into another connection */
+    if (d->pending != 0 || !stack_push(d->pipe_big ? &p->big : &p->small, d)) {
         close(d->pipe_r);
         close(d->pipe_w);
     }

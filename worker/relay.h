@@ -7,11 +7,9 @@
  * drains. Once a read fills the buffer the direction is bulk and switches
  * to splice() through a pipe, so payload stops being copied through user
  * space, and switches back when reads get short. Pipes come from a
- * per-worker pool of default-size ones, held only while in use; a long
- * stream's pipe is enlarged to RELAY_BULK_PIPE, so one splice moves up to
- * that much, and is closed rather than pooled when let go, since the
- * kernel counts every pipe's capacity against the user's pipe budget
- * (fs.pipe-user-pages-soft) whether it holds bytes or not. An idle
+ * per-worker pool, held only while in use; a long stream's pipe is
+ * enlarged to RELAY_BULK_PIPE, so one splice moves up to that much, and
+ * a few enlarged pipes are pooled too (struct pipe_pool). An idle
  * connection holds two sockets and nothing else.
  *
  * With edge-triggered epoll, src_ready says the source may hold unread
@@ -33,14 +31,27 @@
 #define RELAY_BULK_PIPE    (1024 * 1024) /* a long stream's pipe: one splice's most */
 #define RELAY_BULK_GROW_AT (32 * 1024)   /* a splice this big marks a long stream */
 
-struct pipe_pool {
+#define RELAY_BIG_POOL 2 /* enlarged pipes a worker keeps empty for the next long stream */
+
+/*
+ * Empty pipes kept for reuse: default-size ones, and a few enlarged ones,
+ * so that a long stream whose source drains between bursts (TLS records
+ * from a CPU-bound sender) does not pay pipe2 + F_SETPIPE_SZ + two close()
+ * each time. The kernel counts a pipe's capacity against the user's pipe
+ * budget even while it is empty, hence only RELAY_BIG_POOL of those.
+ */
+struct pipe_stack {
     int (*fds)[2];
     unsigned n, cap;
 };
 
+struct pipe_pool {
+    struct pipe_stack small, big;
+};
+
 struct relay_dir {
     int pipe_r, pipe_w; /* -1 when no pipe is held */
-    bool pipe_big;      /* enlarged for bulk: closed, not pooled, when let go */
+    bool pipe_big;      /* enlarged for bulk (RELAY_BULK_PIPE) */
     uint32_t pending;   /* bytes in the pipe, not yet written to the destination */
     uint8_t *park;      /* bytes a small-mode send left over, NULL when none */
     uint32_t park_off, park_len;
@@ -81,6 +92,7 @@ void relay_dir_read(struct relay_dir *d, bool filled);
 /* Gives the pipe back (or closes it if it still holds data) and drops parked bytes. */
 void relay_dir_release(struct relay_dir *d, struct pipe_pool *pool);
 
+/* cap default-size pipes and RELAY_BIG_POOL enlarged ones at most. */
 void pipe_pool_init(struct pipe_pool *p, unsigned cap);
 void pipe_pool_free(struct pipe_pool *p);
 

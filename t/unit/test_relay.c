@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -215,9 +216,9 @@ static void test_blocked_destination_parks(void)
      * user's pipe budget: parking must not depend on a pipe's capacity */
     T_OK(pipe2(tiny, O_NONBLOCK) == 0 && fcntl(tiny[1], F_SETPIPE_SZ, 4096) == 4096,
          "park: a one-page pipe");
-    r.pool.fds[0][0] = tiny[0];
-    r.pool.fds[0][1] = tiny[1];
-    r.pool.n = 1;
+    r.pool.small.fds[0][0] = tiny[0];
+    r.pool.small.fds[0][1] = tiny[1];
+    r.pool.small.n = 1;
     T_OK(stream(&r, 1 << 20, &park, &big) == 1 << 20,
          "park: 1 MiB through a slow destination arrives whole and in order");
     T_OK(park, "park: leftovers of a blocked send were parked");
@@ -225,11 +226,22 @@ static void test_blocked_destination_parks(void)
     rig_close(&r);
 }
 
+/* The rig's sockets again, for another stream through the same pool. */
+static int rig_reconnect(struct rig *r)
+{
+    relay_dir_release(&r->d, &r->pool);
+    relay_dir_init(&r->d);
+    close(r->src_peer);
+    close(r->src);
+    close(r->dst);
+    close(r->dst_peer);
+    return tcp_pair(&r->src_peer, &r->src) < 0 || tcp_pair(&r->dst, &r->dst_peer) < 0 ? -1 : 0;
+}
+
 static void test_long_stream_pipe(void)
 {
     struct rig r;
     bool park = false, big = false;
-
     int size = 64 * 1024;
 
     T_OK(rig_open(&r) == 0, "bulk: loopback pairs");
@@ -238,10 +250,21 @@ static void test_long_stream_pipe(void)
     setsockopt(r.dst_peer, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
     T_OK(stream(&r, 16 << 20, &park, &big) == 16 << 20, "bulk: 16 MiB arrive whole and in order");
     T_OK(big, "bulk: a long stream's pipe was enlarged to RELAY_BULK_PIPE");
-    bool pooled_big = false;
-    for (unsigned i = 0; i < r.pool.n; i++)
-        pooled_big |= fcntl(r.pool.fds[i][1], F_GETPIPE_SZ) > 64 * 1024;
-    T_OK(!pooled_big && r.d.pipe_r < 0, "bulk: the enlarged pipe was not pooled");
+    bool small_big = false;
+    for (unsigned i = 0; i < r.pool.small.n; i++)
+        small_big |= fcntl(r.pool.small.fds[i][1], F_GETPIPE_SZ) > 64 * 1024;
+    T_OK(!small_big && r.pool.big.n == 1 && r.d.pipe_r < 0 &&
+             fcntl(r.pool.big.fds[0][1], F_GETPIPE_SZ) == RELAY_BULK_PIPE,
+         "bulk: done, the enlarged pipe waits in the pool's big stack, not the default one");
+
+    /* the next long stream takes that pipe: no pipe2(), no F_SETPIPE_SZ */
+    struct stat before, after;
+    T_OK(fstat(r.pool.big.fds[0][1], &before) == 0, "bulk: the pooled pipe's inode");
+    T_OK(rig_reconnect(&r) == 0, "bulk: loopback pairs again");
+    T_OK(stream(&r, 4 << 20, &park, &big) == 4 << 20, "bulk: a second stream arrives whole");
+    T_OK(r.pool.big.n == 1 && fstat(r.pool.big.fds[0][1], &after) == 0 &&
+             after.st_ino == before.st_ino,
+         "bulk: the second stream used the pooled enlarged pipe, not a new one");
     rig_close(&r);
 }
 
