@@ -3,6 +3,9 @@
 Cells are `median [min-max]` over the interleaved rounds. `x direct` is the
 median [min-max] of the per-round paired ratio peer/direct (same round, same
 pass). `spread` is (max-min)/median of the primary metric over the rounds.
+A round in which any peer's step saw more than STEAL_MAX_PCT hypervisor
+steal is left out of that scenario (and said so in the header), as long as
+MIN_CLEAN_ROUNDS remain.
 
   /usr/bin/python3 -m lib.summarize results.jsonl [RESULTS.md]   (from bench/)
 reprints the tables, or rewrites RESULTS.md from a run's rows.
@@ -51,6 +54,13 @@ def spread(vals):
     return f"{100 * (max(vals) - min(vals)) / statistics.median(vals):.1f}%"
 
 
+# A round in which any peer's step lost more than this to the hypervisor is
+# left out of that scenario's cells: the host's other guests, not the peer,
+# set its numbers. Only while at least MIN_CLEAN_ROUNDS rounds remain.
+STEAL_MAX_PCT = 5.0
+MIN_CLEAN_ROUNDS = 2
+
+
 class Data:
     def __init__(self, rows):
         self.rows = rows
@@ -60,11 +70,25 @@ class Data:
             p = r.get("peer")
             if p and p not in self.peers:
                 self.peers.append(p)
+        self.dropped = self._stolen_rounds()
+
+    def _stolen_rounds(self):
+        """{(pass, scenario): rounds left out for steal}."""
+        rounds, stolen = {}, {}
+        for r in self.rows:
+            key = (r.get("pass"), r.get("scenario"))
+            if r.get("round") is None or key[0] in (None, "strace", "admin"):
+                continue
+            rounds.setdefault(key, set()).add(r["round"])
+            if (r.get("steal_pct") or 0) > STEAL_MAX_PCT:
+                stolen.setdefault(key, set()).add(r["round"])
+        return {k: v for k, v in stolen.items() if len(rounds[k] - v) >= MIN_CLEAN_ROUNDS}
 
     def get(self, pas, scen, peer=None):
+        out = self.dropped.get((pas, scen), ())
         return [r for r in self.rows if r.get("pass") == pas and r.get("scenario") == scen
                 and (peer is None or r.get("peer") == peer) and "error" not in r
-                and "skipped" not in r]
+                and "skipped" not in r and r.get("round") not in out]
 
     def vals(self, pas, scen, peer, key):
         return [r.get(key) for r in self.get(pas, scen, peer)]
@@ -413,6 +437,10 @@ def render(rows):
         if steal:
             info.append(f"hypervisor steal per step: median {statistics.median(steal):.2f}%, "
                         f"max {max(steal):.2f}%")
+        if d.dropped:
+            info.append(f"rounds left out (a step with over {STEAL_MAX_PCT:g}% steal): " + ", ".join(
+                f"{pas}/{scen} {','.join(map(str, sorted(rs)))}"
+                for (pas, scen), rs in sorted(d.dropped.items())))
         info.append("durations: " + " ".join(f"{k}={v}" for k, v in env.get("durations", {}).items()))
         for k, v in env.get("versions", {}).items():
             info.append(f"{k}: {v}")
