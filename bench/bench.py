@@ -36,7 +36,7 @@ FULL = {"rounds": 3, "routes": 100, "big_routes": 10000,
         "rawcps": 3, "rawcps_conns": 50, "rawcps_procs": 2,
         "rawbulk_mib": 1024, "rawbulk_reps": 2,
         "idle_conns": 5000, "strace": 1, "settle": 0.3,
-        "strace_phases": ("ka", "cps", "rawcps", "rawbulk")}
+        "strace_phases": ("ka", "cps", "rawcps", "tlsbulk", "rawbulk")}
 SMOKE = {"rounds": 1, "routes": 100, "big_routes": 1000,
          "ka": 1, "ka_conns": 20, "lat": 0.3, "cps": 1, "cps_conns": 10,
          "bulk_file_mib": 16, "bulk_reqs": 1,

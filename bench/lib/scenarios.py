@@ -343,6 +343,15 @@ def strace_phase(ctx, peer, phase):
                                          "--duration", str(ctx.dur["strace"])],
                               ctx.log("rawcps-strace"), timeout=ctx.dur["strace"] + 20)
             unit, n = "conn", _json(rc, o, "rawcps client")["ok"]
+        elif phase == "tlsbulk":
+            port = peer.addr("tls")[1]
+            argv = ["h2load", "--h1", "-c1", "-n1", f"https://{host('tls')}:{port}/big"]
+            rc, o, _, _ = run("h2load", with_hosts(ctx, argv), ctx.log("tlsbulk-strace"),
+                              timeout=120)
+            b = re.search(r"traffic: \S+ \((\d+)\) total", o)
+            if rc != 0 or not b:
+                raise RuntimeError(f"h2load failed (rc={rc}): {o[-300:]}")
+            unit, n = "MB", int(b.group(1)) / 1e6
         else:  # rawbulk
             h, port = peer.addr("bulk")
             rc, o, _, _ = run("rawbulk", [PY, CLIENTS, "rawbulk", "--host", h, "--port",
