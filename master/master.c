@@ -351,9 +351,12 @@ static int master_load_state(struct master *m)
             return -1;
         }
         log_info("database %s was empty: seeded from %s", cfg->database_path, cfg->path);
-    }
-    m->state = store_load(m->store, &err);
-    if (m->state == NULL) {
+        /* what the seed just committed, without reading 10,000 routes back */
+        if ((m->state = state_from_config(cfg)) == NULL) {
+            log_error("out of memory building the state from %s", cfg->path);
+            return -1;
+        }
+    } else if ((m->state = store_load(m->store, &err)) == NULL) {
         log_error("database %s: %s", cfg->database_path, err);
         return -1;
     }

@@ -1,6 +1,6 @@
 /*
  * The database-owned state. Everything in a struct state is allocated
- * element by element with malloc (store_load), so state_free walks the
+ * element by element with malloc (store_load, state_from_config), so state_free walks the
  * same shape and frees every string and array; a partly filled state
  * (zeroed elements, NULL pointers) is freed the same way. The listeners
  * are the config's structs, allocated as config_load allocates them, and
@@ -27,6 +27,145 @@ void state_free(struct state *s)
         free(s->rules[i].value);
     free(s->rules);
     free(s);
+}
+
+/* strdup that keeps NULL; *ok turns false when a copy fails. */
+static char *dup_or_null(const char *s, bool *ok)
+{
+    char *d;
+
+    if (s == NULL)
+        return NULL;
+    if ((d = strdup(s)) == NULL)
+        *ok = false;
+    return d;
+}
+
+/* A copy of n elements of size bytes (NULL for none); *ok turns false when it fails. */
+static void *dup_array(const void *a, unsigned n, size_t size, bool *ok)
+{
+    void *d;
+
+    if (n == 0)
+        return NULL;
+    if ((d = calloc(n, size)) == NULL) {
+        *ok = false;
+        return NULL;
+    }
+    return memcpy(d, a, n * size);
+}
+
+/* Deep-copies what a route's struct copy shares with its source. */
+static bool route_own(struct route_conf *r)
+{
+    bool ok = true;
+
+    r->hostname = dup_or_null(r->hostname, &ok);
+    r->backend = dup_or_null(r->backend, &ok);
+    r->tls_cert = dup_or_null(r->tls_cert, &ok);
+    r->tls_key = dup_or_null(r->tls_key, &ok);
+    r->policies = dup_array(r->policies, r->n_policies, sizeof(*r->policies), &ok);
+    if (r->policies == NULL)
+        r->n_policies = 0;
+    for (unsigned i = 0; i < r->n_policies; i++)
+        r->policies[i].value = dup_or_null(r->policies[i].value, &ok);
+    return ok;
+}
+
+static int route_by_hostname(const void *a, const void *b)
+{
+    return strcmp(((const struct route_conf *)a)->hostname,
+                  ((const struct route_conf *)b)->hostname);
+}
+
+/* Deep-copies what a listener's struct copy shares with its source; routes by hostname. */
+static bool listener_own(struct listener_conf *l)
+{
+    bool ok = true;
+    unsigned n = l->n_routes;
+
+    l->addr = dup_or_null(l->addr, &ok);
+    l->trusted_proxies =
+        dup_array(l->trusted_proxies, l->n_trusted_proxies, sizeof(*l->trusted_proxies), &ok);
+    if (l->trusted_proxies == NULL)
+        l->n_trusted_proxies = 0;
+    /* routes are copied one by one so that a failure leaves a shape state_free walks */
+    l->routes = dup_array(l->routes, n, sizeof(*l->routes), &ok);
+    l->n_routes = 0;
+    for (unsigned i = 0; ok && i < n; i++, l->n_routes++)
+        ok = route_own(&l->routes[i]);
+    if (ok)
+        qsort(l->routes, l->n_routes, sizeof(*l->routes), route_by_hostname);
+    return ok;
+}
+
+static int listener_by_addr(const void *a, const void *b)
+{
+    return strcmp(((const struct listener_conf *)a)->addr, ((const struct listener_conf *)b)->addr);
+}
+
+static int rule_cmp(const void *a, const void *b)
+{
+    const struct fw_rule *x = a, *y = b;
+    int c = strcmp(fw_type_name(x->type), fw_type_name(y->type));
+
+    return c != 0 ? c : strcmp(x->value, y->value);
+}
+
+/* Appends copies of cfg's rules of type t. */
+static bool rules_copy(struct state *s, enum fw_type t, char *const *values, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if ((s->rules[s->n_rules].value = strdup(values[i])) == NULL)
+            return false;
+        s->rules[s->n_rules++].type = t;
+    }
+    return true;
+}
+
+/* Sorts the rules and drops repeats, as the seed's ON CONFLICT DO NOTHING does. */
+static void rules_sort_unique(struct state *s)
+{
+    unsigned k = 0;
+
+    qsort(s->rules, s->n_rules, sizeof(*s->rules), rule_cmp);
+    for (unsigned i = 0; i < s->n_rules; i++) {
+        if (k > 0 && rule_cmp(&s->rules[k - 1], &s->rules[i]) == 0)
+            free(s->rules[i].value);
+        else
+            s->rules[k++] = s->rules[i];
+    }
+    s->n_rules = k;
+}
+
+struct state *state_from_config(const struct config *cfg)
+{
+    const struct firewall_conf *fw = &cfg->firewall;
+    unsigned n_rules = fw->n_blocked_ips + fw->n_blocked_cidrs + fw->n_blocked_countries;
+    struct state *s = calloc(1, sizeof(*s));
+    bool ok = s != NULL;
+
+    if (ok && cfg->n_listeners > 0) {
+        s->listeners = dup_array(cfg->listeners, cfg->n_listeners, sizeof(*s->listeners), &ok);
+        for (unsigned i = 0; ok && i < cfg->n_listeners; i++, s->n_listeners++)
+            ok = listener_own(&s->listeners[i]);
+        /* one that failed is counted: it holds copies or NULLs, never cfg's pointers */
+        if (ok)
+            qsort(s->listeners, s->n_listeners, sizeof(*s->listeners), listener_by_addr);
+    }
+    if (ok && n_rules > 0) {
+        ok = (s->rules = calloc(n_rules, sizeof(*s->rules))) != NULL &&
+             rules_copy(s, FW_IP, fw->blocked_ips, fw->n_blocked_ips) &&
+             rules_copy(s, FW_CIDR, fw->blocked_cidrs, fw->n_blocked_cidrs) &&
+             rules_copy(s, FW_COUNTRY, fw->blocked_countries, fw->n_blocked_countries);
+        if (ok)
+            rules_sort_unique(s);
+    }
+    if (!ok) {
+        state_free(s);
+        return NULL;
+    }
+    return s;
 }
 
 struct listener_conf *state_listener(const struct state *s, const char *addr)

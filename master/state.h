@@ -28,6 +28,14 @@ struct state {
 };
 
 void state_free(struct state *s);
+/*
+ * The state a seed of cfg stores, as store_load would read it back:
+ * copies of cfg's listeners by addr, their routes by hostname (policies
+ * in order), and its rules by type name then value, once each. The
+ * master builds the first state from the config it has just seeded
+ * instead of reading 10,000 routes back. NULL when memory runs out.
+ */
+struct state *state_from_config(const struct config *cfg);
 
 /* A route that differs between two states: added or changed (route points
  * into the newer state), or removed (into the older one). */

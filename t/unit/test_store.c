@@ -264,6 +264,58 @@ static void test_seed_load(void)
     store_close(st);
 }
 
+/* Every listener, route and rule, in order. */
+static bool states_same(const struct state *a, const struct state *b)
+{
+    if (a->n_listeners != b->n_listeners || a->n_rules != b->n_rules)
+        return false;
+    for (unsigned i = 0; i < a->n_listeners; i++) {
+        const struct listener_conf *x = &a->listeners[i], *y = &b->listeners[i];
+
+        if (!listener_same(x, y) || x->n_routes != y->n_routes)
+            return false;
+        for (unsigned j = 0; j < x->n_routes; j++) {
+            if (!route_same(&x->routes[j], &y->routes[j]))
+                return false;
+        }
+    }
+    for (unsigned i = 0; i < a->n_rules; i++) {
+        if (a->rules[i].type != b->rules[i].type || strcmp(a->rules[i].value, b->rules[i].value))
+            return false;
+    }
+    return true;
+}
+
+/* The master's first state after a seed is built from the config, not read back. */
+static void test_seed_state(void)
+{
+    static char *countries[] = {"RU", "CN", "RU"};
+    struct config c = cfg;
+    char db[PATH_MAX];
+    const char *err = NULL;
+    struct state *from, *loaded;
+    struct store *st;
+
+    c.firewall.blocked_countries = countries;
+    c.firewall.n_blocked_countries = MC_ARRAY_LEN(countries);
+    fresh_db(db, "seed_state");
+    st = open_ok(db);
+    T_OK(store_seed(st, &c, &err) == STORE_OK, "seed state: seeded (%s)", err ? err : "");
+    from = state_from_config(&c);
+    loaded = load_ok(st);
+    T_OK(from != NULL && states_same(from, loaded),
+         "seed state: state_from_config equals what store_load reads back (listeners by addr, "
+         "routes by hostname, policies in order, trusted proxies, rules)");
+    T_OK(from != NULL && rules_match(from), "seed state: a repeated rule is there once");
+    T_OK(strcmp(listeners[0].addr, ":443") == 0 &&
+             strcmp(web_routes[0].hostname, "git.example.com") == 0 && from != NULL &&
+             from->listeners[1].routes != web_routes,
+         "seed state: the config is left as it was (the state holds copies)");
+    state_free(from);
+    state_free(loaded);
+    store_close(st);
+}
+
 static void test_rows_that_do_not_parse(void)
 {
     static const struct {
@@ -434,6 +486,7 @@ int main(void)
     test_state_helpers();
     test_open();
     test_seed_load();
+    test_seed_state();
     test_rows_that_do_not_parse();
     test_diff();
     test_corrupt();
