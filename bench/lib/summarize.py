@@ -229,8 +229,9 @@ def memory_table(d, pas):
         after = d.get(pas, "after", p)
         stop = d.get(pas, "stop", p)
         ready = [r.get("ready_s") for r in st if r.get("ready_s") is not None]
+        first = [r.get("first_start_s") for r in st if r.get("first_start_s") is not None]
         rows.append([p, cell([r["procs"] for r in st]), cell([r["startup_s"] for r in st]),
-                     cell(ready) if ready else "-",
+                     cell(ready) if ready else "-", cell(first) if first else "-",
                      cell([r["rss_kib"] for r in st]), cell([r["pss_kib"] for r in st]),
                      cell([r["rss_kib"] for r in after]) if after else "-",
                      cell([r["pss_kib"] for r in after]) if after else "-",
@@ -241,8 +242,11 @@ def memory_table(d, pas):
     what = "with the admin process" if pas == "admin" else f"{pas} routes"
     return (f"#### Proxy start-up, memory and stop ({what})\n\n"
             "start-up = from exec until a ClientHello for the last route is relayed; "
-            "READY = mc-proxy's READY=1 on $NOTIFY_SOCKET; stop = SIGTERM until exit.\n\n" +
-            table(["peer", "processes", "start-up s", "READY s", "idle RSS KiB (fresh)",
+            "READY = mc-proxy's READY=1 on $NOTIFY_SOCKET; mc-proxy's start-up and READY "
+            "are of a restart (its database exists), first start = the one start that seeds "
+            "a fresh database from the config; stop = SIGTERM until exit.\n\n" +
+            table(["peer", "processes", "start-up s", "READY s", "first start s",
+                   "idle RSS KiB (fresh)",
                    "idle PSS KiB (fresh)", "idle RSS KiB (after load)", "idle PSS KiB (after load)",
                    "exit codes (-N: signal N)", "stop s"], rows))
 
@@ -394,6 +398,10 @@ def headline(d, pas):
             [f"{big} routes: start-up s / idle RSS KiB"] + [
                 f"{fmt(statistics.median(s))} / {fmt(statistics.median(m))}"
                 if (s := d.vals(big, "start", p, "startup_s")) and (m := d.vals(big, "start", p, "rss_kib"))
+                else "-" for p in peers],
+            [f"{big} routes: first start s (seeds the database)"] + [
+                fmt(statistics.median(f))
+                if (f := [v for v in d.vals(big, "start", p, "first_start_s") if v is not None])
                 else "-" for p in peers],
             [f"{big} routes: TLS conn/s x d (proxy us/conn)"] + _ratio_cpu(d, big, "cps", peers),
             [f"{big} routes: raw conn/s x d (proxy us/conn)"] + _ratio_cpu(d, big, "rawcps", peers),
