@@ -125,6 +125,36 @@ def sigterm_force_closes_after_shutdown_timeout():
 
 
 @test
+def sigterm_after_an_idle_spell_still_drains():
+    """The drain deadline counts from the SIGTERM, not from when the
+    processes last woke: idle for longer than shutdown_timeout, then
+    SIGTERM to every process of the service (as systemd's default
+    KillMode=control-group sends it), the open relay keeps working until
+    shutdown_timeout has passed."""
+    with mctest.RawBackend(mctest.hello_echo_handler) as ba, \
+            mctest.proxy_server([("a.test", ba.addr)],
+                                proxy={"shutdown_timeout": "2s", "idle_timeout": "30s"}) as srv:
+        relay = open_relay(srv)
+        workers = srv.worker_pids()
+        time.sleep(2.5)  # the scenario itself: nothing happens for longer than shutdown_timeout
+        t0 = time.monotonic()
+        for pid in [srv.proc.pid] + workers:
+            os.kill(pid, signal.SIGTERM)
+        mctest.echo_roundtrip(relay, b"draining")
+        time.sleep(0.5)  # well inside shutdown_timeout
+        mctest.echo_roundtrip(relay, b"still draining")
+        data, how, _ = mctest.recv_until_close(relay, 8)
+        closed = time.monotonic() - t0
+        assert how != "timeout", "relay not force-closed 8 s after SIGTERM"
+        assert 1.8 <= closed <= 5, "relay force-closed after %.2f s (shutdown_timeout 2s)" % closed
+        rc = srv.wait_exit(5)
+        assert rc == 0, "exit code %r" % rc
+        assert "still running at the deadline" not in srv.log_text(), \
+            "the master killed workers that were within shutdown_timeout"
+        relay.close()
+
+
+@test
 def sigquit_stops_at_once():
     with mctest.RawBackend(mctest.hello_echo_handler) as ba, \
             mctest.proxy_server([("a.test", ba.addr)],

@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "loop.h"
@@ -101,9 +102,50 @@ static void test_fd_dispatch(void)
     loop_free(l);
 }
 
+static void on_usr1(int sig)
+{
+    (void)sig;
+}
+
+/* A signal that ends a long wait leaves loop_now() current: the drain
+ * deadline a SIGTERM arms is counted from the signal, not from when the
+ * process went idle. */
+static void test_time_after_signal(void)
+{
+    struct loop *l = loop_new();
+    struct sigaction sa = {.sa_handler = on_usr1};
+    sigset_t block, waitmask;
+    struct timer far = {.cb = on_timer};
+    pid_t parent = getpid(), child;
+    uint64_t before;
+    int rc;
+
+    sigemptyset(&block);
+    sigaddset(&block, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &block, &waitmask);
+    sigdelset(&waitmask, SIGUSR1);
+    sigaction(SIGUSR1, &sa, NULL);
+    loop_timer_set(l, &far, 60000); /* the wait is bounded by this, not forever */
+    before = loop_now(l);
+    if ((child = fork()) == 0) {
+        usleep(300 * 1000);
+        kill(parent, SIGUSR1);
+        _exit(0);
+    }
+    rc = loop_run_once(l, &waitmask);
+    waitpid(child, NULL, 0);
+    T_OK(rc == 0 && loop_now(l) - before >= 250,
+         "time: loop_now() moved on by %llu ms during a wait a signal ended (want >= 250)",
+         (unsigned long long)(loop_now(l) - before));
+    loop_timer_stop(l, &far);
+    sigprocmask(SIG_UNBLOCK, &block, NULL);
+    loop_free(l);
+}
+
 int main(void)
 {
     test_heap_order();
+    test_time_after_signal();
     test_future_timer_waits();
     test_fd_dispatch();
     return tap_done();
