@@ -5,6 +5,7 @@ Run: /usr/bin/python3 t/integration/test_relay.py [NAME...]"""
 import hashlib
 import os
 import random
+import select
 import socket
 import struct
 import sys
@@ -449,6 +450,80 @@ def abrupt_closes_leave_nothing_behind():
         # far less than one fd per session
         assert fds_after <= fds_before + 2 * (64 + 2), (fds_before, fds_after)
         mctest.note("worker fds %d -> %d" % (fds_before, fds_after))
+
+
+def _push_until_held(sock, cap, quiet=1.0):
+    """Sends until the socket stays unwritable for `quiet` seconds (held
+    back) or cap bytes went; returns the bytes the kernel took."""
+    sock.setblocking(False)
+    chunk, sent = b"p" * 65536, 0
+    while sent < cap:
+        try:
+            sent += sock.send(chunk)
+            continue
+        except BlockingIOError:
+            pass
+        _, w, _ = select.select([], [sock], [], quiet)
+        if not w:
+            break
+    sock.setblocking(True)
+    return sent
+
+
+def _rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+@test
+def sender_is_held_back_when_the_other_side_stops_reading():
+    """Reliability battery C5: a backend that never reads while the client
+    pushes, and a client that never reads while the backend pushes. The
+    proxy stops reading the sender (it is held back well before 128 MiB,
+    the kernel buffers on the way being what holds the rest) and its
+    worker's memory does not grow with what was pushed."""
+    cap = 128 * MB
+    pushed, done = [], threading.Event()
+
+    def handler(sock, be):
+        mctest.read_hello(sock)
+        if mctest.recv_exact(sock, 1, 10) == b"d":  # this one pushes to the client
+            pushed.append(_push_until_held(sock, cap))
+        done.wait(60)  # reads nothing more until the test is over
+
+    with mctest.RawBackend(handler) as ba, \
+            mctest.proxy_server([("a.test", ba.addr)], proxy={"idle_timeout": "60s"},
+                                workers=1) as srv:
+        worker = srv.worker_pids()[0]
+        rss0 = _rss_kib(worker)
+        hello = mctest.client_hello_bytes("a.test")
+
+        up = mctest.connect(srv.port, timeout=30)
+        up.sendall(hello + b"u")
+        took = _push_until_held(up, cap)
+        mctest.note("client -> non-reading backend: held back after %.1f MiB" % (took / MB))
+        assert took < cap, "the client pushed all %d MiB: nothing held it back" % (cap // MB)
+
+        down = mctest.connect(srv.port, timeout=30)
+        down.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        down.sendall(hello + b"d")
+        mctest.wait_until(lambda: pushed, 60, what="the backend to be held back")
+        mctest.note("backend -> non-reading client: held back after %.1f MiB"
+                    % (pushed[0] / MB))
+        assert pushed[0] < cap, "the backend pushed all %d MiB" % (cap // MB)
+
+        grew = _rss_kib(worker) - rss0
+        mctest.note("worker RSS grew %d KiB" % grew)
+        assert grew < 4096, "worker RSS grew %d KiB while holding senders back" % grew
+        # and the held bytes still arrive once the reader reads
+        got, how, _ = mctest.recv_until_close(down, 0.5)
+        assert len(got) > 0, "nothing came once the client read"
+        done.set()
+        up.close()
+        down.close()
 
 
 if __name__ == "__main__":
