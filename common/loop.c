@@ -193,13 +193,14 @@ int loop_run_once(struct loop *l, const sigset_t *sigmask)
         timeout = d <= l->now ? 0 : (int)MC_MIN(d - l->now, (uint64_t)60000);
     }
     int n = epoll_pwait(l->epfd, events, LOOP_MAX_EVENTS, timeout, sigmask);
+    int err = errno;
     /* also after a signal: its handling arms timers (shutdown_timeout) from
      * loop_now(), which must not be the moment this process went idle */
     loop_update_time(l);
     if (n < 0) {
-        if (errno == EINTR)
+        if (err == EINTR)
             return 0;
-        log_errno(LOGL_ERROR, errno, "epoll_pwait() failed");
+        log_errno(LOGL_ERROR, err, "epoll_pwait() failed");
         return -1;
     }
     for (int i = 0; i < n; i++) {
