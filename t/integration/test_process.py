@@ -106,6 +106,17 @@ def sigterm_drains_open_relay():
         srv.notify.wait_for("STOPPING=1", 1)
 
 
+def force_closed_at_shutdown_timeout(srv, relay, t0):
+    """The relay is closed by the proxy about 2 s (shutdown_timeout) after
+    the SIGTERM sent at t0, and the server exits cleanly."""
+    _, how, _ = mctest.recv_until_close(relay, 8)
+    closed = time.monotonic() - t0
+    assert how != "timeout", "relay not force-closed 8 s after SIGTERM"
+    assert 1.8 <= closed <= 5, "relay force-closed after %.2f s (shutdown_timeout 2s)" % closed
+    rc = srv.wait_exit(5)
+    assert rc == 0, "exit code %r" % rc
+
+
 @test
 def sigterm_force_closes_after_shutdown_timeout():
     with mctest.RawBackend(mctest.hello_echo_handler) as ba, \
@@ -115,12 +126,7 @@ def sigterm_force_closes_after_shutdown_timeout():
         t0 = time.monotonic()
         srv.send_signal(signal.SIGTERM)
         mctest.echo_roundtrip(relay, b"draining")
-        data, how, _ = mctest.recv_until_close(relay, 8)
-        closed = time.monotonic() - t0
-        assert how != "timeout", "relay not force-closed 8 s after SIGTERM"
-        assert 1.8 <= closed <= 5, "relay force-closed after %.2f s (shutdown_timeout 2s)" % closed
-        rc = srv.wait_exit(5)
-        assert rc == 0, "exit code %r" % rc
+        force_closed_at_shutdown_timeout(srv, relay, t0)
         relay.close()
 
 
@@ -143,12 +149,7 @@ def sigterm_after_an_idle_spell_still_drains():
         mctest.echo_roundtrip(relay, b"draining")
         time.sleep(0.5)  # well inside shutdown_timeout
         mctest.echo_roundtrip(relay, b"still draining")
-        data, how, _ = mctest.recv_until_close(relay, 8)
-        closed = time.monotonic() - t0
-        assert how != "timeout", "relay not force-closed 8 s after SIGTERM"
-        assert 1.8 <= closed <= 5, "relay force-closed after %.2f s (shutdown_timeout 2s)" % closed
-        rc = srv.wait_exit(5)
-        assert rc == 0, "exit code %r" % rc
+        force_closed_at_shutdown_timeout(srv, relay, t0)
         assert "still running at the deadline" not in srv.log_text(), \
             "the master killed workers that were within shutdown_timeout"
         relay.close()

@@ -390,19 +390,10 @@ def _ending_client(port, i):
 
 
 def _sockets_on(ports):
-    """States (hex, /proc/net/tcp*) of the sockets with a local or remote
-    port in ports, without LISTEN (0A) and TIME_WAIT (06): those hold no fd."""
-    states = []
-    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(path) as f:
-            next(f)
-            for line in f:
-                parts = line.split()
-                lport = int(parts[1].rsplit(":", 1)[1], 16)
-                rport = int(parts[2].rsplit(":", 1)[1], 16)
-                if (lport in ports or rport in ports) and parts[3] not in ("0A", "06"):
-                    states.append(parts[3])
-    return states
+    """States (hex) of the sockets with a local or remote port in ports,
+    without LISTEN (0A) and TIME_WAIT (06): those hold no fd."""
+    return [state for lport, rport, state, _ in mctest.tcp_table()
+            if (lport in ports or rport in ports) and state not in ("0A", "06")]
 
 
 @test

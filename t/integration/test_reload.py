@@ -21,16 +21,8 @@ RELOADS = 20
 def listening_inodes(pid, port):
     """Inodes of the LISTEN sockets on port that process pid holds."""
     held = mctest.proc_socket_inodes(pid)
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            next(f)
-            for line in f:
-                fields = line.split()
-                local, state, inode = fields[1], fields[3], int(fields[9])
-                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port and inode in held:
-                    found.add(inode)
-    return found
+    return {inode for lport, _, state, inode in mctest.tcp_table()
+            if state == "0A" and lport == port and inode in held}
 
 
 def notify_after(srv, start, line, timeout):

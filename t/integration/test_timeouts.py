@@ -43,14 +43,10 @@ def slow_hello_closed_at_handshake_timeout():
 
 
 def server_side_state(local_port, remote_port):
-    """The TCP state (/proc/net/tcp, hex) of the proxy's end of a client connection."""
-    with open("/proc/net/tcp") as f:
-        next(f)
-        for row in f:
-            cols = row.split()
-            if (int(cols[1].rsplit(":", 1)[1], 16) == local_port and
-                    int(cols[2].rsplit(":", 1)[1], 16) == remote_port):
-                return cols[3]
+    """The TCP state (hex) of the proxy's end of a client connection."""
+    for lport, rport, state, _ in mctest.tcp_table():
+        if lport == local_port and rport == remote_port:
+            return state
     return None
 
 

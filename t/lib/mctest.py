@@ -461,25 +461,28 @@ def proc_socket_inodes(pid):
     return inodes
 
 
-def tcp_socket_inodes(local_port, remote_port):
-    """Inodes of the TCP sockets (IPv4 and IPv6) whose local port is
-    local_port and remote port remote_port, from /proc/net/tcp{,6}."""
-    found = set()
+def tcp_table():
+    """Every TCP socket (IPv4 and IPv6) in /proc/net/tcp{,6}, as
+    (local port, remote port, state in hex, inode)."""
+    rows = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
                 next(f)
                 for row in f:
                     cols = row.split()
-                    lport = int(cols[1].rsplit(":", 1)[1], 16)
-                    rport = int(cols[2].rsplit(":", 1)[1], 16)
-                    if lport == local_port and rport == remote_port:
-                        inode = int(cols[9])
-                        if inode:
-                            found.add(inode)
+                    rows.append((int(cols[1].rsplit(":", 1)[1], 16),
+                                 int(cols[2].rsplit(":", 1)[1], 16), cols[3], int(cols[9])))
         except OSError:
             continue
-    return found
+    return rows
+
+
+def tcp_socket_inodes(local_port, remote_port):
+    """Inodes of the TCP sockets (IPv4 and IPv6) whose local port is
+    local_port and remote port remote_port."""
+    return {inode for lport, rport, _, inode in tcp_table()
+            if lport == local_port and rport == remote_port and inode}
 
 
 class Server:
