@@ -71,6 +71,21 @@ static void set_v6(struct mc_addr *out, const struct in6_addr *ip, uint16_t port
     out->len = sizeof(*sin6);
 }
 
+void addr_from_ip(struct mc_addr *out, int family, const uint8_t *ip, uint16_t port)
+{
+    if (family == AF_INET) {
+        struct in_addr ip4;
+
+        memcpy(&ip4, ip, sizeof(ip4));
+        set_v4(out, &ip4, port);
+    } else {
+        struct in6_addr ip6;
+
+        memcpy(&ip6, ip, sizeof(ip6));
+        set_v6(out, &ip6, port);
+    }
+}
+
 /*
  * Splits "host:port" or "[v6]:port" and parses both halves. An empty host
  * (":443") is accepted only when allow_empty, and reported as *empty.

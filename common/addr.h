@@ -43,6 +43,10 @@ bool addr_cidr_contains(const struct mc_cidr *c, int family, const uint8_t *ip);
 /* Rewrites an IPv4-mapped IPv6 address (::ffff:a.b.c.d) as AF_INET in place. */
 void addr_unmap(struct mc_addr *a);
 
+/* An AF_INET (4 bytes at ip) or else AF_INET6 (16 bytes) address and a
+ * host-order port into out. */
+void addr_from_ip(struct mc_addr *out, int family, const uint8_t *ip, uint16_t port);
+
 /* "1.2.3.4:5678" or "[2001:db8::1]:443" into buf (ADDR_STRLEN bytes). */
 const char *addr_format(const struct mc_addr *a, char *buf, size_t size);
 
