@@ -233,10 +233,10 @@ events { worker_connections 64; }
 stream {
     server {
         listen 127.0.0.1:%(port)d proxy_protocol;
-        return "$proxy_protocol_addr:$proxy_protocol_port $proxy_protocol_server_addr:$proxy_protocol_server_port\\n";
+        return "$proxy_protocol_addr:$proxy_protocol_port $proxy_protocol_server_addr:%(sp)s\\n";
     }
 }
-""" % {"d": d, "mod": NGINX_STREAM_MODULE, "port": port})
+""" % {"d": d, "mod": NGINX_STREAM_MODULE, "port": port, "sp": "$proxy_protocol_server_port"})
     return Daemon("nginx", [exe, "-e", d + "/nginx.err", "-p", d, "-c", conf], port, d)
 
 
