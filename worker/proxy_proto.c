@@ -12,7 +12,6 @@
  * because they must also judge an unfinished token; they accept exactly
  * what glibc's inet_pton accepts (the unit test compares them).
  */
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
 

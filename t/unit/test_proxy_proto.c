@@ -315,6 +315,14 @@ static const struct v2_valid v2_valid[] = {
      V2_SIG "21 21 0032 000000000000000000000000000000aa 000000000000000000000000000000bb 0001 "
             "0002 e0 0004 deadbeef 03 0004 00000000",
      "[::aa]:1", "[::bb]:2"},
+    /* captured from HAProxy 2.6.12, server options "send-proxy-v2 proxy-v2-options
+     * crc32c,unique-id check check-send-proxy" */
+    {"v2 LOCAL with a CRC32C TLV, as HAProxy health checks send it",
+     V2_SIG "20 00 0007 03 0004 a9b87e8f", "-", "-"},
+    {"v2 PROXY TCP4 with CRC32C and UNIQUE_ID TLVs, as HAProxy sends it",
+     V2_SIG "21 11 003f 7f000005 7f000001 c8c7 d5db 03 0004 837147d2 05 0029 "
+            "37463030303030353a433843375f37463030303030313a443544425f36423133313239345f30303030",
+     "127.0.0.5:51399", "127.0.0.1:54747"},
     {"v2 PROXY TCP4 with an empty TLV last",
      V2_SIG "21 11 000f 01020304 05060708 0001 0002 04 0000", "1.2.3.4:1", "5.6.7.8:2"},
 };
