@@ -33,6 +33,7 @@ enum msg_type {
     MSG_ACK,           /* w->m, gen: no payload */
     MSG_STOP,          /* m->w: stop accepting, drain, exit; no payload */
     MSG_ROUTE_DEL,     /* m->w, gen (delta only): struct msg_route_del + hostname */
+    MSG_LOG_FILE,      /* m->w, fd or none: where access lines go from now on; no payload */
 
     /* master <-> admin process */
     MSG_ADMIN_SETTINGS, /* m->a: struct msg_admin_settings + addr, tls_cert, tls_key, client_ca */

@@ -102,6 +102,8 @@ struct master {
     struct aux_proc admin;
     struct aux_proc metrics;
 
+    int access_fd; /* log.access_file, -1 when unset; each worker has a copy */
+
     struct timer stop_timer;
     struct timer watchdog;
 };
@@ -159,6 +161,14 @@ void child_chan_event(struct loop *l, struct chan *c, struct ev *ev, pid_t pid, 
  * master is stopping, it is no longer wanted, or it exited fatally. */
 void aux_exited(struct master *m, struct aux_proc *x, int status, const char *name, bool wanted);
 void aux_stop(struct master *m, struct aux_proc *x);
+
+/* accesslog.c: log.access_file. accesslog_open at start (-1: cannot open it);
+ * accesslog_send gives a starting worker the file; accesslog_reopen (SIGUSR1,
+ * reload) opens the configured path again and gives every worker the new fd. */
+int accesslog_open(struct master *m);
+void accesslog_close(struct master *m);
+void accesslog_send(struct master *m, struct worker_proc *w);
+void accesslog_reopen(struct master *m, const char *why);
 
 /* admin.c */
 void admin_spawn(struct master *m);

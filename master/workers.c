@@ -245,6 +245,7 @@ void worker_spawn(struct master *m, struct worker_proc *w)
     struct msg_shm s = {.size = sizeof(struct shm)};
     chan_send(&w->chan, MSG_SHM, 0, &s, sizeof(s), m->shm_fd);
     worker_send_settings(m, w);
+    accesslog_send(m, w);
     for (unsigned i = 0; i < m->n_bound; i++) {
         struct msg_listener ml = {.id = i};
         snprintf(ml.addr, sizeof(ml.addr), "%s", m->bound[i]);
