@@ -407,8 +407,8 @@ void log_nonblock(struct loop *l)
     if (sink_err.how != SINK_BLOCKING)
         return;
     if (fstat(STDERR_FILENO, &st) < 0 || S_ISREG(st.st_mode)) {
-        sink_err.how =
-            SINK_WRITE; /* a file never makes a write wait; no stderr: nothing to wait on */
+        /* a file never makes a write wait; no stderr: nothing to wait on */
+        sink_err.how = SINK_WRITE;
     } else if (S_ISSOCK(st.st_mode)) {
         sink_err.how = SINK_SEND;
     } else {
@@ -420,11 +420,19 @@ void log_nonblock(struct loop *l)
     }
 }
 
+/* What the last flush could not write is dropped: the process is about to exit. */
+static void sink_abandon(struct log_sink *s)
+{
+    sink_unwatch(s);
+    sink_drop(s, count_lines(s->buf + s->off, s->len - s->off));
+    s->off = s->len = 0;
+}
+
 void log_detach(void)
 {
     log_flush();
-    sink_unwatch(&sink_err);
-    sink_unwatch(&sink_access);
+    sink_abandon(&sink_err);
+    sink_abandon(&sink_access);
     log_loop = NULL;
 }
 

@@ -37,13 +37,14 @@ void log_init(const char *proc);
 void log_configure(int level, enum log_format format);
 
 /*
- * Makes every later write non-blocking (see ARCHITECTURE.md, Logs), before
- * privileges are dropped: stderr may be reopened through /proc/self/fd.
+ * Makes every later write non-blocking (see ARCHITECTURE.md, Logs). Call it
+ * before dropping privileges: it may reopen stderr through /proc/self/fd,
+ * which checks the pipe's or tty's own permissions.
  * With l, buffered lines are flushed when the destination is writable;
  * without (a process with no such loop), by log_flush().
  */
 void log_nonblock(struct loop *l);
-/* Unregisters from the loop (before it is freed), after one last try to flush. */
+/* Before the loop is freed, at exit: one last try to flush, and what is left counts as dropped. */
 void log_detach(void);
 void log_flush(void);
 /* Also counts every dropped line in *counter (shared memory), those so far included. */
