@@ -56,7 +56,7 @@ void accesslog_reopen(struct master *m, const char *why)
     int fd = -1;
 
     if (path == NULL && m->access_fd < 0) {
-        log_info("%s: no log.access_file to reopen", why);
+        log_debug("%s: no log.access_file to reopen", why);
         return;
     }
     if (path != NULL && (fd = accesslog_open_path(path)) < 0) {
