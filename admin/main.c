@@ -46,7 +46,8 @@ static void signals_setup(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGQUIT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN); /* reload is the master's job */
+    signal(SIGHUP, SIG_IGN);  /* reload is the master's job */
+    signal(SIGUSR1, SIG_IGN); /* so is reopening the access file */
 }
 
 /* gRPC's own diagnostics (TLS handshake failures, bind errors) go to our log.
@@ -95,6 +96,7 @@ int main(int argc, char **argv)
 
     (void)argv;
     log_init("admin");
+    log_nonblock(NULL); /* flushed by the server loop (rpc.c) */
     if (argc != 1 || fcntl(ADMIN_CHAN_FD, F_GETFD) < 0) {
         fprintf(stderr, "mc-proxy-admin: started by mc-proxy, not by hand\n");
         return MC_EXIT_FATAL;

@@ -467,6 +467,7 @@ int rpc_server_run(struct rpc_server *s, volatile sig_atomic_t *stop)
             break;
         }
         rpc_on_event(s, &ev);
+        log_flush(); /* lines a stuck stderr could not take yet */
         /* between calls: notice the master's exit and drop stale replies */
         if (link_poll(s->link) != LINK_OK)
             s->master_gone = true;

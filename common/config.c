@@ -309,6 +309,7 @@ void config_free(struct config *cfg)
     free(cfg->grpc.client_ca);
     free(cfg->firewall.geoip_db);
     free(cfg->metrics.addr);
+    free(cfg->log_access_file);
     free(cfg->database_path);
     free(cfg->user);
     free(cfg->path);

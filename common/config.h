@@ -118,6 +118,7 @@ struct config {
     struct metrics_conf metrics;
     int log_level; /* LOGL_DEBUG .. LOGL_ERROR from log.h */
     enum log_format log_format;
+    char *log_access_file; /* NULL: access lines go to stderr with the rest */
 };
 
 /*

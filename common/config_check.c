@@ -535,6 +535,7 @@ static void conv_log(struct loader *ld, const struct raw_log *r, struct config *
     if (r->level != NULL)
         c->log_level = *r->level;
     c->log_format = r->format;
+    file_path(ld, "log", "access_file", r->access_file, &c->log_access_file);
 }
 
 struct config *cfg_convert(struct loader *ld, const struct raw_config *r)

@@ -91,6 +91,7 @@ struct raw_metrics {
 struct raw_log {
     int *level; /* NULL when absent: the default (info) is not the first value */
     enum log_format format;
+    char *access_file;
 };
 
 struct raw_config {

@@ -140,6 +140,7 @@ static const cyaml_schema_field_t log_fields[] = {
                          MC_ARRAY_LEN(level_strings)),
     CYAML_FIELD_ENUM("format", OPT | STRICT, struct raw_log, format, format_strings,
                      MC_ARRAY_LEN(format_strings)),
+    FIELD_STR("access_file", OPT, struct raw_log, access_file),
     CYAML_FIELD_END,
 };
 

@@ -1,23 +1,68 @@
 /*
  * One line per event on stderr. Each line is formatted into a stack
- * buffer and written with a single write(2), so lines from the master and
- * the workers sharing stderr never interleave mid-line.
+ * buffer and written with a single write(2) of at most PIPE_BUF bytes, so
+ * lines from the master and the workers sharing stderr never interleave
+ * mid-line.
+ *
+ * After log_nonblock() a destination (a "sink": stderr, or the access
+ * file) is written without ever blocking, and without touching the open
+ * file description other processes may share: a socket (journald) gets
+ * send(MSG_DONTWAIT), a pipe or terminal is reopened through
+ * /proc/self/fd into a description of our own with O_NONBLOCK, a regular
+ * file never blocks. What it cannot take waits in a bounded buffer, as
+ * whole lines, flushed on EPOLLOUT; past the bound lines are dropped.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "loop.h"
+
+#define LOG_BUF_SIZE (64 * 1024) /* per sink: a few hundred lines waiting for a slow reader */
+
+_Static_assert(sizeof(((struct log_rec *)0)->buf) <= PIPE_BUF,
+               "a line reaches a pipe whole or not at all");
+
+enum sink_how {
+    SINK_BLOCKING, /* before log_nonblock(): plain write(2) */
+    SINK_WRITE,    /* write(2) to a description that is ours and O_NONBLOCK, or a regular file */
+    SINK_SEND,     /* a socket: send(MSG_DONTWAIT) leaves the shared description blocking */
+    SINK_POLL,     /* shared and not reopenable: poll() first (racy, the last resort) */
+};
+
+struct log_sink {
+    const char *name;
+    int fd; /* -1: none */
+    enum sink_how how;
+    struct ev ev;
+    bool watched;     /* registered for EPOLLOUT */
+    uint64_t dropped; /* lines lost since the last notice */
+    size_t off, len;  /* buf[off, len) waits to be written: whole lines, but for a short write */
+    char buf[LOG_BUF_SIZE];
+};
 
 static const char *log_proc = "mc-proxy";
 static int log_level = LOGL_INFO;
 static enum log_format log_format = LOG_FORMAT_TEXT;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+static struct log_sink sink_err = {.name = "stderr", .fd = STDERR_FILENO};
+static struct log_sink sink_access = {.name = "access_file", .fd = -1, .how = SINK_WRITE};
+static struct loop *log_loop;
+static _Atomic uint64_t *log_drop_counter;
+static uint64_t log_drops;
 
 void log_init(const char *proc)
 {
@@ -125,6 +170,7 @@ void log_rec_begin(struct log_rec *r, int level, const char *msg)
 
     r->len = 0;
     r->truncated = false;
+    r->access = strcmp(msg, LOG_ACCESS_MSG) == 0;
     r->level = level;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
@@ -163,13 +209,272 @@ void log_rec_u64(struct log_rec *r, const char *key, uint64_t val)
     rec_put(r, num, (size_t)n);
 }
 
-void log_rec_end(struct log_rec *r)
+static void rec_close(struct log_rec *r)
 {
     if (log_format == LOG_FORMAT_JSON)
         r->buf[r->len++] = '}';
     r->buf[r->len++] = '\n';
-    /* stderr may be a pipe to journald; a failed log write has nowhere to go */
-    ssize_t MC_UNUSED n = write(STDERR_FILENO, r->buf, r->len);
+}
+
+/* ------------------------------------------------------------------ sinks */
+
+static void sink_put(struct log_sink *s, const char *line, size_t n);
+
+static void sink_drop(struct log_sink *s, uint64_t lines)
+{
+    s->dropped += lines;
+    log_drops += lines;
+    if (log_drop_counter != NULL)
+        atomic_fetch_add_explicit(log_drop_counter, lines, memory_order_relaxed);
+}
+
+static void sink_on_writable(struct ev *ev, uint32_t events);
+
+static void sink_watch(struct log_sink *s)
+{
+    if (log_loop == NULL || s->watched)
+        return;
+    s->ev = (struct ev){.fd = s->fd, .cb = sink_on_writable, .data = s};
+    /* a regular file cannot be watched (EPERM), but never makes us wait either */
+    s->watched = loop_add(log_loop, &s->ev, EPOLLOUT) == 0;
+}
+
+static void sink_unwatch(struct log_sink *s)
+{
+    if (s->watched)
+        loop_del(log_loop, &s->ev);
+    s->watched = false;
+}
+
+/* One attempt: bytes taken, or -1 with errno (EAGAIN: not now). */
+static ssize_t sink_try(struct log_sink *s, const char *p, size_t n)
+{
+    ssize_t w;
+
+    if (s->how == SINK_POLL) {
+        struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
+        if (poll(&pfd, 1, 0) < 1) {
+            errno = EAGAIN;
+            return -1;
+        }
+        if (!(pfd.revents & POLLOUT)) {
+            errno = EPIPE;
+            return -1;
+        }
+    }
+    do {
+        if (s->how == SINK_SEND)
+            w = send(s->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        else
+            w = write(s->fd, p, n);
+    } while (w < 0 && errno == EINTR);
+    return w;
+}
+
+static bool would_block(int err)
+{
+    return err == EAGAIN || err == EWOULDBLOCK;
+}
+
+static uint64_t count_lines(const char *p, size_t n)
+{
+    uint64_t lines = 0;
+    for (const char *e = p + n; (p = memchr(p, '\n', (size_t)(e - p))) != NULL; p++)
+        lines++;
+    return lines;
+}
+
+/*
+ * Writes what waits, at most PIPE_BUF bytes of whole lines at a time (a
+ * pipe takes such a write whole or not at all, so no line is ever split
+ * by another process's). MC_OK when nothing is left, MC_AGAIN when the
+ * destination is full, MC_ERROR when it failed (what waited is dropped).
+ */
+static int sink_flush(struct log_sink *s)
+{
+    while (s->off < s->len) {
+        size_t n = MC_MIN(s->len - s->off, (size_t)PIPE_BUF);
+        const char *p = s->buf + s->off;
+        if (s->off + n < s->len) {
+            const char *nl = memrchr(p, '\n', n);
+            if (nl != NULL)
+                n = (size_t)(nl - p) + 1;
+        }
+        ssize_t w = sink_try(s, p, n);
+        if (w < 0 && would_block(errno))
+            return MC_AGAIN;
+        if (w <= 0) {
+            sink_drop(s, count_lines(p, s->len - s->off));
+            s->off = s->len = 0;
+            return MC_ERROR;
+        }
+        s->off += (size_t)w;
+    }
+    s->off = s->len = 0;
+    return MC_OK;
+}
+
+/* "dropped N lines", once the destination takes lines again. */
+static void sink_notice(struct log_sink *s)
+{
+    struct log_rec r;
+    char msg[64];
+    uint64_t n = s->dropped;
+
+    s->dropped = 0;
+    snprintf(msg, sizeof(msg), "dropped %llu lines", (unsigned long long)n);
+    log_rec_begin(&r, LOGL_WARN, msg);
+    log_rec_str(&r, "dest", s->name);
+    log_rec_u64(&r, "dropped", n);
+    rec_close(&r);
+    sink_put(s, r.buf, r.len);
+}
+
+/* Flushes what waits; once all is out, stops watching and says what was dropped. */
+static void sink_resume(struct log_sink *s)
+{
+    if (s->fd < 0 || sink_flush(s) == MC_AGAIN)
+        return;
+    sink_unwatch(s);
+    if (s->dropped > 0)
+        sink_notice(s);
+}
+
+static void sink_on_writable(struct ev *ev, uint32_t events)
+{
+    (void)events;
+    sink_resume(ev->data);
+}
+
+/* Queues line[0, n) whole, or drops it: never a part of it. */
+static void sink_queue(struct log_sink *s, const char *line, size_t n)
+{
+    if (s->len + n > sizeof(s->buf) && s->off > 0) {
+        memmove(s->buf, s->buf + s->off, s->len - s->off);
+        s->len -= s->off;
+        s->off = 0;
+    }
+    if (s->len + n > sizeof(s->buf)) {
+        sink_drop(s, 1);
+        return;
+    }
+    memcpy(s->buf + s->len, line, n);
+    s->len += n;
+    sink_watch(s);
+}
+
+static void sink_put(struct log_sink *s, const char *line, size_t n)
+{
+    if (s->how == SINK_BLOCKING) {
+        /* stderr may be a pipe to journald; a failed log write has nowhere to go */
+        ssize_t MC_UNUSED w = write(s->fd, line, n);
+        return;
+    }
+    if (s->len > 0 && sink_flush(s) == MC_AGAIN) {
+        sink_queue(s, line, n);
+        return;
+    }
+    if (s->dropped > 0)
+        sink_notice(s); /* may queue: then the line waits behind it */
+    if (s->len > 0) {
+        sink_queue(s, line, n);
+        return;
+    }
+    ssize_t w = sink_try(s, line, n);
+    if (w == (ssize_t)n)
+        return;
+    if (w < 0 && !would_block(errno)) {
+        sink_drop(s, 1);
+        return;
+    }
+    if (w < 0)
+        w = 0;
+    /* after a short write (a terminal) the rest goes out before any other line */
+    sink_queue(s, line + w, n - (size_t)w);
+}
+
+void log_rec_end(struct log_rec *r)
+{
+    rec_close(r);
+    sink_put(r->access && sink_access.fd >= 0 ? &sink_access : &sink_err, r->buf, r->len);
+}
+
+void log_nonblock(struct loop *l)
+{
+    struct stat st;
+
+    log_loop = l;
+    if (sink_err.how != SINK_BLOCKING)
+        return;
+    if (fstat(STDERR_FILENO, &st) < 0 || S_ISREG(st.st_mode)) {
+        /* a file never makes a write wait; no stderr: nothing to wait on */
+        sink_err.how = SINK_WRITE;
+    } else if (S_ISSOCK(st.st_mode)) {
+        sink_err.how = SINK_SEND;
+    } else {
+        /* O_NONBLOCK on the inherited description would change it for every process sharing it */
+        int fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        sink_err.how = fd >= 0 ? SINK_WRITE : SINK_POLL;
+        if (fd >= 0)
+            sink_err.fd = fd; /* kept for the life of the process */
+    }
+}
+
+/* What the last flush could not write is dropped: the process is about to exit. */
+static void sink_abandon(struct log_sink *s)
+{
+    sink_unwatch(s);
+    sink_drop(s, count_lines(s->buf + s->off, s->len - s->off));
+    s->off = s->len = 0;
+}
+
+void log_detach(void)
+{
+    log_flush();
+    sink_abandon(&sink_err);
+    sink_abandon(&sink_access);
+    log_loop = NULL;
+}
+
+void log_flush(void)
+{
+    sink_resume(&sink_access);
+    sink_resume(&sink_err);
+}
+
+void log_count_drops(_Atomic uint64_t *counter)
+{
+    log_drop_counter = counter;
+    if (counter != NULL && log_drops > 0)
+        atomic_fetch_add_explicit(counter, log_drops, memory_order_relaxed);
+}
+
+uint64_t log_dropped(void)
+{
+    return log_drops;
+}
+
+void log_set_access_fd(int fd)
+{
+    struct log_sink *s = &sink_access;
+
+    sink_unwatch(s);
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = fd;
+    if (fd >= 0) {
+        if (s->len > 0)
+            sink_watch(s); /* what waited goes to the new file: not lost, not split */
+        return;
+    }
+    /* no access file any more: what waited goes where access lines now go */
+    for (const char *p = s->buf + s->off, *e = s->buf + s->len, *nl; p < e; p = nl + 1) {
+        if ((nl = memchr(p, '\n', (size_t)(e - p))) == NULL)
+            break;
+        sink_put(&sink_err, p, (size_t)(nl - p) + 1);
+    }
+    s->off = s->len = 0;
+    s->dropped = 0;
 }
 
 static void log_vmsg(int level, int err, const char *fmt, va_list ap)

@@ -36,6 +36,7 @@ enum msg_type {
     MSG_FW_RULES,      /* m->w, gen (when BEGIN says rules): struct msg_fw_rules + rules */
     MSG_GEOIP,         /* m->w, fd: the GeoIP database, a sealed memfd; no payload */
     MSG_RATELIMIT,     /* m->w, fd: the rate-limit table memfd; struct msg_shm */
+    MSG_LOG_FILE,      /* m->w, fd or none: where access lines go from now on; no payload */
 
     /* master <-> admin process */
     MSG_ADMIN_SETTINGS, /* m->a: struct msg_admin_settings + addr, tls_cert, tls_key, client_ca */

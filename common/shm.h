@@ -7,8 +7,9 @@
  * counts, which are global (max_connections is enforced across workers):
  * a worker adds to both the listener total and its own slot's share, so
  * the master can subtract a dead worker's share when it reaps it. The
- * master writes the global counters (reloads, worker restarts); the
- * metrics exporter only reads.
+ * master writes the global counters (reloads, worker restarts), but for
+ * log_dropped_workers, which every worker adds to; the metrics exporter
+ * only reads.
  */
 #ifndef MC_SHM_H
 #define MC_SHM_H
@@ -20,7 +21,7 @@
 #include "reason.h"
 
 #define SHM_MAGIC   0x6d637078u /* "mcpx" */
-#define SHM_VERSION 2
+#define SHM_VERSION 3
 
 /* Upper bounds (microseconds) of the backend connect latency buckets; one
  * more bucket past the last holds everything slower. */
@@ -51,6 +52,11 @@ struct shm {
     uint64_t started_at;              /* unix seconds */
     _Atomic uint64_t reloads;         /* the master counts them */
     _Atomic uint64_t worker_restarts; /* workers respawned after dying */
+    /* log lines dropped because their destination could not take them, per
+     * kind of process (every worker adds to one, so a dead one's stay); the
+     * exporter, which maps this read-only, reports its own */
+    _Atomic uint64_t log_dropped_master;
+    _Atomic uint64_t log_dropped_workers;
     struct shm_listener listeners[MC_MAX_LISTENERS];
     struct shm_worker workers[MC_MAX_WORKERS];
 };

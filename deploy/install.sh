@@ -14,6 +14,7 @@
 # Layout (RUNBOOK.md, "Files"):
 #   /usr/local/bin/{mc-proxy,mc-proxy-admin,mcproxyctl}  root:root 0755
 #   /etc/systemd/system/mc-proxy{.service,-backup.service,-backup.timer}
+#   /etc/logrotate.d/mc-proxy   rotates the access file (/var/log/mc-proxy)
 #   /usr/local/share/doc/mc-proxy/RUNBOOK.md
 #   /srv/mc-proxy            root:USER 0750  the master (root) owns it and
 #                            everything it writes; USER may only traverse
@@ -96,6 +97,8 @@ for f in mc-proxy.service mc-proxy-backup.service mc-proxy-backup.timer; do
     install -m 0644 -o root -g root "$repo/conf/$f" "$dest$unitdir/$f"
 done
 install -m 0644 -o root -g root "$repo/RUNBOOK.md" "$dest$docdir/RUNBOOK.md"
+mkdir -p "$dest/etc/logrotate.d"
+install -m 0644 -o root -g root "$repo/conf/mc-proxy.logrotate" "$dest/etc/logrotate.d/mc-proxy"
 
 newdir 0750 root:group $data
 newdir 0750 root:group $data/certs

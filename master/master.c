@@ -30,7 +30,7 @@
 #define STOP_GRACE_MS 2000 /* past shutdown_timeout before stragglers are killed */
 #define QUIT_GRACE_MS 1000
 
-static volatile sig_atomic_t sig_child, sig_term, sig_quit, sig_hup;
+static volatile sig_atomic_t sig_child, sig_term, sig_quit, sig_hup, sig_usr1;
 
 static void on_signal(int signo)
 {
@@ -48,10 +48,13 @@ static void on_signal(int signo)
     case SIGHUP:
         sig_hup = 1;
         break;
+    case SIGUSR1:
+        sig_usr1 = 1;
+        break;
     }
 }
 
-static const int handled_signals[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP};
+static const int handled_signals[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1};
 
 /* Blocks the handled signals outside epoll_pwait; returns the mask to wait with. */
 static void signals_setup(sigset_t *waitmask)
@@ -478,6 +481,7 @@ void master_reload_failed(struct master *m, const char *why)
     m->n_workers = m->n_workers_prev;
     m->reloading = false;
     log_configure(m->cfg->log_level, m->cfg->log_format);
+    accesslog_reopen(m, "reload rollback");
     log_error("reload failed: %s; the previous configuration keeps running", why);
     sdnotify("READY=1\nSTATUS=reload failed: %s; running the previous configuration", why);
 }
@@ -557,6 +561,7 @@ static void master_reload(struct master *m)
     m->reloading = true;
     m->reload_started_ms = loop_now(m->loop);
     log_configure(next->log_level, next->log_format);
+    accesslog_reopen(m, "reload");
     for (unsigned i = 0; i < m->n_slots; i++) {
         if (m->workers[i].used)
             m->workers[i].retiring = true;
@@ -612,6 +617,8 @@ static void master_free(struct master *m)
     if (m->shm_fd >= 0)
         close(m->shm_fd);
     free(m->self_dir);
+    accesslog_close(m);
+    log_detach();
     loop_free(m->loop);
 }
 
@@ -642,8 +649,13 @@ static void master_start_children(struct master *m)
 
 int master_run(struct config *cfg)
 {
-    struct master m = {
-        .cfg = cfg, .shm_fd = -1, .geoip_fd = -1, .ratelimit_fd = -1, .exit_code = 0, .gen = 1};
+    struct master m = {.cfg = cfg,
+                       .shm_fd = -1,
+                       .geoip_fd = -1,
+                       .ratelimit_fd = -1,
+                       .access_fd = -1,
+                       .exit_code = 0,
+                       .gen = 1};
     sigset_t waitmask;
 
     m.n_workers = config_worker_count(cfg);
@@ -666,6 +678,11 @@ int master_run(struct config *cfg)
     /* bound: from here on the master keeps only what supervising needs */
     if (master_bind(&m) < 0 || priv_restrict_master() < 0)
         goto fail;
+    if (accesslog_open(&m) < 0)
+        goto fail;
+    /* from here the loop supervises: no log write may hold it up */
+    log_nonblock(m.loop);
+    log_count_drops(&m.shm->log_dropped_master);
     signals_setup(&waitmask);
     master_start_children(&m);
 
@@ -689,6 +706,10 @@ int master_run(struct config *cfg)
         if (sig_hup) {
             sig_hup = 0;
             master_reload(&m);
+        }
+        if (sig_usr1) {
+            sig_usr1 = 0;
+            accesslog_reopen(&m, "SIGUSR1");
         }
     }
     log_info("stopped");

@@ -106,6 +106,8 @@ struct master {
     struct aux_proc admin;
     struct aux_proc metrics;
 
+    int access_fd; /* log.access_file, -1 when unset; each worker has a copy */
+
     struct timer stop_timer;
     struct timer watchdog;
 };
@@ -167,6 +169,14 @@ void aux_stop(struct master *m, struct aux_proc *x);
 /* geoip.c: (re)loads cfg's GeoIP database into m->geoip_fd. A failure
  * keeps a copy already loaded (logged); -1 only when there is none. */
 int master_geoip_load(struct master *m, const struct config *cfg);
+
+/* accesslog.c: log.access_file. accesslog_open at start (-1: cannot open it);
+ * accesslog_send gives a starting worker the file; accesslog_reopen (SIGUSR1,
+ * reload) opens the configured path again and gives every worker the new fd. */
+int accesslog_open(struct master *m);
+void accesslog_close(struct master *m);
+void accesslog_send(struct master *m, struct worker_proc *w);
+void accesslog_reopen(struct master *m, const char *why);
 
 /* admin.c */
 void admin_spawn(struct master *m);

@@ -284,6 +284,7 @@ void worker_spawn(struct master *m, struct worker_proc *w)
     if (m->geoip_fd >= 0)
         chan_send(&w->chan, MSG_GEOIP, 0, NULL, 0, m->geoip_fd);
     worker_send_settings(m, w);
+    accesslog_send(m, w);
     for (unsigned i = 0; i < m->n_bound; i++) {
         struct msg_listener ml = {.id = i};
         snprintf(ml.addr, sizeof(ml.addr), "%s", m->bound[i]);

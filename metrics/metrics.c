@@ -285,6 +285,14 @@ static void render(struct sbuf *b, const struct exporter *x)
     sb_printf(b, "mcproxy_worker_restarts_total %llu\n",
               (unsigned long long)LOAD(&s->worker_restarts));
     render_workers(b, s);
+    sb_family(b, "mcproxy_log_lines_dropped_total", "counter",
+              "Log lines dropped because their destination could not take them, by process.");
+    sb_printf(b, "mcproxy_log_lines_dropped_total{process=\"master\"} %llu\n",
+              (unsigned long long)LOAD(&s->log_dropped_master));
+    sb_printf(b, "mcproxy_log_lines_dropped_total{process=\"worker\"} %llu\n",
+              (unsigned long long)LOAD(&s->log_dropped_workers));
+    sb_printf(b, "mcproxy_log_lines_dropped_total{process=\"metrics\"} %llu\n",
+              (unsigned long long)log_dropped());
     sb_family(b, "mcproxy_start_time_seconds", "gauge", "Unix time the server started.");
     sb_printf(b, "mcproxy_start_time_seconds %llu\n", (unsigned long long)s->started_at);
 }
@@ -638,6 +646,7 @@ static void exporter_free(struct exporter *x)
     loop_timer_stop(x->loop, &x->accept_pause);
     free(x->listeners);
     chan_close(&x->chan);
+    log_detach();
     loop_free(x->loop);
 }
 
@@ -656,7 +665,8 @@ int metrics_main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN); /* reload is the master's job */
+    signal(SIGHUP, SIG_IGN);  /* reload is the master's job */
+    signal(SIGUSR1, SIG_IGN); /* so is reopening the access file */
     sigemptyset(&block);
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
@@ -667,6 +677,7 @@ int metrics_main(int argc, char **argv)
     x->loop = loop_new();
     if (x->loop == NULL)
         return EXIT_PROTOCOL;
+    log_nonblock(x->loop);
     x->lev = (struct ev){.fd = -1, .cb = listener_on_accept, .data = x};
     x->accept_pause = (struct timer){.cb = listener_resume, .data = x};
     chan_init(&x->chan, METRICS_CHAN_FD);

@@ -408,14 +408,16 @@ static int on_message(struct worker *w, struct chan_msg *m)
     bool want_fd = m->hdr.type == MSG_SHM || m->hdr.type == MSG_LISTENER ||
                    m->hdr.type == MSG_GEOIP || m->hdr.type == MSG_RATELIMIT;
 
-    if (want_fd != (m->fd >= 0))
+    if (want_fd != (m->fd >= 0) && m->hdr.type != MSG_LOG_FILE)
         return -1;
     switch (m->hdr.type) {
     case MSG_SHM: {
         int rc = len == sizeof(struct msg_shm) ? shm_attach(m->fd, &w->shm) : -1;
         close(m->fd);
-        if (rc == 0)
+        if (rc == 0) {
             w->slot = &w->shm->workers[w->id];
+            log_count_drops(&w->shm->log_dropped_workers);
+        }
         return rc;
     }
     case MSG_GEOIP: {
@@ -508,6 +510,14 @@ static int on_message(struct worker *w, struct chan_msg *m)
             return -1;
         worker_drain(w);
         return 0;
+    case MSG_LOG_FILE:
+        if (len != 0) {
+            if (m->fd >= 0)
+                close(m->fd);
+            return -1;
+        }
+        log_set_access_fd(m->fd);
+        return 0;
     }
     return -1;
 }
@@ -559,6 +569,7 @@ static void worker_exit(struct worker *w, int code)
     free(w->ops);
     pipe_pool_free(&w->pipes);
     chan_close(&w->chan);
+    log_detach();
     loop_free(w->loop);
     exit(code);
 }
@@ -583,7 +594,8 @@ int worker_main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGQUIT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN); /* reload is the master's job */
+    signal(SIGHUP, SIG_IGN);  /* reload is the master's job */
+    signal(SIGUSR1, SIG_IGN); /* so is reopening the access file */
     sigemptyset(&block);
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
@@ -596,6 +608,7 @@ int worker_main(int argc, char **argv)
     w->loop = loop_new();
     if (w->loop == NULL)
         return EXIT_PROTOCOL;
+    log_nonblock(w->loop);
     pipe_pool_init(&w->pipes, PIPE_POOL_CAP);
     for (unsigned i = 0; i < MC_MAX_LISTENERS; i++) {
         struct wlistener *l = &w->listeners[i];

@@ -31,6 +31,7 @@ FAMILIES = {
     "mcproxy_worker_connections_total": "counter",
     "mcproxy_worker_connections_active": "gauge",
     "mcproxy_start_time_seconds": "gauge",
+    "mcproxy_log_lines_dropped_total": "counter",
 }
 
 

@@ -491,13 +491,14 @@ class Server:
     config: a dict (emitted as YAML) or YAML text. The config file, the
     database and the notify socket live in a fresh temp dir (relative
     paths in the config resolve against it). Startup waits for READY=1 on
-    NOTIFY_SOCKET. stderr and stdout go to .log_path. On exit everything
+    NOTIFY_SOCKET. stderr and stdout go to .log_path (or to the fd
+    stderr, which the caller then reads and checks). On exit everything
     the server started is killed and the log is checked for sanitizer
     reports, which fail the test.
     """
 
     def __init__(self, config, env=None, rlimit_nofile=None, ready_timeout=None,
-                 args=None, wait_ready=True):
+                 args=None, wait_ready=True, stderr=None):
         self.bin = require_binary()
         self.dir = TempDir(prefix="mcproxy-")
         self.config_path = self.dir.write(
@@ -514,6 +515,7 @@ class Server:
         self.ready_timeout = ready_timeout or READY_TIMEOUT
         self.args = args or ["server", "-c", self.config_path]
         self.wait_ready = wait_ready
+        self.stderr = stderr
         self.proc = None
         self.returncode = None
         self._closed = False
@@ -529,7 +531,9 @@ class Server:
         self._log_file = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [self.bin] + self.args,
-            stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file if self.stderr is None else self.stderr,
+            stderr=subprocess.STDOUT,
             env=self.env, cwd=self.dir.path, start_new_session=True,
             preexec_fn=self._preexec if self.rlimit_nofile else None)
         self.pid = self.proc.pid
@@ -733,9 +737,10 @@ def proxy_server(routes, addr=None, listener_opts=None, **overrides):
     routes, a list of (hostname, backend_addr) or route dicts. addr
     defaults to a free port on 127.0.0.1. The listener's port is .port,
     the address to connect to .host. Keyword arguments go to base_config
-    (proxy=..., log=..., workers=...), except env and rlimit_nofile which
-    go to Server."""
-    server_kw = {k: overrides.pop(k) for k in ("env", "rlimit_nofile") if k in overrides}
+    (proxy=..., log=..., workers=...), except env, rlimit_nofile and
+    stderr which go to Server."""
+    server_kw = {k: overrides.pop(k) for k in ("env", "rlimit_nofile", "stderr")
+                 if k in overrides}
     if addr is None:
         addr = "127.0.0.1:%d" % free_port()
     cfg = base_config([listener(addr, routes, **(listener_opts or {}))], **overrides)

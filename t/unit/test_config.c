@@ -193,6 +193,7 @@ static void test_full(void)
              c->metrics.listen_addr.ss.ss_family == AF_INET6,
          "full: metrics on [::1]");
     T_OK(c->log_level == LOGL_DEBUG && c->log_format == LOG_FORMAT_JSON, "full: log level, format");
+    T_OK(path_is(c->log_access_file, dir, "logs/access.log"), "full: log.access_file resolved");
 
     /* what the master keeps once the database is loaded */
     config_drop_seed(c);
@@ -235,6 +236,7 @@ static void test_defaults(void)
          "defaults: timeouts 5s 10s 300s 60s 30s");
     T_OK(!c->metrics.enabled && c->metrics.addr == NULL, "defaults: no metrics");
     T_OK(c->log_level == LOGL_INFO && c->log_format == LOG_FORMAT_TEXT, "defaults: log info text");
+    T_OK(c->log_access_file == NULL, "defaults: no access file (access lines go to stderr)");
     config_free(c);
 }
 
@@ -342,6 +344,9 @@ static const struct bad_case bad_cases[] = {
      ":11: listeners[0].routes[0].l7_policies[0].type: expected one of block_user_agent, "
      "require_header"},
     {"bad log.format", DB "log: {format: xml}\n", ":2: log.format: expected one of text, json"},
+    {"empty log.access_file", DB "log: {access_file: \"\"}\n",
+     ":2: log.access_file: must not be empty"},
+    {"log.access_file not a string", DB "log:\n  access_file: [a]\n", ":3: log.access_file:"},
     {"alias", DB "listeners:\n  - &l {addr: \":443\"}\n  - *l\n",
      "listeners[1]: YAML aliases are not supported"},
     {"NUL byte", DB "user: \"a\\0b\"\n", ":2: user: contains a NUL byte"},
@@ -633,6 +638,7 @@ static void test_env(void)
     setenv("MCPROXY_PROXY_CONNECT_TIMEOUT", "2s", 1);
     setenv("MCPROXY_LOG_LEVEL", "warn", 1);
     setenv("MCPROXY_LOG_FORMAT", "json", 1);
+    setenv("MCPROXY_LOG_ACCESS_FILE", "/var/log/mc-proxy/access.log", 1);
     setenv("MCPROXY_FIREWALL_RATE_LIMIT", "9", 1);
     setenv("MCPROXY_METRICS_ADDR", "127.0.0.1:9999", 1);
     setenv("MCPROXY_GRPC_ADDR", "unix:/run/x.sock", 1);
@@ -649,6 +655,8 @@ static void test_env(void)
              "env: MCPROXY_PROXY_CONNECT_TIMEOUT creates proxy, others keep defaults");
         T_OK(c->log_level == LOGL_WARN && c->log_format == LOG_FORMAT_JSON,
              "env: MCPROXY_LOG_LEVEL replaces the file's, MCPROXY_LOG_FORMAT adds a key");
+        T_OK(streq(c->log_access_file, "/var/log/mc-proxy/access.log"),
+             "env: MCPROXY_LOG_ACCESS_FILE, an absolute path kept");
         T_OK(c->firewall.rate_limit == 9, "env: MCPROXY_FIREWALL_RATE_LIMIT");
         T_OK(c->metrics.enabled && streq(c->metrics.addr, "127.0.0.1:9999"),
              "env: MCPROXY_METRICS_ADDR enables metrics");
@@ -665,6 +673,7 @@ static void test_env(void)
     unsetenv("MCPROXY_CPU_AFFINITY");
     unsetenv("MCPROXY_PROXY_CONNECT_TIMEOUT");
     unsetenv("MCPROXY_LOG_FORMAT");
+    unsetenv("MCPROXY_LOG_ACCESS_FILE");
     unsetenv("MCPROXY_FIREWALL_RATE_LIMIT");
     unsetenv("MCPROXY_METRICS_ADDR");
     unsetenv("MCPROXY_GRPC_SOCKET_MODE");
