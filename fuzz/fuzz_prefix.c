@@ -23,13 +23,12 @@ static struct mc_cidr rules[MAX_RULES];
 
 static uint32_t reference_lookup(size_t n, int family, const uint8_t *ip)
 {
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     uint32_t best = 0;
     int best_len = -1;
 
-    if (family == AF_INET6 && memcmp(ip, mapped, sizeof(mapped)) == 0) {
+    if (family == AF_INET6 && addr_ip_v4mapped(ip)) {
         family = AF_INET;
-        ip += sizeof(mapped);
+        ip += 12;
     }
     for (size_t j = 0; j < n; j++) {
         if (addr_cidr_contains(&rules[j], family, ip) && rules[j].prefix >= best_len) {
