@@ -246,6 +246,12 @@ bool addr_cidr_contains(const struct mc_cidr *c, int family, const uint8_t *ip)
     return (c->addr[whole] & mask) == (ip[whole] & mask);
 }
 
+bool addr_ip_v4mapped(const uint8_t *ip)
+{
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    return memcmp(ip, mapped, sizeof(mapped)) == 0;
+}
+
 void addr_unmap(struct mc_addr *a)
 {
     const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a->ss;

@@ -40,6 +40,9 @@ int addr_parse_cidr(const char *s, bool allow_bare, struct mc_cidr *out, const c
 /* True when ip (AF_INET 4 bytes or AF_INET6 16 bytes) lies inside c. */
 bool addr_cidr_contains(const struct mc_cidr *c, int family, const uint8_t *ip);
 
+/* True when the 16 bytes are an IPv4-mapped IPv6 address (::ffff:a.b.c.d). */
+bool addr_ip_v4mapped(const uint8_t *ip);
+
 /* Rewrites an IPv4-mapped IPv6 address (::ffff:a.b.c.d) as AF_INET in place. */
 void addr_unmap(struct mc_addr *a);
 

@@ -247,18 +247,17 @@ int prefix_set_seal(struct prefix_set *s)
 
 uint32_t prefix_set_lookup(const struct prefix_set *s, int family, const uint8_t *ip)
 {
-    /* a v4 client on a dual-stack socket: v4 rules apply, v6 rules never
-     * see ::ffff:0:0/96 (so a v6 rule there matches nothing) */
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     uint32_t best = 0, i;
     uint64_t k[2];
     int t;
 
     if (s == NULL)
         return 0;
-    if (family == AF_INET6 && memcmp(ip, mapped, sizeof(mapped)) == 0) {
+    /* a v4 client on a dual-stack socket: v4 rules apply, and v6 rules
+     * never see ::ffff:0:0/96 (so a v6 rule there matches nothing) */
+    if (family == AF_INET6 && addr_ip_v4mapped(ip)) {
         family = AF_INET;
-        ip += sizeof(mapped);
+        ip += 12;
     }
     if ((t = prefix_key(family, ip, k)) < 0)
         return 0;
