@@ -13,6 +13,7 @@
 
 #include "hostname.h"
 #include "route.h"
+#include "siphash.h"
 
 #define ROUTE_TABLE_MIN 8u
 
@@ -66,60 +67,10 @@ void route_unref(struct route *r)
     free(r);
 }
 
-static uint64_t rotl(uint64_t x, int b)
-{
-    return (x << b) | (x >> (64 - b));
-}
-
-static void sip_round(uint64_t v[4])
-{
-    v[0] += v[1];
-    v[1] = rotl(v[1], 13) ^ v[0];
-    v[0] = rotl(v[0], 32);
-    v[2] += v[3];
-    v[3] = rotl(v[3], 16) ^ v[2];
-    v[0] += v[3];
-    v[3] = rotl(v[3], 21) ^ v[0];
-    v[2] += v[1];
-    v[1] = rotl(v[1], 17) ^ v[2];
-    v[2] = rotl(v[2], 32);
-}
-
-/* SipHash-1-3: one compression round per 8-byte word, three to finish. */
-static uint64_t route_hash(const uint64_t key[2], const char *s, size_t len)
-{
-    uint64_t v[4] = {
-        key[0] ^ 0x736f6d6570736575ull,
-        key[1] ^ 0x646f72616e646f6dull,
-        key[0] ^ 0x6c7967656e657261ull,
-        key[1] ^ 0x7465646279746573ull,
-    };
-    uint64_t m;
-    size_t i, j;
-
-    for (i = 0; i + 8 <= len; i += 8) {
-        for (m = 0, j = 0; j < 8; j++)
-            m |= (uint64_t)(unsigned char)s[i + j] << (8 * j);
-        v[3] ^= m;
-        sip_round(v);
-        v[0] ^= m;
-    }
-    for (m = (uint64_t)len << 56, j = 0; i + j < len; j++)
-        m |= (uint64_t)(unsigned char)s[i + j] << (8 * j);
-    v[3] ^= m;
-    sip_round(v);
-    v[0] ^= m;
-    v[2] ^= 0xff;
-    sip_round(v);
-    sip_round(v);
-    sip_round(v);
-    return v[0] ^ v[1] ^ v[2] ^ v[3];
-}
-
 /* The slot holding name, or the empty slot where it would go. */
 static size_t route_table_slot(const struct route_table *t, const char *name, size_t len)
 {
-    size_t i = (size_t)route_hash(t->key, name, len) & t->mask;
+    size_t i = (size_t)siphash13(t->key, name, len) & t->mask;
 
     while (t->slots[i] != NULL && strcmp(t->slots[i]->hostname, name) != 0)
         i = (i + 1) & t->mask;
@@ -229,7 +180,7 @@ int route_table_remove(struct route_table *t, const char *hostname)
     t->count--;
     for (size_t i = (hole + 1) & t->mask; t->slots[i] != NULL; i = (i + 1) & t->mask) {
         const char *name = t->slots[i]->hostname;
-        size_t home = (size_t)route_hash(t->key, name, strlen(name)) & t->mask;
+        size_t home = (size_t)siphash13(t->key, name, strlen(name)) & t->mask;
         /* stays if its home lies cyclically in (hole, i] */
         if (((i - home) & t->mask) < ((i - hole) & t->mask))
             continue;
