@@ -171,7 +171,8 @@ def country_rules_need_a_geoip_database():
         started(srv)
         r = at.ctl_fails("INVALID_ARGUMENT", *api(srv), "firewall", "add", "country", "US")
         assert "geoip_db" in r.err, r
-    with at.admin_server(firewall={"geoip_db": "GeoLite2-Country.mmdb"}) as srv:
+    with mctest.TempDir() as tmp, at.admin_server(firewall={
+            "geoip_db": mctest.make_mmdb(tmp.join("geo.mmdb"), "192.0.2.0/24=US")}) as srv:
         started(srv)
         r = at.ctl_ok(*api(srv), "firewall", "add", "country", "us")
         assert r.out == "country US\n", r

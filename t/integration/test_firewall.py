@@ -19,7 +19,6 @@ import admintest as at  # noqa: E402
 import mctest  # noqa: E402
 from mctest import test  # noqa: E402
 
-MKMMDB = os.path.join(mctest.REPO_ROOT, "t", "lib", "mkmmdb.pl")
 HELLO = mctest.client_hello_bytes("a.test")
 
 
@@ -206,12 +205,7 @@ def rate_limit_zero_is_off():
 
 
 def mmdb(tmp, name, *nets):
-    path = tmp.join(name)
-    r = subprocess.run(["perl", MKMMDB, path] + list(nets), capture_output=True, timeout=60)
-    if r.returncode != 0 and b"MaxMind/DB/Writer" in r.stderr:
-        mctest.skip("libmaxmind-db-writer-perl is not installed")
-    assert r.returncode == 0, r.stderr.decode()
-    return path
+    return mctest.make_mmdb(tmp.join(name), *nets)
 
 
 @test

@@ -752,6 +752,17 @@ def proxy_server(routes, addr=None, listener_opts=None, **overrides):
     return srv
 
 
+def make_mmdb(path, *nets):
+    """Writes a GeoIP2-Country database mapping each "CIDR=CC" of nets
+    (t/lib/mkmmdb.pl, Debian's libmaxmind-db-writer-perl); returns path."""
+    r = subprocess.run(["perl", os.path.join(REPO_ROOT, "t", "lib", "mkmmdb.pl"), path] +
+                       list(nets), capture_output=True, timeout=60)
+    if r.returncode != 0 and b"MaxMind/DB/Writer" in r.stderr:
+        skip("libmaxmind-db-writer-perl is not installed")
+    assert r.returncode == 0, r.stderr.decode()
+    return path
+
+
 # Re-exports so test files need one import.
 from certs import gen_ca_and_cert  # noqa: E402
 from net import *  # noqa: E402,F401,F403
