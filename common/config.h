@@ -69,6 +69,13 @@ struct grpc_conf {
     char *client_ca;
 };
 
+/* A firewall rule's type: the config's three lists, the database's rows, the channel's rules. */
+enum fw_type {
+    FW_IP = 0,
+    FW_CIDR = 1,
+    FW_COUNTRY = 2,
+};
+
 struct firewall_conf {
     char *geoip_db;
     char **blocked_ips; /* validated, canonical text form */

@@ -18,6 +18,7 @@
 #include "config_impl.h"
 #include "hostname.h"
 #include "log.h"
+#include "msg.h"
 
 #define DEFAULT_BACKUPS_KEEP 7
 #define MAX_BACKUPS_KEEP     1000
@@ -284,7 +285,10 @@ static void conv_listener(struct loader *ld, const struct raw_listener *r, unsig
         lc->proxy_protocol = r->proxy_protocol;
         if (r->proxy_protocol && r->n_trusted_proxies == 0)
             bad(ld, p, "trusted_proxies", "required and non-empty when proxy_protocol is true");
-        if (r->n_trusted_proxies > 0) {
+        if (r->n_trusted_proxies > MSG_TRUSTED_MAX)
+            bad(ld, p, "trusted_proxies", "at most %d entries (use wider prefixes)",
+                MSG_TRUSTED_MAX);
+        else if (r->n_trusted_proxies > 0) {
             lc->trusted_proxies = calloc(r->n_trusted_proxies, sizeof(*lc->trusted_proxies));
             if (lc->trusted_proxies == NULL) {
                 ld->oom = true;
@@ -292,7 +296,7 @@ static void conv_listener(struct loader *ld, const struct raw_listener *r, unsig
             }
             lc->n_trusted_proxies = r->n_trusted_proxies;
         }
-        for (unsigned i = 0; i < r->n_trusted_proxies; i++) {
+        for (unsigned i = 0; i < lc->n_trusted_proxies; i++) {
             if (addr_parse_cidr(r->trusted_proxies[i], true, &lc->trusted_proxies[i], &err) < 0) {
                 snprintf(key, sizeof(key), "trusted_proxies[%u]", i);
                 bad(ld, p, key, "invalid CIDR \"%s\": %s", QUOTED(r->trusted_proxies[i]), err);

@@ -33,6 +33,9 @@ enum msg_type {
     MSG_ACK,           /* w->m, gen: no payload */
     MSG_STOP,          /* m->w: stop accepting, drain, exit; no payload */
     MSG_ROUTE_DEL,     /* m->w, gen (delta only): struct msg_route_del + hostname */
+    MSG_FW_RULES,      /* m->w, gen (when BEGIN says rules): struct msg_fw_rules + rules */
+    MSG_GEOIP,         /* m->w, fd: the GeoIP database, a sealed memfd; no payload */
+    MSG_RATELIMIT,     /* m->w, fd: the rate-limit table memfd; struct msg_shm */
 
     /* master <-> admin process */
     MSG_ADMIN_SETTINGS, /* m->a: struct msg_admin_settings + addr, tls_cert, tls_key, client_ca */
@@ -60,6 +63,8 @@ struct msg_settings {
     uint64_t handshake_timeout_ms;
     uint64_t idle_timeout_ms;
     uint64_t shutdown_timeout_ms;
+    uint32_t rate_limit; /* new connections per source per rate_window; 0 = off */
+    uint64_t rate_window_ms;
 };
 
 struct msg_listener {
@@ -73,12 +78,37 @@ struct msg_listener {
  * MSG_ROUTE_DEL to remove, applied to the current tables at COMMIT), so a
  * change costs the same with 10 routes or 10,000. Either way n_routes is
  * the total afterwards: a worker whose tables do not add up exits and is
- * replaced from a full state.
+ * replaced from a full state. Every generation carries every bound
+ * listener's settings; the firewall rules travel whole when `rules` is
+ * set (always in a full generation, in a delta only when they changed),
+ * n_rules of them; otherwise the worker keeps the ones it has.
  */
 struct msg_state_begin {
     uint32_t n_listeners;
     uint32_t n_routes;
+    uint32_t n_rules;
     uint8_t delta;
+    uint8_t rules;
+};
+
+/* An IP prefix in binary form: the worker never parses rule text. */
+struct msg_cidr {
+    uint8_t family; /* AF_INET or AF_INET6 */
+    uint8_t prefix; /* 0..32 or 0..128 */
+    uint8_t addr[16];
+};
+
+/* MSG_FW_RULES: a struct msg_fw_rules, then n x struct msg_fw_rule. */
+#define MSG_FW_RULES_PER_MSG 4096
+
+struct msg_fw_rules {
+    uint32_t n;
+};
+
+struct msg_fw_rule {
+    uint8_t type;        /* enum fw_type */
+    char country[2];     /* FW_COUNTRY: ISO 3166-1 alpha-2, upper case */
+    struct msg_cidr net; /* FW_IP (a full-length prefix), FW_CIDR */
 };
 
 struct msg_route_del {
@@ -86,11 +116,31 @@ struct msg_route_del {
     uint8_t hostname_len; /* bytes following the struct, no NUL */
 };
 
+/* Followed by n_trusted x struct msg_cidr: the peers allowed to send a PROXY header. */
 struct msg_listener_conf {
     uint32_t id;
     uint32_t max_connections;
+    uint32_t n_trusted;
     uint8_t proxy_protocol;
 };
+
+#define MSG_TRUSTED_MAX 4096 /* trusted_proxies per listener that fit one message */
+
+static inline void msg_cidr_set(struct msg_cidr *m, const struct mc_cidr *c)
+{
+    *m = (struct msg_cidr){.family = (uint8_t)c->family, .prefix = c->prefix};
+    memcpy(m->addr, c->addr, sizeof(m->addr));
+}
+
+/* The worker's side: -1 when the family or the prefix length is out of range. */
+static inline int msg_cidr_get(const struct msg_cidr *m, struct mc_cidr *c)
+{
+    if (!((m->family == AF_INET && m->prefix <= 32) || (m->family == AF_INET6 && m->prefix <= 128)))
+        return -1;
+    *c = (struct mc_cidr){.family = m->family, .prefix = m->prefix};
+    memcpy(c->addr, m->addr, sizeof(c->addr));
+    return 0;
+}
 
 /*
  * MSG_ROUTE carries routes of one listener, packed: a struct msg_routes,

@@ -21,6 +21,7 @@
 
 #include "listen.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "master.h"
 #include "priv.h"
 #include "sdnotify.h"
@@ -143,6 +144,19 @@ void master_check_ready(struct master *m)
     }
 }
 
+/* A country rule without a GeoIP database cannot match: say so where operators look. */
+static void master_warn_countries(const struct master *m)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < m->state->n_rules; i++)
+        n += m->state->rules[i].type == FW_COUNTRY;
+    if (n > 0 && m->geoip_fd < 0)
+        log_warn("%u country rule(s) in the database are NOT enforced: firewall.geoip_db is not "
+                 "set",
+                 n);
+}
+
 /* Runs the callbacks of every publish that all live workers have acknowledged. */
 void master_check_waits(struct master *m)
 {
@@ -182,6 +196,20 @@ int master_publish(struct master *m, master_done_fn *done, void *arg)
         changes = NULL;
         n_changes = -1;
     }
+    /* the rules travel only when they changed: a route change stays small at 100,000 rules */
+    bool rules = !state_rules_equal(old, st);
+    if (rules) {
+        struct msg_fw_rule *packed;
+        if (state_rules_pack(st, &packed) < 0) {
+            log_error("out of memory packing %u firewall rule(s)", st->n_rules);
+            free(changes);
+            state_free(st);
+            free(w);
+            return -1;
+        }
+        free(m->rules_packed);
+        m->rules_packed = packed;
+    }
     m->state = st;
     m->gen++;
     *w = (struct publish_wait){.gen = m->gen, .done = done, .arg = arg};
@@ -190,8 +218,10 @@ int master_publish(struct master *m, master_done_fn *done, void *arg)
         tail = &(*tail)->next;
     *tail = w;
     for (unsigned i = 0; i < m->n_slots; i++)
-        worker_push_state(m, &m->workers[i], changes, n_changes);
+        worker_push_state(m, &m->workers[i], changes, n_changes, rules);
     free(changes);
+    if (rules)
+        master_warn_countries(m);
     state_free(old); /* after the push: removed routes' names point into it */
     master_check_waits(m);
     return 0;
@@ -370,16 +400,9 @@ static int master_load_state(struct master *m)
                  n_diff, n_diff == 1 ? "y" : "ies");
     config_drop_seed(m->cfg);
     store_release_memory(m->store);
-    /* say it where operators look: a stored rule must not pass for a protection */
-    if (m->state->n_rules > 0)
-        log_warn("%u firewall rule(s) in the database are NOT enforced: this version's workers "
-                 "do not implement the firewall yet",
-                 m->state->n_rules);
-    for (unsigned i = 0; i < m->state->n_listeners; i++) {
-        if (m->state->listeners[i].proxy_protocol)
-            log_warn("listener %s: proxy_protocol is not implemented yet; its connections "
-                     "will be refused as not_tls",
-                     m->state->listeners[i].addr);
+    if (state_rules_pack(m->state, &m->rules_packed) < 0) {
+        log_error("out of memory packing %u firewall rule(s)", m->state->n_rules);
+        return -1;
     }
     return 0;
 }
@@ -510,6 +533,8 @@ static void master_reload(struct master *m)
     }
     reload_keep_fixed(m, next);
     config_drop_seed(next);
+    /* the new workers get the new copy; one that fails keeps the old */
+    master_geoip_load(m, next);
 
     struct config *prev = m->cfg;
     bool prev_setuid = m->setuid;
@@ -578,7 +603,12 @@ static void master_free(struct master *m)
         free(w);
     }
     state_free(m->state);
+    free(m->rules_packed);
     store_close(m->store);
+    if (m->geoip_fd >= 0)
+        close(m->geoip_fd);
+    if (m->ratelimit_fd >= 0)
+        close(m->ratelimit_fd);
     if (m->shm_fd >= 0)
         close(m->shm_fd);
     free(m->self_dir);
@@ -612,7 +642,8 @@ static void master_start_children(struct master *m)
 
 int master_run(struct config *cfg)
 {
-    struct master m = {.cfg = cfg, .shm_fd = -1, .exit_code = 0, .gen = 1};
+    struct master m = {
+        .cfg = cfg, .shm_fd = -1, .geoip_fd = -1, .ratelimit_fd = -1, .exit_code = 0, .gen = 1};
     sigset_t waitmask;
 
     m.n_workers = config_worker_count(cfg);
@@ -628,8 +659,12 @@ int master_run(struct config *cfg)
         master_load_state(&m) < 0)
         goto fail;
     m.shm_fd = shm_create(&m.shm);
+    m.ratelimit_fd = ratelimit_create(&m.ratelimit);
+    if (m.shm_fd < 0 || m.ratelimit_fd < 0 || master_geoip_load(&m, m.cfg) < 0)
+        goto fail;
+    master_warn_countries(&m);
     /* bound: from here on the master keeps only what supervising needs */
-    if (m.shm_fd < 0 || master_bind(&m) < 0 || priv_restrict_master() < 0)
+    if (master_bind(&m) < 0 || priv_restrict_master() < 0)
         goto fail;
     signals_setup(&waitmask);
     master_start_children(&m);

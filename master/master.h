@@ -71,6 +71,10 @@ struct master {
     struct store *store;
     /* What the workers route by: loaded from the store, replaced after every change. */
     struct state *state;
+    struct msg_fw_rule *rules_packed; /* state's rules as the channel carries them */
+    int geoip_fd;                     /* sealed copy of firewall.geoip_db, or -1 */
+    int ratelimit_fd;                 /* the workers' shared rate-limit table */
+    void *ratelimit;
     uint32_t gen;
     struct publish_wait *waits; /* oldest first */
 
@@ -143,7 +147,7 @@ void worker_spawn(struct master *m, struct worker_proc *w);
 /* Queues the current state as a new generation: a delta of n_changes
  * route changes, or the whole state when n_changes is -1. */
 void worker_push_state(struct master *m, struct worker_proc *w, const struct route_change *changes,
-                       int n_changes);
+                       int n_changes, bool rules);
 void worker_exited(struct master *m, struct worker_proc *w, int status);
 void worker_stop(struct master *m, struct worker_proc *w, bool graceful);
 unsigned workers_alive(const struct master *m);
@@ -159,6 +163,10 @@ void child_chan_event(struct loop *l, struct chan *c, struct ev *ev, pid_t pid, 
  * master is stopping, it is no longer wanted, or it exited fatally. */
 void aux_exited(struct master *m, struct aux_proc *x, int status, const char *name, bool wanted);
 void aux_stop(struct master *m, struct aux_proc *x);
+
+/* geoip.c: (re)loads cfg's GeoIP database into m->geoip_fd. A failure
+ * keeps a copy already loaded (logged); -1 only when there is none. */
+int master_geoip_load(struct master *m, const struct config *cfg);
 
 /* admin.c */
 void admin_spawn(struct master *m);

@@ -263,3 +263,40 @@ full:
     *out = NULL;
     return -1;
 }
+
+bool state_rules_equal(const struct state *a, const struct state *b)
+{
+    if (a->n_rules != b->n_rules)
+        return false;
+    for (unsigned i = 0; i < a->n_rules; i++) {
+        if (a->rules[i].type != b->rules[i].type || strcmp(a->rules[i].value, b->rules[i].value))
+            return false;
+    }
+    return true;
+}
+
+int state_rules_pack(const struct state *s, struct msg_fw_rule **out)
+{
+    struct msg_fw_rule *p = calloc(s->n_rules ? s->n_rules : 1, sizeof(*p));
+    const char *err;
+
+    if (p == NULL)
+        return -1;
+    for (unsigned i = 0; i < s->n_rules; i++) {
+        const struct fw_rule *r = &s->rules[i];
+        struct mc_cidr net;
+        p[i].type = (uint8_t)r->type;
+        if (r->type == FW_COUNTRY) {
+            memcpy(p[i].country, r->value, sizeof(p[i].country));
+            continue;
+        }
+        /* canonical text, checked by store_load and the config loader */
+        if (addr_parse_cidr(r->value, r->type == FW_IP, &net, &err) < 0) {
+            free(p);
+            return -1;
+        }
+        msg_cidr_set(&p[i].net, &net);
+    }
+    *out = p;
+    return 0;
+}

@@ -8,12 +8,7 @@
 #define MC_STATE_H
 
 #include "config.h"
-
-enum fw_type {
-    FW_IP = 0,
-    FW_CIDR = 1,
-    FW_COUNTRY = 2,
-};
+#include "msg.h"
 
 struct fw_rule {
     enum fw_type type;
@@ -52,6 +47,11 @@ struct route_change {
  */
 int state_route_changes(const struct state *old, const struct state *next,
                         struct route_change **out);
+/* Whether two states hold the same firewall rules (both in store order). */
+bool state_rules_equal(const struct state *a, const struct state *b);
+/* The rules in the channel's binary form (msg.h), in state order, in an
+ * array the caller frees. -1 when memory runs out. */
+int state_rules_pack(const struct state *s, struct msg_fw_rule **out);
 /* The listener named addr (exact string), or NULL. */
 struct listener_conf *state_listener(const struct state *s, const char *addr);
 /* "ip" / "cidr" / "country" <-> enum; NULL / -1 when unknown. */

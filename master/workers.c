@@ -10,6 +10,7 @@
 #include "log.h"
 #include "master.h"
 #include "msg.h"
+#include "ratelimit.h"
 #include "spawn.h"
 
 static void worker_send_settings(struct master *m, struct worker_proc *w)
@@ -28,6 +29,8 @@ static void worker_send_settings(struct master *m, struct worker_proc *w)
         .handshake_timeout_ms = cfg->proxy.handshake_timeout_ms,
         .idle_timeout_ms = cfg->proxy.idle_timeout_ms,
         .shutdown_timeout_ms = cfg->proxy.shutdown_timeout_ms,
+        .rate_limit = cfg->firewall.rate_limit,
+        .rate_window_ms = cfg->firewall.rate_window_ms,
     };
     chan_send(&w->chan, MSG_SETTINGS, 0, &s, sizeof(s), -1);
 }
@@ -98,11 +101,48 @@ static int send_route_del(struct chan *c, uint32_t gen, int id, const struct rou
     return chan_sendv(c, MSG_ROUTE_DEL, gen, iov, 2, -1);
 }
 
-/* BEGIN and every bound listener's settings; routes follow, then COMMIT. */
-static int send_begin(struct master *m, struct chan *c, bool delta)
+/* One listener's settings, its trusted proxies in binary form after them. */
+static int send_listener_conf(struct master *m, struct chan *c, int id,
+                              const struct listener_conf *l)
+{
+    struct msg_cidr trusted[MSG_TRUSTED_MAX];
+    unsigned n = MC_MIN(l->n_trusted_proxies, (unsigned)MSG_TRUSTED_MAX);
+    struct msg_listener_conf lc = {
+        .id = (uint32_t)id,
+        .max_connections = l->max_connections,
+        .n_trusted = n,
+        .proxy_protocol = l->proxy_protocol,
+    };
+
+    for (unsigned i = 0; i < n; i++)
+        msg_cidr_set(&trusted[i], &l->trusted_proxies[i]);
+    struct iovec iov[2] = {{&lc, sizeof(lc)}, {trusted, n * sizeof(trusted[0])}};
+    return chan_sendv(c, MSG_LISTENER_CONF, m->gen, iov, 2, -1);
+}
+
+/* Every rule, whole, in messages of MSG_FW_RULES_PER_MSG. */
+static int send_rules(struct master *m, struct chan *c)
+{
+    for (unsigned off = 0; off < m->state->n_rules; off += MSG_FW_RULES_PER_MSG) {
+        struct msg_fw_rules h = {.n = MC_MIN(m->state->n_rules - off, MSG_FW_RULES_PER_MSG)};
+        struct iovec iov[2] = {{&h, sizeof(h)},
+                               {m->rules_packed + off, h.n * sizeof(*m->rules_packed)}};
+        if (chan_sendv(c, MSG_FW_RULES, m->gen, iov, 2, -1) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* BEGIN, every bound listener's settings and, when asked, the rules; routes follow, then COMMIT. */
+static int send_begin(struct master *m, struct chan *c, bool delta, bool rules)
 {
     const struct state *st = m->state;
-    struct msg_state_begin b = {.n_listeners = st->n_listeners, .delta = delta};
+    struct msg_state_begin b = {
+        .n_listeners = st->n_listeners,
+        .n_rules = rules ? st->n_rules : 0,
+        .delta = delta,
+        .rules = rules,
+    };
 
     for (unsigned i = 0; i < st->n_listeners; i++) {
         if (master_listener_index(m, st->listeners[i].addr) >= 0)
@@ -115,15 +155,10 @@ static int send_begin(struct master *m, struct chan *c, bool delta)
         int id = master_listener_index(m, l->addr);
         if (id < 0)
             continue; /* in the database but not bound: only a restart binds it */
-        struct msg_listener_conf lc = {
-            .id = (uint32_t)id,
-            .max_connections = l->max_connections,
-            .proxy_protocol = l->proxy_protocol,
-        };
-        if (chan_send(c, MSG_LISTENER_CONF, m->gen, &lc, sizeof(lc), -1) < 0)
+        if (send_listener_conf(m, c, id, l) < 0)
             return -1;
     }
-    return 0;
+    return rules ? send_rules(m, c) : 0;
 }
 
 /* Queues one whole generation of routing state: BEGIN, objects, COMMIT. */
@@ -132,7 +167,7 @@ static int worker_send_state(struct master *m, struct worker_proc *w, struct rou
     const struct state *st = m->state;
     struct chan *c = &w->chan;
 
-    if (send_begin(m, c, false) < 0)
+    if (send_begin(m, c, false, true) < 0)
         return -1;
     for (unsigned i = 0; i < st->n_listeners; i++) {
         const struct listener_conf *l = &st->listeners[i];
@@ -149,11 +184,11 @@ static int worker_send_state(struct master *m, struct worker_proc *w, struct rou
 
 /* Queues a delta generation: only the routes that changed. */
 static int worker_send_delta(struct master *m, struct worker_proc *w, struct route_batch *b,
-                             const struct route_change *changes, unsigned n)
+                             const struct route_change *changes, unsigned n, bool rules)
 {
     struct chan *c = &w->chan;
 
-    if (send_begin(m, c, true) < 0)
+    if (send_begin(m, c, true, rules) < 0)
         return -1;
     for (unsigned i = 0; i < n; i++) {
         int id = master_listener_index(m, changes[i].listener->addr);
@@ -173,13 +208,13 @@ static int worker_send_delta(struct master *m, struct worker_proc *w, struct rou
 }
 
 void worker_push_state(struct master *m, struct worker_proc *w, const struct route_change *changes,
-                       int n_changes)
+                       int n_changes, bool rules)
 {
     struct route_batch b = {.c = &w->chan, .gen = m->gen};
 
     if (w->pid == 0 || w->chan.fd < 0)
         return;
-    int rc = n_changes >= 0 ? worker_send_delta(m, w, &b, changes, (unsigned)n_changes)
+    int rc = n_changes >= 0 ? worker_send_delta(m, w, &b, changes, (unsigned)n_changes, rules)
                             : worker_send_state(m, w, &b);
     if (rc < 0) {
         /* it would run on stale routes: replace it, it restarts from the current state */
@@ -244,6 +279,10 @@ void worker_spawn(struct master *m, struct worker_proc *w)
 
     struct msg_shm s = {.size = sizeof(struct shm)};
     chan_send(&w->chan, MSG_SHM, 0, &s, sizeof(s), m->shm_fd);
+    struct msg_shm rl = {.size = ratelimit_region_size()};
+    chan_send(&w->chan, MSG_RATELIMIT, 0, &rl, sizeof(rl), m->ratelimit_fd);
+    if (m->geoip_fd >= 0)
+        chan_send(&w->chan, MSG_GEOIP, 0, NULL, 0, m->geoip_fd);
     worker_send_settings(m, w);
     for (unsigned i = 0; i < m->n_bound; i++) {
         struct msg_listener ml = {.id = i};
@@ -251,7 +290,7 @@ void worker_spawn(struct master *m, struct worker_proc *w)
         for (unsigned s = w->pos; s < m->n_sockets; s += w->stride)
             chan_send(&w->chan, MSG_LISTENER, 0, &ml, sizeof(ml), *master_lfd(m, i, s));
     }
-    worker_push_state(m, w, NULL, -1);
+    worker_push_state(m, w, NULL, -1, true);
     log_info("worker %u started, pid %d", w->id, (int)pid);
 }
 
@@ -295,6 +334,7 @@ void worker_exited(struct master *m, struct worker_proc *w, int status)
     spawn_describe_exit(status, how, sizeof(how));
     worker_chan_close(w);
     shm_worker_reap(m->shm, w->id);
+    ratelimit_reap(m->ratelimit, w->pid);
     w->pid = 0;
     w->ready = false;
     master_check_waits(m);

@@ -2,8 +2,9 @@
  * Routes and per-listener route tables.
  *
  * A table is an open-addressing hash (linear probing) over a power-of-two
- * array of route pointers, at most half full. Routes are never removed
- * from a table: a change builds a new table. The hash is SipHash-1-3 with
+ * array of route pointers, at most half full; a removal shifts the probe
+ * run back (no tombstones), so a delta generation can change a table in
+ * place. The hash is SipHash-1-3 with
  * a random key per table, so clients cannot aim SNIs at long probe runs.
  */
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #define ROUTE_TABLE_MIN 8u
 
 struct route_table {
+    unsigned refs;
     struct route **slots;
     size_t mask; /* number of slots - 1 */
     unsigned count;
@@ -147,14 +149,22 @@ struct route_table *route_table_new(unsigned expected)
         return NULL;
     }
     t->mask = size - 1;
+    t->refs = 1;
     return t;
 }
 
-void route_table_free(struct route_table *t)
+struct route_table *route_table_ref(struct route_table *t)
+{
+    if (t != NULL)
+        t->refs++;
+    return t;
+}
+
+void route_table_unref(struct route_table *t)
 {
     size_t i;
 
-    if (t == NULL)
+    if (t == NULL || --t->refs > 0)
         return;
     for (i = 0; i <= t->mask; i++)
         route_unref(t->slots[i]);

@@ -33,10 +33,13 @@ struct route *route_new(const char *hostname, const char *backend,
 struct route *route_ref(struct route *r);
 void route_unref(struct route *r);
 
-/* An empty table sized for about `expected` routes. NULL on allocation failure. */
+/* An empty table sized for about `expected` routes, with one reference.
+ * NULL on allocation failure. Tables are shared by consecutive routing
+ * generations (a delta changes the table in place), hence the count. */
 struct route_table *route_table_new(unsigned expected);
-/* Frees the table and drops its reference on every route. */
-void route_table_free(struct route_table *t);
+struct route_table *route_table_ref(struct route_table *t);
+/* Drops a reference; the last one frees the table and its references on every route. */
+void route_table_unref(struct route_table *t);
 
 /* Adds r (the table takes one new reference). An existing entry with the
  * same hostname is replaced. -1 on allocation failure. */

@@ -11,8 +11,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "firewall.h"
+#include "geoip.h"
 #include "log.h"
+#include "prefix.h"
 #include "priv.h"
+#include "ratelimit.h"
 #include "worker.h"
 
 #define WORKER_CHAN_FD      3
@@ -174,12 +178,12 @@ static int ops_push(struct worker *w, struct delta_op op)
     return 0;
 }
 
-/* Applies a delta generation's changes to the live tables. */
+/* Applies a delta generation's changes to the tables it shares with the current one. */
 static int ops_apply(struct worker *w)
 {
     for (unsigned i = 0; i < w->n_ops; i++) {
         struct delta_op *op = &w->ops[i];
-        struct route_table **t = &w->listeners[op->listener].routes;
+        struct route_table **t = &w->pending->listeners[op->listener].routes;
         if (op->del != NULL) {
             if (*t != NULL)
                 route_table_remove(*t, op->del);
@@ -197,41 +201,34 @@ static int ops_apply(struct worker *w)
 static void pending_clear(struct worker *w)
 {
     ops_clear(w);
-    for (unsigned i = 0; i < MC_MAX_LISTENERS; i++) {
-        route_table_free(w->pending_routes[i]);
-        w->pending_routes[i] = NULL;
-        w->pending_has_conf[i] = false;
-    }
-    w->pending = false;
+    gen_unref(w->pending);
+    w->pending = NULL;
 }
 
-/* COMMIT: swap the new generation in. Connections keep their own route references. */
+/* COMMIT: the new generation becomes current. Connections keep the one they hold. */
 static int state_commit(struct worker *w, uint32_t gen)
 {
+    struct gen *g = w->pending;
     unsigned n_routes = 0;
 
     if (w->pending_delta && ops_apply(w) < 0)
         return -1;
-    for (unsigned i = 0; i < MC_MAX_LISTENERS; i++) {
-        struct wlistener *l = &w->listeners[i];
-        if (!w->pending_delta) {
-            route_table_free(l->routes);
-            l->routes = w->pending_routes[i];
-            w->pending_routes[i] = NULL;
-        }
-        n_routes += l->routes ? route_table_count(l->routes) : 0;
-        l->max_connections = w->pending_has_conf[i] ? w->pending_conf[i].max_connections : 0;
-        l->proxy_protocol = w->pending_has_conf[i] && w->pending_conf[i].proxy_protocol;
-        w->pending_has_conf[i] = false;
+    if (w->pending_rules && (g->fw->n_rules != w->pending_n_rules || firewall_seal(g->fw) < 0)) {
+        log_error("generation %u: %u firewall rule(s) received, the master sent %u", gen,
+                  g->fw->n_rules, w->pending_n_rules);
+        return -1;
     }
-    w->pending = false;
+    for (unsigned i = 0; i < MC_MAX_LISTENERS; i++)
+        n_routes += g->listeners[i].routes ? route_table_count(g->listeners[i].routes) : 0;
     if (n_routes != w->pending_n_routes) {
         /* a delta applied to tables that were not what the master thought */
         log_error("generation %u leaves %u routes, the master counts %u", gen, n_routes,
                   w->pending_n_routes);
         return -1;
     }
-    w->gen = gen;
+    gen_unref(w->cur);
+    w->cur = g;
+    w->pending = NULL;
     if (!w->started) {
         w->started = true;
         for (unsigned i = 0; i < w->n_socks; i++)
@@ -302,7 +299,7 @@ static int add_route(struct worker *w, const struct msg_routes *h, const uint8_t
         return -1;
     }
     /* sized once for the listener's routes; no more than the generation holds */
-    struct route_table **t = &w->pending_routes[h->listener_id];
+    struct route_table **t = &w->pending->listeners[h->listener_id].routes;
     if (*t == NULL &&
         (*t = route_table_new(MC_MIN(h->listener_routes, w->pending_n_routes))) == NULL) {
         route_unref(r);
@@ -350,6 +347,56 @@ static int del_route(struct worker *w, const struct chan_msg *m)
     return 0;
 }
 
+/* MSG_LISTENER_CONF: a listener's settings and its trusted proxies. */
+static int listener_conf(struct worker *w, const struct chan_msg *m)
+{
+    struct msg_listener_conf lc;
+    struct msg_cidr mc;
+    struct mc_cidr c;
+
+    if (m->hdr.len < sizeof(lc))
+        return -1;
+    memcpy(&lc, m->data, sizeof(lc));
+    if (lc.id >= MC_MAX_LISTENERS || lc.n_trusted > MSG_TRUSTED_MAX ||
+        m->hdr.len != sizeof(lc) + lc.n_trusted * sizeof(mc))
+        return -1;
+    struct gen_listener *gl = &w->pending->listeners[lc.id];
+    gl->max_connections = lc.max_connections;
+    gl->proxy_protocol = lc.proxy_protocol;
+    prefix_set_free(gl->trusted);
+    gl->trusted = NULL;
+    if (lc.n_trusted == 0)
+        return 0;
+    if ((gl->trusted = prefix_set_new()) == NULL)
+        return -1;
+    for (uint32_t i = 0; i < lc.n_trusted; i++) {
+        memcpy(&mc, m->data + sizeof(lc) + i * sizeof(mc), sizeof(mc));
+        if (msg_cidr_get(&mc, &c) < 0 || prefix_set_add(gl->trusted, &c, 1) < 0)
+            return -1;
+    }
+    return prefix_set_seal(gl->trusted);
+}
+
+/* MSG_FW_RULES: part of the new generation's firewall. */
+static int fw_rules(struct worker *w, const struct chan_msg *m)
+{
+    struct msg_fw_rules h;
+    struct msg_fw_rule r;
+
+    if (m->hdr.len < sizeof(h))
+        return -1;
+    memcpy(&h, m->data, sizeof(h));
+    if (h.n > MSG_FW_RULES_PER_MSG || m->hdr.len != sizeof(h) + h.n * sizeof(r) ||
+        w->pending->fw->n_rules + h.n > w->pending_n_rules)
+        return -1;
+    for (uint32_t i = 0; i < h.n; i++) {
+        memcpy(&r, m->data + sizeof(h) + i * sizeof(r), sizeof(r));
+        if (firewall_add(w->pending->fw, &r) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /*
  * One message from the master. The master is trusted but checked: a
  * malformed message is a bug on our side, so the worker exits and is
@@ -358,7 +405,8 @@ static int del_route(struct worker *w, const struct chan_msg *m)
 static int on_message(struct worker *w, struct chan_msg *m)
 {
     uint32_t len = m->hdr.len;
-    bool want_fd = m->hdr.type == MSG_SHM || m->hdr.type == MSG_LISTENER;
+    bool want_fd = m->hdr.type == MSG_SHM || m->hdr.type == MSG_LISTENER ||
+                   m->hdr.type == MSG_GEOIP || m->hdr.type == MSG_RATELIMIT;
 
     if (want_fd != (m->fd >= 0))
         return -1;
@@ -368,6 +416,26 @@ static int on_message(struct worker *w, struct chan_msg *m)
         close(m->fd);
         if (rc == 0)
             w->slot = &w->shm->workers[w->id];
+        return rc;
+    }
+    case MSG_GEOIP: {
+        /* before the settings, so before the privileges go */
+        char err[256];
+        if (len != 0 || w->have_settings || w->geoip != NULL) {
+            close(m->fd);
+            return -1;
+        }
+        w->geoip = geoip_open(m->fd, err, sizeof(err));
+        close(m->fd);
+        if (w->geoip == NULL)
+            log_error("GeoIP database from the master: %s; country rules cannot match", err);
+        return 0;
+    }
+    case MSG_RATELIMIT: {
+        int rc = len == sizeof(struct msg_shm) && w->ratelimit == NULL
+                     ? ratelimit_attach(m->fd, &w->ratelimit)
+                     : -1;
+        close(m->fd);
         return rc;
     }
     case MSG_SETTINGS: {
@@ -398,36 +466,41 @@ static int on_message(struct worker *w, struct chan_msg *m)
             return -1;
         memcpy(&b, m->data, sizeof(b));
         pending_clear(w);
-        w->pending = true;
-        /* a delta needs a base: only after the first full generation */
-        w->pending_delta = b.delta && w->started;
-        if (b.delta && !w->started)
+        /* a delta needs a base: only after the first full generation; a full one carries rules */
+        if ((b.delta && !w->started) || (!b.delta && !b.rules))
             return -1;
-        w->pending_gen = m->hdr.gen;
+        w->pending_delta = b.delta;
+        w->pending_rules = b.rules;
         w->pending_n_routes = b.n_routes;
+        w->pending_n_rules = b.n_rules;
+        w->pending = b.delta ? gen_derive(w->cur, m->hdr.gen) : gen_new(m->hdr.gen, w->geoip);
+        if (w->pending == NULL)
+            return -1;
+        if (b.rules) {
+            firewall_unref(w->pending->fw);
+            if ((w->pending->fw = firewall_new()) == NULL)
+                return -1;
+        }
         return 0;
     }
-    case MSG_LISTENER_CONF: {
-        struct msg_listener_conf lc;
-        if (len != sizeof(lc) || !w->pending || m->hdr.gen != w->pending_gen)
+    case MSG_LISTENER_CONF:
+        if (w->pending == NULL || m->hdr.gen != w->pending->id)
             return -1;
-        memcpy(&lc, m->data, sizeof(lc));
-        if (lc.id >= MC_MAX_LISTENERS)
+        return listener_conf(w, m);
+    case MSG_FW_RULES:
+        if (w->pending == NULL || m->hdr.gen != w->pending->id || !w->pending_rules)
             return -1;
-        w->pending_conf[lc.id] = lc;
-        w->pending_has_conf[lc.id] = true;
-        return 0;
-    }
+        return fw_rules(w, m);
     case MSG_ROUTE:
-        if (!w->pending || m->hdr.gen != w->pending_gen)
+        if (w->pending == NULL || m->hdr.gen != w->pending->id)
             return -1;
         return add_routes(w, m);
     case MSG_ROUTE_DEL:
-        if (!w->pending || m->hdr.gen != w->pending_gen)
+        if (w->pending == NULL || m->hdr.gen != w->pending->id)
             return -1;
         return del_route(w, m);
     case MSG_STATE_COMMIT:
-        if (len != 0 || !w->pending || m->hdr.gen != w->pending_gen)
+        if (len != 0 || w->pending == NULL || m->hdr.gen != w->pending->id)
             return -1;
         return state_commit(w, m->hdr.gen);
     case MSG_STOP:
@@ -479,11 +552,10 @@ static void worker_exit(struct worker *w, int code)
         free(w->socks[i]);
     }
     free(w->socks);
-    for (unsigned i = 0; i < MC_MAX_LISTENERS; i++) {
-        route_table_free(w->listeners[i].routes);
-        w->listeners[i].routes = NULL;
-    }
+    gen_unref(w->cur);
+    w->cur = NULL;
     pending_clear(w);
+    geoip_close(w->geoip);
     free(w->ops);
     pipe_pool_free(&w->pipes);
     chan_close(&w->chan);
@@ -530,7 +602,7 @@ int worker_main(int argc, char **argv)
         l->w = w;
         l->id = i;
     }
-    w->resume_timer = (struct timer){.cb = conn_resume_all, .data = w};
+    w->resume_timer = (struct timer){.cb = l4_resume_all, .data = w};
     w->drain_timer = (struct timer){.cb = drain_deadline, .data = w};
     chan_init(&w->chan, WORKER_CHAN_FD);
     w->chan_ev = (struct ev){.fd = WORKER_CHAN_FD, .cb = chan_on_event, .data = w};

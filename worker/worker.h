@@ -1,8 +1,9 @@
 /*
  * A worker process: one epoll loop, no threads. It accepts on its own
  * SO_REUSEPORT sockets and runs every connection through
- * SNI -> route -> relay (conn.c). What it routes by arrives from the
- * master over the channel, one generation at a time.
+ * [PROXY] -> firewall -> SNI -> route (conn.c) -> relay (l4.c). What it
+ * routes by arrives from the master over the channel, one generation
+ * (gen.h) at a time.
  */
 #ifndef MC_WORKER_H
 #define MC_WORKER_H
@@ -12,6 +13,7 @@
 
 #include "addr.h"
 #include "chan.h"
+#include "gen.h"
 #include "hello.h"
 #include "loop.h"
 #include "msg.h"
@@ -28,14 +30,11 @@ struct delta_op {
     char *del;         /* hostname */
 };
 
-/* A listener as the worker routes it; its sockets are struct wsock. */
+/* A listener's sockets (struct wsock) share this; what it routes by is in struct gen. */
 struct wlistener {
     struct worker *w;
     unsigned id;
     char addr[ADDR_STRLEN];
-    struct route_table *routes; /* current generation; NULL: no routes */
-    uint32_t max_connections;
-    bool proxy_protocol;
 };
 
 /*
@@ -64,18 +63,18 @@ struct worker {
     struct wsock **socks;
     unsigned n_socks;
 
-    /* the generation being received, swapped in on COMMIT */
-    bool pending;
-    bool pending_delta; /* ops apply to the current tables, not new ones */
-    uint32_t pending_gen;
+    struct gen *cur;           /* what new connections are admitted and routed with */
+    struct gen *pending;       /* the generation being received, current from its COMMIT */
+    bool pending_delta;        /* it shares cur's route tables: ops change them at COMMIT */
+    bool pending_rules;        /* it carries a new firewall */
     uint32_t pending_n_routes; /* total the tables must hold after the commit */
+    uint32_t pending_n_rules;
     struct delta_op *ops;
     unsigned n_ops, cap_ops;
-    struct route_table *pending_routes[MC_MAX_LISTENERS];
-    struct msg_listener_conf pending_conf[MC_MAX_LISTENERS];
-    bool pending_has_conf[MC_MAX_LISTENERS];
-    uint32_t gen;
     bool started;
+
+    struct geoip *geoip; /* NULL without geoip_db */
+    void *ratelimit;     /* the shared rate-limit table */
 
     struct conn *conns; /* every live connection */
     unsigned n_conns;
@@ -97,6 +96,7 @@ int worker_main(int argc, char **argv);
 void conn_accept(struct wlistener *l, int fd, const struct mc_addr *peer);
 void conn_close_all(struct worker *w);
 void conn_free_dead(struct worker *w);
-void conn_resume_all(struct timer *t);
+/* l4.c: resumes the relays that yielded with work left */
+void l4_resume_all(struct timer *t);
 
 #endif

@@ -5,7 +5,6 @@ HAProxy send-proxy / send-proxy-v2 in front of mc-proxy, an nginx stream
 server with `listen ... proxy_protocol` behind it.
 Run: /usr/bin/python3 t/integration/test_proxy_protocol.py [NAME...]"""
 
-import functools
 import ipaddress
 import os
 import shutil
@@ -18,10 +17,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import mctest  # noqa: E402
-
-# Enabled when the worker reads PROXY headers and sends them: until then
-# every test here skips, so the suite stays green.
-PENDING = True
+from mctest import test  # noqa: E402
 
 # The access line's field for the TCP peer a connection came through,
 # logged when it differs from the client address.
@@ -29,16 +25,6 @@ PEER_FIELD = "peer"
 
 V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
-
-
-def test(fn):
-    """mctest.test, skipped while PENDING."""
-    @functools.wraps(fn)
-    def run():
-        if PENDING:
-            mctest.skip("pending: the worker does not read or send PROXY headers yet")
-        fn()
-    return mctest.test(run)
 
 
 # ---------------------------------------------------------------- headers
