@@ -630,6 +630,18 @@ static void test_edges(void)
     static const uint8_t two[] =
         "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nPROXY TCP4 9.9.9.9 9.9.9.9 9 9\r\n";
 
+    static const uint8_t ip4[4] = {192, 0, 2, 1};
+    static const uint8_t ip6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 1};
+    struct mc_addr a4, a6;
+    char b4[ADDR_STRLEN], b6[ADDR_STRLEN];
+
+    addr_from_ip(&a4, AF_INET, ip4, 65535);
+    addr_from_ip(&a6, AF_INET6, ip6, 1);
+    T_OK(strcmp(addr_format(&a4, b4, sizeof(b4)), "192.0.2.1:65535") == 0 &&
+             a4.len == sizeof(struct sockaddr_in) &&
+             strcmp(addr_format(&a6, b6, sizeof(b6)), "[2001:db8::1]:1") == 0 &&
+             a6.len == sizeof(struct sockaddr_in6),
+         "addr_from_ip: %s and %s", b4, b6);
     T_OK(proxy_proto_parse(NULL, 0, &h) == PROXY_PROTO_INCOMPLETE, "no bytes: INCOMPLETE");
     T_OK(proxy_proto_parse(two, sizeof(two) - 1, &h) == PROXY_PROTO_OK && h.len == 32 &&
              ntohl(((struct sockaddr_in *)&h.src.ss)->sin_addr.s_addr) == 0x01020304,
