@@ -177,9 +177,15 @@ def http_exchange(port, request, timeout=5.0):
     return int(m.group(1)), headers, body, how
 
 
+class NoAnswer(AssertionError):
+    """The exporter closed the connection without a response."""
+
+
 def scrape(port):
     status, headers, body, _ = http_exchange(
         port, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n")
+    if status is None and not body:
+        raise NoAnswer("GET /metrics: closed without an answer")
     assert status == 200, "GET /metrics: %s %r" % (status, body[:200])
     assert headers.get("content-type") == "text/plain; version=0.0.4", headers
     assert headers.get("connection") == "close", headers
@@ -210,6 +216,8 @@ def wait_scrape(srv, pred, what, timeout=5.0):
             s = scrape(srv.metrics_port)
         except ConnectionRefusedError:
             return None  # the exporter is starting: READY=1 does not wait for it
+        except NoAnswer:
+            return None  # at its connection cap until it has seen earlier ones close
         last[:] = [s]
         return s if pred(s) else None
     try:
@@ -477,10 +485,13 @@ def connection_cap_holds():
             metrics_server([("a.test", be.addr)]) as srv:
         port = srv.metrics_port
         up(srv)
+        pid = exporter_pid(srv)
+        held = len(mctest.proc_socket_inodes(pid))
         idle = [mctest.connect(port) for _ in range(CONN_MAX)]
         try:
-            # give the exporter time to accept them all
-            time.sleep(0.3)
+            # the exporter has accepted them all: it holds that many more sockets
+            mctest.wait_until(lambda: len(mctest.proc_socket_inodes(pid)) >= held + CONN_MAX, 10,
+                              what="the exporter to accept %d connections" % CONN_MAX)
             extra = mctest.connect(port)
             mctest.send_may_fail(extra, b"GET /metrics HTTP/1.0\r\n\r\n")
             mctest.assert_closed_without_bytes(extra, timeout=3, what="connection over the cap")
