@@ -16,6 +16,10 @@
  * oldest) sources start a fresh window early: a flood of sources makes
  * the limiter forget, never makes it refuse others or use more memory.
  *
+ * limit and window come with each call, so a reload applies from the
+ * next connection without touching the table (a window already begun
+ * is then judged by the new length).
+ *
  * Each set has a lock word holding the holder's pid (0 when free), taken
  * with a compare-and-swap and held for a scan of 8 entries. A worker
  * killed while holding one leaves its pid there: the master calls
