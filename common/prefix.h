@@ -40,8 +40,9 @@ struct prefix_set *prefix_set_new(void);
  * for a bad family, prefix length or a zero tag, or EPERM once sealed. */
 int prefix_set_add(struct prefix_set *s, const struct mc_cidr *c, uint32_t tag);
 
-/* Call once after the last add, before lookups: gives back the array's
- * spare capacity. -1 on ENOMEM (the set stays usable). */
+/* Call after the last add, before lookups: gives back the array's spare
+ * capacity and indexes a big family by its top bits. -1 on ENOMEM: the
+ * set still answers right (slower), and calling again retries. */
 int prefix_set_seal(struct prefix_set *s);
 
 /* Tag of the longest prefix containing ip (4 bytes for AF_INET, 16 for
