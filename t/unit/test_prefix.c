@@ -302,10 +302,11 @@ static size_t distinct_rules(void)
     return n;
 }
 
+/* CPU time: what the work costs, whatever else the machine runs. */
 static double now_ms(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
@@ -390,7 +391,7 @@ static void test_random(void)
     for (size_t i = 0; i < RANDOM_LOOKUPS; i++)
         sink += prefix_set_lookup(s, probes[i].family, probes[i].ip);
     lookup_ns = (now_ms() - t0) * 1e6 / RANDOM_LOOKUPS;
-    printf("# prefix: %d rules built in %.1f ms, %zu bytes (%.1f per rule), lookup %.0f ns\n",
+    printf("# prefix: %d rules built in %.1f ms CPU, %zu bytes (%.1f per rule), lookup %.0f ns\n",
            RANDOM_RULES, build_ms, mem, (double)mem / (double)prefix_set_count(s), lookup_ns);
 
     prefix_set_free(s);
