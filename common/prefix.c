@@ -237,8 +237,9 @@ int prefix_set_seal(struct prefix_set *s)
         return -1;
     s->nodes = n;
     s->cap = s->used;
+    /* a second call (after ENOMEM, say) builds only what is missing */
     for (int t = 0; t < 2; t++) {
-        if (s->count[t] >= PREFIX_STRIDE_MIN_RULES &&
+        if (s->count[t] >= PREFIX_STRIDE_MIN_RULES && s->stride[t] == NULL &&
             (s->stride[t] = prefix_stride_build(s, t)) == NULL)
             return -1;
     }

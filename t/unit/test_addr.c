@@ -236,6 +236,23 @@ static void test_unmap_and_format(void)
     T_OK(strcmp(addr_format(&a, buf, sizeof(buf)), "?") == 0, "format: an empty address prints ?");
 }
 
+static void test_v4mapped(void)
+{
+    static const struct {
+        const char *ip;
+        bool mapped;
+    } cases[] = {
+        {"::ffff:192.0.2.1", true},  {"::ffff:0.0.0.0", true},     {"::192.0.2.1", false},
+        {"::fffe:192.0.2.1", false}, {"1::ffff:192.0.2.1", false}, {"::1", false},
+    };
+
+    for (size_t i = 0; i < MC_ARRAY_LEN(cases); i++) {
+        uint8_t ip[16];
+        T_OK(inet_pton(AF_INET6, cases[i].ip, ip) == 1 && addr_ip_v4mapped(ip) == cases[i].mapped,
+             "v4mapped: %s -> %s", cases[i].ip, cases[i].mapped ? "mapped" : "not mapped");
+    }
+}
+
 int main(void)
 {
     test_hostport();
@@ -243,5 +260,6 @@ int main(void)
     test_cidr();
     test_contains();
     test_unmap_and_format();
+    test_v4mapped();
     return tap_done();
 }

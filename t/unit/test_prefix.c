@@ -145,7 +145,8 @@ static void test_table(bool filler)
             added = addr_parse_cidr(c->rules[j].cidr, true, &r, &err) == 0 &&
                     prefix_set_add(s, &r, c->rules[j].tag) == 0;
         }
-        added = added && prefix_set_seal(s) == 0;
+        /* sealing twice must neither leak nor change an answer */
+        added = added && prefix_set_seal(s) == 0 && (!filler || prefix_set_seal(s) == 0);
         T_OK(added && prefix_set_count(s) == want_count, "%s%s: %zu prefixes", c->name, how,
              want_count);
         for (size_t j = 0; added && j < MC_ARRAY_LEN(c->lookups) && c->lookups[j].ip; j++) {
@@ -301,10 +302,11 @@ static size_t distinct_rules(void)
     return n;
 }
 
+/* CPU time: what the work costs, whatever else the machine runs. */
 static double now_ms(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
@@ -317,10 +319,9 @@ static void test_random(void)
 {
     static struct probe probes[RANDOM_LOOKUPS];
     struct prefix_set *s;
-    size_t mismatches = 0, mapped_mismatches = 0, hits = 0, distinct, mem;
+    size_t mismatches = 0, mapped_mismatches = 0, hits = 0, timed_hits = 0, distinct, mem;
     double t0, build_ms, lookup_ns;
     bool built = true;
-    volatile uint32_t sink = 0;
 
     for (size_t i = 0; i < RANDOM_RULES; i++) {
         random_rule(i, &rules[i]);
@@ -385,11 +386,13 @@ static void test_random(void)
     T_OK(mapped_mismatches == 0, "random: IPv4-mapped lookups agree with IPv4 (%zu differ)",
          mapped_mismatches);
 
+    /* the lookups alone, timed (their answers used, so none is optimised away) */
     t0 = now_ms();
     for (size_t i = 0; i < RANDOM_LOOKUPS; i++)
-        sink += prefix_set_lookup(s, probes[i].family, probes[i].ip);
+        timed_hits += prefix_set_lookup(s, probes[i].family, probes[i].ip) != 0;
     lookup_ns = (now_ms() - t0) * 1e6 / RANDOM_LOOKUPS;
-    printf("# prefix: %d rules built in %.1f ms, %zu bytes (%.1f per rule), lookup %.0f ns\n",
+    T_OK(timed_hits == hits, "random: the same lookups again give the same hits");
+    printf("# prefix: %d rules built in %.1f ms CPU, %zu bytes (%.1f per rule), lookup %.0f ns\n",
            RANDOM_RULES, build_ms, mem, (double)mem / (double)prefix_set_count(s), lookup_ns);
 
     prefix_set_free(s);
