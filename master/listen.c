@@ -94,7 +94,7 @@ static bool listen_port_socket(unsigned port, unsigned long *inode, unsigned *ui
     return found;
 }
 
-/* True when process dir (a /proc/PID) holds the socket named want ("socket:[INODE]"). */
+/* True when process pid (its name in /proc, open as proc) holds the socket want ("socket:[N]"). */
 static bool listen_proc_holds(int proc, const char *pid, const char *want)
 {
     char fdpath[NAME_MAX + 8], target[64];

@@ -500,7 +500,8 @@ static int store_lock(struct store *st)
 
         if ((errno != EAGAIN && errno != EACCES) || tries == 3 ||
             fcntl(st->lock_fd, F_GETLK, &held) < 0)
-            return store_fail(st, STORE_ERROR, "cannot lock %s: %s", path, strerror(errno));
+            return store_fail(st, STORE_ERROR, "database %s: cannot lock %s: %s", st->path, path,
+                              strerror(errno));
         if (held.l_type == F_UNLCK)
             continue;
         /* l_pid is 0 when the holder is in another pid namespace (a container) */
@@ -515,7 +516,8 @@ static int store_lock(struct store *st)
     }
     /* no one but the master may lock it: a read lock would keep the next start out */
     if ((sb.st_mode & 077) != 0 && fchmod(st->lock_fd, sb.st_mode & 0700) < 0)
-        return store_fail(st, STORE_ERROR, "cannot chmod lock file %s: %s", path, strerror(errno));
+        return store_fail(st, STORE_ERROR, "database %s: cannot chmod its lock file %s: %s",
+                          st->path, path, strerror(errno));
     return STORE_OK;
 }
 
