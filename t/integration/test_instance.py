@@ -134,6 +134,31 @@ def second_instance_on_the_same_database_refused():
 
 
 @test
+def lock_survives_reload_and_child_restarts():
+    with mctest.TempDir() as d:
+        config = instance_config(d, "127.0.0.1:%d" % mctest.free_port(), "127.0.0.1:9")
+        with server(config) as srv:
+            srv.sock = d.join("admin.sock")
+            admin = admintest.wait_admin(srv)
+            srv.send_signal(signal.SIGHUP)
+            srv.wait_log(lambda r: "reload complete" in r.get("msg", ""), 20)
+            workers = srv.wait_workers(2, 20)
+            os.kill(workers[0], signal.SIGKILL)
+            mctest.wait_until(lambda: len(srv.worker_pids()) == 2
+                              and workers[0] not in srv.worker_pids(), 10,
+                              what="a replacement worker")
+            admin = mctest.wait_until(lambda: [p for p in admintest.admin_pids(srv) if p != admin],
+                                      10, what="the admin process restarted by the reload")[0]
+            os.kill(admin, signal.SIGKILL)
+            mctest.wait_until(lambda: [p for p in admintest.admin_pids(srv) if p != admin], 10,
+                              what="a replacement admin process")
+            errors = refused_start(config)
+            assert any("in use by another mc-proxy, pid %d" % srv.pid in m for m in errors), \
+                "no error naming pid %d: %r" % (srv.pid, errors)
+            admintest.wait_admin(srv)
+
+
+@test
 def another_database_on_the_same_port_refused():
     with mctest.TempDir() as d1, mctest.TempDir() as d2, \
             mctest.RawBackend(mctest.hello_echo_handler) as be:
