@@ -20,6 +20,7 @@
 #                            everything it writes; USER may only traverse
 #     mc-proxy.yaml          root:USER 0640  installed from the example if absent
 #     mc-proxy.db            root:root 0600  created by the master on first start
+#     mc-proxy.db.lock       root:root 0600  likewise; locked while a master runs
 #     certs/                 root:USER 0750  keys root:USER 0640
 #     backups/               root:root 0700  snapshots, root only
 # The workers and the admin process run as USER with no capabilities: they
@@ -105,6 +106,7 @@ newdir 0750 root:group $data/certs
 newdir 0700 root:root $data/backups
 warn_owner $data root 750
 warn_owner $data/mc-proxy.db root 600
+warn_owner $data/mc-proxy.db.lock root 600
 warn_owner $data/backups root 700
 
 # The example config, made to run as installed: the service user set and

@@ -446,6 +446,11 @@ static int master_bind(struct master *m)
             return -1;
         m->n_bound = i + 1;
     }
+    /* only at start: a reload's new sockets join this instance's own on its ports */
+    for (unsigned i = 0; i < st->n_listeners; i++) {
+        if (listen_probe(st->listeners[i].addr, &st->listeners[i].bind) < 0)
+            return -1;
+    }
     if (master_grow_sockets(m, m->n_workers) < 0)
         return -1;
     for (unsigned i = 0; i < st->n_listeners; i++)

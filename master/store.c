@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -468,12 +469,66 @@ static int store_create(struct store *st)
     return STORE_OK;
 }
 
+/*
+ * One master per database: a POSIX write lock on PATH.lock, held while
+ * the store is open. It is taken before anything touches the database,
+ * the listening ports or the admin socket. The kernel drops it when the
+ * process exits, however it exits, so a kill -9 leaves no stale lock; and
+ * F_GETLK names the live holder, so no pid file can mislead. A lock of
+ * its own file: SQLite's locks on the database would be dropped by any
+ * close of it. Not inherited across fork: no child ever holds it.
+ */
+static int store_lock(struct store *st)
+{
+    char path[PATH_MAX];
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    struct stat sb;
+
+    if (snprintf(path, sizeof(path), "%s.lock", st->path) >= (int)sizeof(path))
+        return store_fail(st, STORE_ERROR, "database path %s is too long", st->path);
+    st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (st->lock_fd < 0)
+        return store_fail(st, STORE_ERROR, "database %s: cannot open its lock file %s: %s",
+                          st->path, path,
+                          errno == ELOOP ? "it is a symbolic link" : strerror(errno));
+    if (fstat(st->lock_fd, &sb) < 0 || !S_ISREG(sb.st_mode))
+        return store_fail(st, STORE_ERROR, "database %s: its lock file %s is not a regular file",
+                          st->path, path);
+    /* bounded: the holder may exit between the two calls, and another take it */
+    for (int tries = 0; fcntl(st->lock_fd, F_SETLK, &fl) < 0; tries++) {
+        struct flock held = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+
+        if ((errno != EAGAIN && errno != EACCES) || tries == 3 ||
+            fcntl(st->lock_fd, F_GETLK, &held) < 0)
+            return store_fail(st, STORE_ERROR, "database %s: cannot lock %s: %s", st->path, path,
+                              strerror(errno));
+        if (held.l_type == F_UNLCK)
+            continue;
+        /* l_pid is 0 when the holder is in another pid namespace (a container) */
+        if (held.l_pid > 0)
+            return store_fail(st, STORE_ERROR,
+                              "database %s is in use by another mc-proxy, pid %d (it holds %s)",
+                              st->path, (int)held.l_pid, path);
+        return store_fail(st, STORE_ERROR,
+                          "database %s is in use by another mc-proxy in another pid namespace "
+                          "(it holds %s)",
+                          st->path, path);
+    }
+    /* no one but the master may lock it: a read lock would keep the next start out */
+    if ((sb.st_mode & 077) != 0 && fchmod(st->lock_fd, sb.st_mode & 0700) < 0)
+        return store_fail(st, STORE_ERROR, "database %s: cannot chmod its lock file %s: %s",
+                          st->path, path, strerror(errno));
+    return STORE_OK;
+}
+
 static int store_setup(struct store *st)
 {
     int rc;
 
     st->op = "open database";
-    rc = store_create(st);
+    rc = store_lock(st);
+    if (rc == STORE_OK)
+        rc = store_create(st);
     if (rc != STORE_OK)
         return rc;
     /* NOMUTEX: only the master's one thread uses the connection, and
@@ -517,6 +572,7 @@ struct store *store_open(const char *path, const char **err)
         *err = "open database: out of memory";
         return NULL;
     }
+    st->lock_fd = -1;
     if (store_setup(st) != STORE_OK) {
         if (st->db != NULL && !sqlite3_get_autocommit(st->db))
             sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
@@ -535,6 +591,9 @@ void store_close(struct store *st)
     for (unsigned i = 0; i < st->n_kept; i++)
         sqlite3_finalize(st->kept[i].q);
     sqlite3_close(st->db);
+    /* after the database is closed: the next master must not find it still open */
+    if (st->lock_fd >= 0)
+        close(st->lock_fd);
     free(st->path);
     free(st);
 }

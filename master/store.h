@@ -26,7 +26,10 @@ enum {
 struct store;
 
 /*
- * Opens (creating if needed, mode 0600) and checks the database: runs
+ * Locks the database first: PATH.lock (created mode 0600) is write-locked
+ * for as long as the store is open, and a database another process holds
+ * is refused, naming that process's pid, before anything is touched.
+ * Then opens (creating if needed, mode 0600) and checks the database: runs
  * PRAGMA quick_check (a corrupt file is refused), applies pending
  * migrations, refuses a schema newer than this binary knows. NULL with
  * *err set on failure.

@@ -23,6 +23,7 @@ struct kept_stmt {
 struct store {
     sqlite3 *db;
     char *path;
+    int lock_fd;    /* PATH.lock, write-locked while the store is open (store_lock) */
     const char *op; /* what the current call does, prefixed to database errors */
     char msg[STORE_MSG_MAX];
     struct kept_stmt kept[STORE_KEPT_MAX];

@@ -1,6 +1,6 @@
 /*
- * Unit tests for master/store.c and master/state.c: opening, migrating,
- * seeding, loading, diffing, rows that do not parse, corrupt files and a
+ * Unit tests for master/store.c and master/state.c: opening, locking,
+ * migrating, seeding, loading, diffing, rows that do not parse, corrupt files and a
  * newer schema. Every database lives in a fresh directory under /tmp; a
  * second, plain SQLite connection ("raw") looks at the file from outside
  * the store to check what was really committed. The config and the
@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -205,6 +206,51 @@ static void test_open(void)
     T_OK(st == NULL && err != NULL && strstr(err, other) != NULL,
          "open: a missing directory fails naming the path (%s)", err != NULL ? err : "");
     store_close(st);
+}
+
+/* What store_open(db) says in another process: "opened", or its error. */
+static void open_in_child(const char *db, char *out, size_t size)
+{
+    int fds[2], status;
+    ssize_t n, got = 0;
+    pid_t pid;
+
+    if (pipe(fds) < 0)
+        die("pipe", strerror(errno));
+    fflush(stdout);
+    pid = fork();
+    if (pid < 0)
+        die("fork", strerror(errno));
+    if (pid == 0) {
+        const char *err = "opened";
+        if (store_open(db, &err) == NULL && err == NULL)
+            err = "no message";
+        _exit(write(fds[1], err, strlen(err)) < 0);
+    }
+    close(fds[1]);
+    while (got < (ssize_t)size - 1 && (n = read(fds[0], out + got, size - 1 - (size_t)got)) > 0)
+        got += n;
+    out[got] = '\0';
+    close(fds[0]);
+    waitpid(pid, &status, 0);
+}
+
+static void test_lock(void)
+{
+    char db[PATH_MAX], lock[PATH_MAX + 8], said[1024], want[64];
+    struct store *st;
+
+    fresh_db(db, "lock");
+    st = open_ok(db);
+    snprintf(lock, sizeof(lock), "%s.lock", db);
+    T_OK(file_mode(lock) == 0600, "lock: %s.lock is created beside the database, mode 0600", db);
+    open_in_child(db, said, sizeof(said));
+    snprintf(want, sizeof(want), "in use by another mc-proxy, pid %d", (int)getpid());
+    T_OK(strstr(said, want) != NULL && strstr(said, lock) != NULL,
+         "lock: another process is refused, naming the holder's pid and the lock (%s)", said);
+    store_close(st);
+    open_in_child(db, said, sizeof(said));
+    T_OK(strcmp(said, "opened") == 0, "lock: closing the store releases it (%s)", said);
 }
 
 static void test_seed_load(void)
@@ -485,6 +531,7 @@ int main(void)
 
     test_state_helpers();
     test_open();
+    test_lock();
     test_seed_load();
     test_seed_state();
     test_rows_that_do_not_parse();
