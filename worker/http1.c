@@ -301,9 +301,9 @@ static enum http1_status parse_content_length(struct http1_head *h, const uint8_
         for (size_t i = 0; i < elen; i++) {
             if (e[i] < '0' || e[i] > '9')
                 return fail(h, 400, "bad Content-Length");
-            if (n > (INT64_MAX - (uint64_t)(e[i] - '0')) / 10)
-                return fail(h, 400, "Content-Length too large");
             n = n * 10 + (uint64_t)(e[i] - '0');
+            if (n > HTTP1_LENGTH_MAX) /* checked per digit: no overflow */
+                return fail(h, 400, "Content-Length too large");
         }
         if (h->p.cl && n != h->content_length)
             return fail(h, 400, "differing Content-Length values");
@@ -354,6 +354,22 @@ static enum http1_status parse_connection(struct http1_head *h, const uint8_t *v
     return HTTP1_OK;
 }
 
+/* Upgrade = #protocol (RFC 9110 7.8): whether it offers WebSocket and
+ * whether it offers anything else (then it is no WebSocket upgrade: the
+ * backend could pick the other, h2c say, which is never relayed). */
+static void parse_upgrade(struct http1_head *h, const uint8_t *v, size_t len)
+{
+    const uint8_t *e;
+    size_t elen, pos = 0;
+
+    while (list_next(v, len, &pos, &e, &elen)) {
+        if (ieq(e, elen, "websocket"))
+            h->p.upgrade_ws = true;
+        else if (elen > 0)
+            h->p.upgrade_other = true;
+    }
+}
+
 /* Whether the list s[0..len) has the element lit, case aside. */
 static bool list_has(const uint8_t *s, size_t len, const char *lit)
 {
@@ -381,8 +397,7 @@ static enum http1_status field_meaning(struct http1_head *h, const uint8_t *buf,
     if (ieq(name, nlen, "connection"))
         return parse_connection(h, v, vlen);
     if (ieq(name, nlen, "upgrade")) {
-        if (list_has(v, vlen, "websocket"))
-            h->p.upgrade_ws = true;
+        parse_upgrade(h, v, vlen);
     } else if (request && ieq(name, nlen, "host")) {
         if (++h->p.hosts > 1)
             return fail(h, 400, "duplicate Host");
@@ -450,7 +465,7 @@ static enum http1_status finish_request(struct http1_head *h)
         h->body = HTTP1_BODY_LENGTH;
         h->has_content_length = true;
     }
-    h->upgrade_websocket = h->p.upgrade_ws && h->p.conn_upgrade &&
+    h->upgrade_websocket = h->p.upgrade_ws && !h->p.upgrade_other && h->p.conn_upgrade &&
                            h->method_id == HTTP1_METHOD_GET && h->version == 11;
     if (h->version == 10)
         h->expect_continue = false; /* RFC 9110 10.1.1: ignored in HTTP/1.0 */
@@ -480,7 +495,8 @@ static enum http1_status finish_response(struct http1_head *h)
         h->body = HTTP1_BODY_LENGTH;
     else
         h->body = HTTP1_BODY_CLOSE;
-    h->upgrade_websocket = h->code == 101 && h->p.upgrade_ws && h->p.conn_upgrade;
+    h->upgrade_websocket =
+        h->code == 101 && h->p.upgrade_ws && !h->p.upgrade_other && h->p.conn_upgrade;
     return HTTP1_OK;
 }
 
@@ -657,9 +673,9 @@ static enum http1_status chunk_byte(struct http1_chunked *c, uint8_t b)
     case CH_SIZE0:
     case CH_SIZE:
         if (is(b, C_HEX)) {
-            if (c->left >> 56)
-                return chunk_fail(c, "chunk size too large");
             c->left = c->left << 4 | hex_value(b);
+            if (c->left > HTTP1_LENGTH_MAX) /* checked per digit: no overflow */
+                return chunk_fail(c, "chunk size too large");
             c->state = CH_SIZE;
             return HTTP1_OK;
         }

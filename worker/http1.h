@@ -45,7 +45,7 @@
  *   wins (3.2.2), a Host present must equal it (case aside), so the proxy
  *   and a backend routing by Host always see the same host.
  * - Content-Length: anything but digits (no sign, no space inside), an
- *   empty list element, a value over INT64_MAX, or several values that
+ *   empty list element, a value over HTTP1_LENGTH_MAX, or several values that
  *   differ, whether in one list ("5, 6") or in several fields. Identical
  *   values are collapsed (RFC 9110 8.6 allows it); the proxy writes one
  *   Content-Length of its own, so no duplicate is forwarded.
@@ -74,6 +74,13 @@
 
 /* Largest request or response head, and largest trailer section. */
 #define HTTP1_HEAD_MAX (64 * 1024)
+
+/*
+ * Largest Content-Length and chunk size, 2^52 - 1 (4 PiB): beyond 2^53 a
+ * backend whose numbers are doubles (JavaScript) reads a length inexactly,
+ * and an inexact length is a different end of message.
+ */
+#define HTTP1_LENGTH_MAX ((UINT64_C(1) << 52) - 1)
 
 /* Largest chunk-size line, extensions and CRLF included. */
 #define HTTP1_CHUNK_LINE_MAX 4096
@@ -147,8 +154,9 @@ struct http1_head {
     bool has_content_length; /* a Content-Length to write when forwarding (also for HEAD
                                 and 304, where it frames nothing; never for 1xx or 204) */
     bool keep_alive;         /* the connection may carry another message after this one */
-    bool upgrade_websocket;  /* request: HTTP/1.1 GET with "Upgrade: websocket" and
-                                "Connection: upgrade"; response: the same fields on a 101 */
+    bool upgrade_websocket;  /* request: HTTP/1.1 GET with "Upgrade: websocket" (and no
+                                other protocol) and "Connection: upgrade"; response: the
+                                same fields on a 101 */
 
     /* On HTTP1_ERROR: */
     int status;      /* to answer: 400, 431, 501, 505; 502 for any response error */
@@ -159,7 +167,8 @@ struct http1_head {
         uint32_t pos;  /* first byte of the line not yet parsed */
         uint32_t scan; /* how far the search for that line's LF got */
         uint8_t stage, role;
-        bool te, te_chunked, te_other, cl, conn_close, conn_keep_alive, conn_upgrade, upgrade_ws;
+        bool te, te_chunked, te_other, cl, conn_close, conn_keep_alive, conn_upgrade, upgrade_ws,
+            upgrade_other;
         uint32_t hosts;
     } p;
 };
@@ -201,7 +210,7 @@ bool http1_must_drop(const struct http1_head *h, const uint8_t *buf, size_t i);
  * how many of those are chunk data, so the proxy forwards them as they are
  * and knows where the message ends (after the last chunk, the trailer
  * section and its final CRLF). Strict as the head parser: chunk sizes are
- * hex digits, at most 2^60 - 1; a size line (extensions included) is at
+ * hex digits, at most HTTP1_LENGTH_MAX; a size line (extensions included) is at
  * most HTTP1_CHUNK_LINE_MAX bytes, extensions are skipped but must be
  * visible bytes, spaces or tabs; every line ends in CRLF; trailer fields
  * follow the field grammar and the trailer section is at most

@@ -186,10 +186,10 @@ static const struct ok_case requests_ok[] = {
      .in = POST11 "Content-Length: 7 , 7\r\n\r\n",
      .body = HTTP1_BODY_LENGTH,
      .cl = 7},
-    {.name = "Content-Length INT64_MAX",
-     .in = POST11 "Content-Length: 9223372036854775807\r\n\r\n",
+    {.name = "Content-Length HTTP1_LENGTH_MAX",
+     .in = POST11 "Content-Length: 4503599627370495\r\n\r\n",
      .body = HTTP1_BODY_LENGTH,
-     .cl = 9223372036854775807ull},
+     .cl = HTTP1_LENGTH_MAX},
     {.name = "Content-Length with leading zeros",
      .in = POST11 "Content-Length: 007\r\n\r\n",
      .body = HTTP1_BODY_LENGTH,
@@ -239,6 +239,13 @@ static const struct ok_case requests_ok[] = {
     {.name = "Upgrade: websocket without Connection: upgrade",
      .in = GET11 "Upgrade: websocket\r\n\r\n"},
     {.name = "Upgrade: websocket on POST is not one", .in = POST11 WS_FIELDS "\r\n"},
+    {.name = "Upgrade: websocket, h2c is not WebSocket",
+     .in = GET11 "Upgrade: websocket, h2c\r\nConnection: Upgrade\r\n\r\n"},
+    {.name = "Upgrade in two fields, one h2c, is not WebSocket",
+     .in = GET11 "Upgrade: websocket\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"},
+    {.name = "Upgrade: WebSocket (case) with Connection: keep-alive, Upgrade",
+     .in = GET11 "Upgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\r\n",
+     .ws = true},
     {.name = "Upgrade: h2c is not WebSocket",
      .in = GET11 "Upgrade: h2c\r\nConnection: Upgrade\r\n\r\n"},
     {.name = "Expect: 100-continue",
@@ -314,8 +321,8 @@ static const struct bad_case requests_bad[] = {
     {.name = "Content-Length: 1 2", .in = POST11 "Content-Length: 1 2\r\n\r\n", .status = 400},
     {.name = "Content-Length: 5,", .in = POST11 "Content-Length: 5,\r\n\r\n", .status = 400},
     {.name = "Content-Length empty", .in = POST11 "Content-Length:\r\n\r\n", .status = 400},
-    {.name = "Content-Length over INT64_MAX",
-     .in = POST11 "Content-Length: 9223372036854775808\r\n\r\n",
+    {.name = "Content-Length over HTTP1_LENGTH_MAX",
+     .in = POST11 "Content-Length: 4503599627370496\r\n\r\n",
      .status = 400},
     {.name = "Content-Length overflowing 64 bits",
      .in = POST11 "Content-Length: 99999999999999999999\r\n\r\n",
@@ -715,6 +722,8 @@ static void test_drops(void)
     check_drops("chunked request", REQ,
                 "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nX: y\r\n\r\n", "kDk");
     check_drops("WebSocket upgrade keeps Upgrade", REQ, GET11 WS_FIELDS "\r\n", "kkDk");
+    check_drops("Upgrade offering h2c besides websocket is dropped", REQ,
+                GET11 "Upgrade: websocket, h2c\r\nConnection: Upgrade\r\n\r\n", "kDD");
     check_drops("response hop-by-hop", RESP,
                 "HTTP/1.1 200 OK\r\nConnection: X-Gone\r\nX-Gone: 1\r\nKeep-Alive: t=5\r\n"
                 "X-Forwarded-For: kept\r\nTransfer-Encoding: chunked\r\nUpgrade: websocket\r\n"
@@ -808,9 +817,10 @@ static void test_chunked(void)
     CHUNK("empty body", "0\r\n\r\n", HTTP1_OK, 5, 0);
     CHUNK("unfinished data", "5\r\nhel", HTTP1_NEED_MORE, 6, 3);
     CHUNK("unfinished trailer", "0\r\nX: y\r\n", HTTP1_NEED_MORE, 9, 0);
-    CHUNK("largest size", "fffffffffffffff\r\nab", HTTP1_NEED_MORE, 19, 2);
+    CHUNK("largest size", "fffffffffffff\r\nab", HTTP1_NEED_MORE, 17, 2);
 
-    CHUNK("size overflow", "1000000000000000\r\n", HTTP1_ERROR, 15, 0);
+    CHUNK("size over HTTP1_LENGTH_MAX", "10000000000000\r\n", HTTP1_ERROR, 13, 0);
+    CHUNK("size overflowing 64 bits", "100000000000000000000\r\n", HTTP1_ERROR, 13, 0);
     CHUNK("no size", "\r\n", HTTP1_ERROR, 0, 0);
     CHUNK("non-hex size", "5g\r\nhello\r\n", HTTP1_ERROR, 1, 0);
     CHUNK("negative size", "-5\r\n", HTTP1_ERROR, 0, 0);
