@@ -88,6 +88,18 @@ static bool ieq(const uint8_t *s, size_t len, const char *lit)
     return i == len && lit[i] == '\0';
 }
 
+/* The same, with '_' in s read as '-': backends that map field names to
+ * CGI-style variables (HTTP_CONTENT_LENGTH) read both spellings alike. */
+static bool ieq_dash(const uint8_t *s, size_t len, const char *lit)
+{
+    size_t i = 0;
+
+    for (; i < len && lit[i] != '\0'; i++)
+        if (lower(s[i]) != (uint8_t)lit[i] && !(s[i] == '_' && lit[i] == '-'))
+            return false;
+    return i == len && lit[i] == '\0';
+}
+
 static bool span_ieq(const uint8_t *buf, struct http1_span a, struct http1_span b)
 {
     if (a.len != b.len)
@@ -390,6 +402,9 @@ static enum http1_status field_meaning(struct http1_head *h, const uint8_t *buf,
     size_t nlen = f->name.len, vlen = f->value.len;
     bool request = h->p.role == ROLE_REQUEST;
 
+    if ((ieq_dash(name, nlen, "content-length") || ieq_dash(name, nlen, "transfer-encoding")) &&
+        memchr(name, '_', nlen) != NULL)
+        return fail(h, 400, "framing field name spelled with '_'");
     if (ieq(name, nlen, "content-length"))
         return parse_content_length(h, v, vlen);
     if (ieq(name, nlen, "transfer-encoding"))
@@ -609,11 +624,11 @@ bool http1_must_drop(const struct http1_head *h, const uint8_t *buf, size_t i)
     size_t nlen = f->name.len;
 
     for (size_t k = 0; k < sizeof(always) / sizeof(always[0]); k++)
-        if (ieq(name, nlen, always[k]))
+        if (ieq_dash(name, nlen, always[k]))
             return true;
     if (h->p.role == ROLE_REQUEST)
         for (size_t k = 0; k < sizeof(request_only) / sizeof(request_only[0]); k++)
-            if (ieq(name, nlen, request_only[k]))
+            if (ieq_dash(name, nlen, request_only[k]))
                 return true;
     if (ieq(name, nlen, "te"))
         return !ieq(buf + f->value.off, f->value.len, "trailers");

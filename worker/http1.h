@@ -55,6 +55,9 @@
  *   than "chunked" ("xchunked", "chunked, identity"), chunked twice, an
  *   empty element, a coding with parameters. A list of other codings ending
  *   in chunked ("gzip, chunked") is well formed but not supported: 501.
+ * - Content_Length and Transfer_Encoding (any case): backends that read
+ *   field names as CGI-style variables take them for the real ones, so
+ *   they would frame the message differently.
  * - CONNECT: 501 (a reverse proxy opens no tunnels on request).
  * - 431: more fields than the caller's array holds, or a head (start
  *   line through the empty line) over HTTP1_HEAD_MAX bytes, which is
@@ -200,7 +203,9 @@ enum http1_status http1_parse(struct http1_head *h, const uint8_t *buf, size_t n
  *   writes its own from has_content_length/content_length and body;
  * - in a request, X-Forwarded-For, X-Real-IP, X-Forwarded-Proto and
  *   Forwarded: the proxy writes its own, a client's are not trusted.
- * The proxy writes its own Connection field as well.
+ * The proxy writes its own Connection field as well. The fixed names above
+ * are matched with '_' read as '-' (X_Forwarded_For is dropped too), for
+ * the same CGI-style backends; nginx drops every name with '_' for this.
  */
 bool http1_must_drop(const struct http1_head *h, const uint8_t *buf, size_t i);
 

@@ -328,6 +328,10 @@ static const struct bad_case requests_bad[] = {
      .in = POST11 "Content-Length: 99999999999999999999\r\n\r\n",
      .status = 400},
     {.name = "Content-Length : 5", .in = POST11 "Content-Length : 5\r\n\r\n", .status = 400},
+    {.name = "Transfer_Encoding: chunked",
+     .in = POST11 "Transfer_Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+     .status = 400},
+    {.name = "content_length: 5", .in = POST11 "content_length: 5\r\n\r\n", .status = 400},
     /* line endings and folding */
     {.name = "bare LF request line", .in = "GET / HTTP/1.1\nHost: a\r\n\r\n", .status = 400},
     {.name = "bare LF field line", .in = GET11 "X: y\n\r\n", .status = 400},
@@ -713,9 +717,11 @@ static void test_drops(void)
                 "X-Forwarded-Proto: http\r\n"  /* D */
                 "Forwarded: for=1.2.3.4\r\n"   /* D */
                 "Cookie: c=1\r\n"              /* k */
+                "X_Forwarded_For: 1.2.3.4\r\n" /* D, as CGI reads it */
+                "X_Custom: 1\r\n"              /* k */
                 "Content-Length: 1\r\n"        /* D, re-written */
                 "\r\n",
-                "kDDDDDkDDDDDDDkD");
+                "kDDDDDkDDDDDDDkDkD");
     check_drops("Connection cannot drop Host", REQ,
                 "GET / HTTP/1.1\r\nHost: a\r\nConnection: host, cookie\r\nCookie: c\r\n\r\n",
                 "kDD");
