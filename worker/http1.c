@@ -197,7 +197,7 @@ static bool valid_host(const uint8_t *s, size_t len)
     return digits >= 1 && digits <= 5;
 }
 
-static enum http1_method method_id(const uint8_t *s, size_t len)
+static enum http1_method method_of(const uint8_t *s, size_t len)
 {
     static const struct {
         const char *name;
@@ -254,7 +254,7 @@ static enum http1_status parse_request_line(struct http1_head *h, const uint8_t 
         return fail(h, 505, "HTTP version not supported");
     h->version = (unsigned)version;
     h->method = span(buf, s, m);
-    h->method_id = method_id(s, m);
+    h->method_id = method_of(s, m);
     if (m == 7 && memcmp(s, "CONNECT", 7) == 0)
         return fail(h, 501, "CONNECT not supported");
 

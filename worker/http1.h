@@ -25,48 +25,55 @@
  * values only. Leading empty lines before a request line are skipped, as
  * RFC 9112 2.2 recommends; they count towards the head's length and cap.
  *
- * Refused (HTTP1_ERROR, with the status the proxy answers and a reason):
- * - 400: every line not ending in CRLF. A bare LF is refused rather than
- *   taken as a line end (RFC 9112 2.2 allows either): no client that
- *   matters sends one, and a proxy that accepts what its backend might
- *   read differently makes the disagreement smuggling lives on. A bare CR
- *   anywhere is refused (RFC 9112 2.2: a proxy must not pass it on);
- *   obs-fold, and whitespace before the first field, are refused (5.2,
- *   2.2) rather than rewritten. NUL and other CTLs in names or values;
- *   whitespace between a name and its colon (5.1); a name or method with
- *   a non-token byte; a request-target with a CTL, SP, '#' or a byte over
- *   0x7e; an origin-form target not starting with '/', an absolute-form
- *   one with another scheme, userinfo or a bad authority, an
- *   authority-form one, "*" with a method other than OPTIONS; a malformed
- *   version (case matters: "http/1.1" is malformed).
+ * Refused (HTTP1_ERROR, with the status the proxy answers and a reason),
+ * with 400 unless said otherwise:
+ * - Line ends: every line must end in CRLF. A bare LF is refused rather
+ *   than taken as a line end (RFC 9112 2.2 allows either; HAProxy and
+ *   nginx take it): no client that matters sends one, and a proxy that
+ *   accepts what its backend may read otherwise creates the disagreement
+ *   smuggling lives on. A bare CR anywhere is refused (2.2: a proxy must
+ *   not pass it on). obs-fold and whitespace before the first field are
+ *   refused (5.2, 2.2) rather than rewritten.
+ * - Grammar: NUL and other CTLs in names or values; whitespace between a
+ *   name and its colon (5.1); a name or method with a non-token byte; a
+ *   request-target with a CTL, SP, '#' or a byte over 0x7e; an
+ *   origin-form target not starting with '/'; an absolute-form one with
+ *   another scheme, userinfo or a bad authority; an authority-form one;
+ *   "*" with a method other than OPTIONS; a malformed version ("http/1.1"
+ *   is malformed: case matters); a Connection element that is no token.
  * - Host (RFC 9112 3.2): none in an HTTP/1.1 request, more than one, an
  *   empty or malformed one (a reg-name or a bracketed IP literal, then
- *   optionally ':' and a port of 1 to 5 digits). With an absolute-form target, whose authority
- *   wins (3.2.2), a Host present must equal it (case aside), so the proxy
- *   and a backend routing by Host always see the same host.
+ *   optionally ':' and a port of 1 to 5 digits). With an absolute-form
+ *   target, whose authority wins (3.2.2), a Host present must equal it
+ *   (case aside), so the proxy and a backend routing by Host never see
+ *   different hosts.
  * - Content-Length: anything but digits (no sign, no space inside), an
- *   empty list element, a value over HTTP1_LENGTH_MAX, or several values that
- *   differ, whether in one list ("5, 6") or in several fields. Identical
- *   values are collapsed (RFC 9110 8.6 allows it); the proxy writes one
+ *   empty list element, a value over HTTP1_LENGTH_MAX, or values that
+ *   differ, in one list ("5, 6") or in several fields. Identical values
+ *   are collapsed (RFC 9110 8.6 allows it); the proxy writes one
  *   Content-Length of its own, so no duplicate is forwarded.
- * - Transfer-Encoding: together with Content-Length (RFC 9112 6.3 item 3
- *   allows refusing; refusing is what makes CL.TE/TE.CL impossible); in an
+ * - Transfer-Encoding: with Content-Length (RFC 9112 6.3 item 3 allows
+ *   refusing, and refusing is what rules out CL.TE and TE.CL); in an
  *   HTTP/1.0 message (6.1: its framing is faulty); a final coding other
- *   than "chunked" ("xchunked", "chunked, identity"), chunked twice, an
- *   empty element, a coding with parameters. A list of other codings ending
- *   in chunked ("gzip, chunked") is well formed but not supported: 501.
+ *   than chunked ("xchunked", "chunked, identity"), chunked twice, an
+ *   empty element, a coding with parameters. Other codings before a
+ *   final chunked ("gzip, chunked") are well formed but answered 501:
+ *   the proxy writes its own "Transfer-Encoding: chunked" and would lose
+ *   them.
  * - Content_Length and Transfer_Encoding (any case): backends that read
- *   field names as CGI-style variables take them for the real ones, so
- *   they would frame the message differently.
+ *   field names as CGI-style variables take them for the real ones.
  * - CONNECT: 501 (a reverse proxy opens no tunnels on request).
  * - 431: more fields than the caller's array holds, or a head (start
- *   line through the empty line) over HTTP1_HEAD_MAX bytes, which is
- *   decided with no byte past the cap read.
+ *   line through the empty line) over HTTP1_HEAD_MAX bytes, decided with
+ *   no byte past the cap read.
  * - 505: a well-formed version other than HTTP/1.0 and HTTP/1.1.
- * A response is held to the same grammar, its own rules (status code
- * 100..599, an optional reason of visible bytes, spaces and tabs, no
- * leading empty lines, a Transfer-Encoding only as exactly "chunked"),
- * and every error answers 502: the backend's message cannot be relayed.
+ *
+ * A response is held to the same grammar and to its own rules: status
+ * code 100..599, an optional reason of visible bytes, spaces and tabs, no
+ * leading empty lines, a Transfer-Encoding only as exactly "chunked" (the
+ * proxy could not re-frame another coding: 6.3 would read it to close).
+ * Every response error answers 502: the backend's message cannot be
+ * relayed, and its connection must be closed.
  */
 #ifndef MC_HTTP1_H
 #define MC_HTTP1_H
