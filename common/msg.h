@@ -66,6 +66,10 @@ struct msg_settings {
     uint64_t shutdown_timeout_ms;
     uint32_t rate_limit; /* new connections per source per rate_window; 0 = off */
     uint64_t rate_window_ms;
+    uint64_t response_timeout_ms;
+    /* L7: the session ticket keys (name, HMAC, AES), the same in every
+     * worker so that a client resumes whichever worker it reaches */
+    uint8_t ticket_keys[80];
 };
 
 struct msg_listener {
@@ -167,7 +171,20 @@ struct msg_route {
     uint8_t family;       /* AF_INET or AF_INET6 */
     uint16_t port;        /* network byte order */
     uint8_t ip[16];       /* the first 4 bytes for AF_INET */
+    /* l7 only (an l7 route travels alone in its MSG_ROUTE): after the
+     * backend, n_policies x (struct msg_policy + value), then the
+     * certificate chain and the key, PEM, as the master read them */
+    uint16_t n_policies;
+    uint32_t cert_len, key_len;
 };
+
+struct msg_policy {
+    uint8_t type;       /* enum policy_type */
+    uint16_t value_len; /* bytes following, no NUL */
+};
+
+/* What an l7 route's certificate and key may take (both fit one message). */
+#define MSG_PEM_MAX (256 * 1024)
 
 /* The master's side: a's family, port and IP into mr (family 0, refused, for another family). */
 static inline void msg_route_set_addr(struct msg_route *mr, const struct mc_addr *a)

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -215,6 +216,8 @@ int master_publish(struct master *m, master_done_fn *done, void *arg)
     }
     m->state = st;
     m->gen++;
+    /* an admin change reads the certificates of the routes it sends again */
+    certs_mark_stale(&m->certs);
     *w = (struct publish_wait){.gen = m->gen, .done = done, .arg = arg};
     struct publish_wait **tail = &m->waits;
     while (*tail != NULL)
@@ -542,8 +545,9 @@ static void master_reload(struct master *m)
     }
     reload_keep_fixed(m, next);
     config_drop_seed(next);
-    /* the new workers get the new copy; one that fails keeps the old */
+    /* the new workers get new copies; a file that fails keeps the old one */
     master_geoip_load(m, next);
+    certs_mark_stale(&m->certs);
 
     struct config *prev = m->cfg;
     bool prev_setuid = m->setuid;
@@ -613,6 +617,7 @@ static void master_free(struct master *m)
         free(w);
     }
     state_free(m->state);
+    certs_free(&m->certs);
     free(m->rules_packed);
     store_close(m->store);
     if (m->geoip_fd >= 0)
@@ -677,7 +682,8 @@ int master_run(struct config *cfg)
         goto fail;
     m.shm_fd = shm_create(&m.shm);
     m.ratelimit_fd = ratelimit_create(&m.ratelimit);
-    if (m.shm_fd < 0 || m.ratelimit_fd < 0 || master_geoip_load(&m, m.cfg) < 0)
+    if (m.shm_fd < 0 || m.ratelimit_fd < 0 || master_geoip_load(&m, m.cfg) < 0 ||
+        getrandom(m.ticket_keys, sizeof(m.ticket_keys), 0) != sizeof(m.ticket_keys))
         goto fail;
     master_warn_countries(&m);
     /* bound: from here on the master keeps only what supervising needs */

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "chan.h"
+#include "certs.h"
 #include "config.h"
 #include "loop.h"
 #include "shm.h"
@@ -75,6 +76,8 @@ struct master {
     int geoip_fd;                     /* sealed copy of firewall.geoip_db, or -1 */
     int ratelimit_fd;                 /* the workers' shared rate-limit table */
     void *ratelimit;
+    struct certs certs;               /* the L7 routes' certificates and keys */
+    uint8_t ticket_keys[80];          /* TLS session tickets, the same in every worker */
     uint32_t gen;
     struct publish_wait *waits; /* oldest first */
 

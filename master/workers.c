@@ -2,11 +2,13 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "certs.h"
 #include "log.h"
 #include "master.h"
 #include "msg.h"
@@ -31,7 +33,9 @@ static void worker_send_settings(struct master *m, struct worker_proc *w)
         .shutdown_timeout_ms = cfg->proxy.shutdown_timeout_ms,
         .rate_limit = cfg->firewall.rate_limit,
         .rate_window_ms = cfg->firewall.rate_window_ms,
+        .response_timeout_ms = cfg->proxy.response_timeout_ms,
     };
+    memcpy(s.ticket_keys, m->ticket_keys, sizeof(s.ticket_keys));
     chan_send(&w->chan, MSG_SETTINGS, 0, &s, sizeof(s), -1);
 }
 
@@ -43,6 +47,7 @@ static void worker_flush(struct worker_proc *w)
 /* MSG_ROUTE messages being filled, for one listener at a time (msg.h). */
 struct route_batch {
     struct chan *c;
+    struct certs *certs;
     uint32_t gen;
     struct msg_routes head;
     unsigned n;
@@ -67,6 +72,52 @@ static int batch_flush(struct route_batch *b)
     return chan_sendv(b->c, MSG_ROUTE, b->gen, b->iov, n, -1);
 }
 
+/*
+ * An l7 route in a MSG_ROUTE of its own: the route, its policies, then
+ * its certificate chain and key (msg.h). Without a good certificate it
+ * still goes, so that the worker's tables add up; the worker closes its
+ * connections (certs_get logged why).
+ */
+static int batch_send_l7(struct route_batch *b, struct msg_route *mr, const struct route_conf *r)
+{
+    const struct cert_pem *pem = certs_get(b->certs, r);
+    size_t size = sizeof(*mr) + mr->hostname_len + mr->backend_len;
+
+    if (pem != NULL) {
+        mr->cert_len = (uint32_t)pem->cert_len;
+        mr->key_len = (uint32_t)pem->key_len;
+    }
+    mr->n_policies = (uint16_t)MC_MIN(r->n_policies, UINT16_MAX);
+    for (unsigned i = 0; i < mr->n_policies; i++)
+        size += sizeof(struct msg_policy) + MC_MIN(strlen(r->policies[i].value), UINT16_MAX);
+    size += mr->cert_len + mr->key_len;
+    if (sizeof(b->head) + size > CHAN_MAX_PAYLOAD) {
+        log_error("route %s does not fit a channel message", r->hostname);
+        return -1;
+    }
+    uint8_t *buf = malloc(size), *p = buf;
+    if (buf == NULL)
+        return -1;
+    memcpy(p, mr, sizeof(*mr));
+    p = (uint8_t *)mempcpy(p + sizeof(*mr), r->hostname, mr->hostname_len);
+    p = (uint8_t *)mempcpy(p, r->backend, mr->backend_len);
+    for (unsigned i = 0; i < mr->n_policies; i++) {
+        struct msg_policy mp = {.type = (uint8_t)r->policies[i].type,
+                                .value_len =
+                                    (uint16_t)MC_MIN(strlen(r->policies[i].value), UINT16_MAX)};
+        p = (uint8_t *)mempcpy(p, &mp, sizeof(mp));
+        p = (uint8_t *)mempcpy(p, r->policies[i].value, mp.value_len);
+    }
+    if (pem != NULL) {
+        p = (uint8_t *)mempcpy(p, pem->cert, pem->cert_len);
+        memcpy(p, pem->key, pem->key_len);
+    }
+    struct iovec iov[2] = {{&b->head, sizeof(b->head)}, {buf, size}};
+    int rc = chan_sendv(b->c, MSG_ROUTE, b->gen, iov, 2, -1);
+    free(buf);
+    return rc;
+}
+
 /* Packs r, a route of listener id; a message full or of another listener is queued first. */
 static int batch_add(struct route_batch *b, int id, uint32_t listener_routes,
                      const struct route_conf *r)
@@ -74,6 +125,8 @@ static int batch_add(struct route_batch *b, int id, uint32_t listener_routes,
     struct msg_route *mr;
     struct iovec *iov;
 
+    if (r->mode == ROUTE_L7 && batch_flush(b) < 0)
+        return -1;
     if ((b->head.listener_id != (uint32_t)id || b->n == MSG_ROUTES_PER_MSG) && batch_flush(b) < 0)
         return -1;
     b->head = (struct msg_routes){.listener_id = (uint32_t)id, .listener_routes = listener_routes};
@@ -86,6 +139,8 @@ static int batch_add(struct route_batch *b, int id, uint32_t listener_routes,
         .backend_len = (uint8_t)strlen(r->backend),
     };
     msg_route_set_addr(mr, &r->backend_addr);
+    if (r->mode == ROUTE_L7)
+        return batch_send_l7(b, mr, r);
     iov = &b->iov[1 + 3 * b->n++];
     iov[0] = (struct iovec){mr, sizeof(*mr)};
     iov[1] = (struct iovec){r->hostname, mr->hostname_len};
@@ -210,7 +265,7 @@ static int worker_send_delta(struct master *m, struct worker_proc *w, struct rou
 void worker_push_state(struct master *m, struct worker_proc *w, const struct route_change *changes,
                        int n_changes, bool rules)
 {
-    struct route_batch b = {.c = &w->chan, .gen = m->gen};
+    struct route_batch b = {.c = &w->chan, .certs = &m->certs, .gen = m->gen};
 
     if (w->pid == 0 || w->chan.fd < 0)
         return;

@@ -115,6 +115,7 @@ void conn_close(struct conn *c, enum reason reason, const char *result)
     if (c->hs != NULL)
         free(c->hs->data);
     mc_free(&c->hs);
+    l7_free(c);
     route_unref(c->route);
     c->route = NULL;
     gen_unref(c->gen);
@@ -282,10 +283,13 @@ static void conn_route(struct conn *c)
         return;
     }
     c->route = route_ref(r);
-    /* the route holds what the relay needs; an old generation is not kept alive by it */
+    /* the route holds what its mode needs; an old generation is not kept alive by it */
     gen_unref(c->gen);
     c->gen = NULL;
-    l4_start(c);
+    if (r->mode == ROUTE_L7)
+        l7_start(c);
+    else
+        l4_start(c);
 }
 
 /*
@@ -430,6 +434,9 @@ static void conn_on_client(struct ev *ev, uint32_t events)
         if (in)
             conn_read(c);
         break;
+    case CS_L7:
+        l7_on_client(c);
+        break;
     case CS_CLOSED:
         break;
     default:
@@ -446,6 +453,9 @@ static void conn_on_timer(struct timer *t)
     case CS_PROXY:
     case CS_HELLO:
         conn_close(c, REASON_HELLO_TIMEOUT, NULL);
+        break;
+    case CS_L7:
+        l7_on_timer(c);
         break;
     case CS_CLOSED:
         break;

@@ -27,6 +27,7 @@ enum conn_state {
     CS_CONNECT, /* l4.c from here on */
     CS_REPLAY,
     CS_RELAY,
+    CS_L7, /* l7.c: TLS terminated, HTTP proxied; its own phases in struct l7 */
     CS_CLOSED,
 };
 
@@ -36,6 +37,8 @@ struct conn_hs {
     uint32_t len, cap;
     uint8_t *data;
 };
+
+struct l7;
 
 struct conn {
     struct worker *w;
@@ -52,6 +55,7 @@ struct conn {
     struct route *route; /* referenced: survives table swaps */
     char *sni;           /* as sent, for the access log */
     struct conn_hs *hs;
+    struct l7 *l7; /* mode l7: TLS and HTTP state, owned */
     uint32_t replay_off;
     uint32_t replay_prefix;    /* of hs: our PROXY header, not the client's bytes */
     struct relay_dir up, down; /* client->backend, backend->client */
@@ -66,6 +70,12 @@ struct conn {
 /* reason is a refusal code, or REASON_NONE with result saying how an
  * admitted connection ended. */
 void conn_close(struct conn *c, enum reason reason, const char *result);
+
+/* l7.c: a routed L7 connection: TLS with the route's certificate, then HTTP/1.1. */
+void l7_start(struct conn *c);
+void l7_on_client(struct conn *c);
+void l7_on_timer(struct conn *c);
+void l7_free(struct conn *c);
 
 /* l4.c: a routed L4 connection: connect, replay, relay. */
 void l4_start(struct conn *c);

@@ -13,6 +13,7 @@
 
 #include "hostname.h"
 #include "route.h"
+#include "route_l7.h"
 #include "siphash.h"
 
 #define ROUTE_TABLE_MIN 8u
@@ -64,6 +65,7 @@ void route_unref(struct route *r)
 {
     if (r == NULL || --r->refs > 0)
         return;
+    route_l7_free(r->l7);
     free(r);
 }
 

@@ -12,6 +12,8 @@
 #include "addr.h"
 #include "config.h"
 
+struct route_l7;
+
 struct route {
     unsigned refs;
     char *hostname; /* normalised; "*.suffix" for a wildcard */
@@ -20,6 +22,7 @@ struct route {
     enum route_mode mode;
     bool backend_tls;
     bool send_proxy_protocol;
+    struct route_l7 *l7; /* mode l7: its TLS context and policies, owned (route_l7.h) */
 };
 
 struct route_table; /* opaque open-addressing hash table */

@@ -17,6 +17,7 @@
 #include "prefix.h"
 #include "priv.h"
 #include "ratelimit.h"
+#include "route_l7.h"
 #include "worker.h"
 
 #define WORKER_CHAN_FD      3
@@ -266,6 +267,46 @@ static int apply_settings(struct worker *w, const struct msg_settings *s)
 }
 
 /*
+ * An l7 route's policies, certificate and key, the len bytes at p after
+ * its backend (msg.h), into r; adds what they take to *used. A
+ * certificate OpenSSL refuses leaves the route without a context: its
+ * connections are closed, and the master has said why.
+ */
+static int add_route_l7(struct worker *w, struct route *r, const struct msg_route *mr,
+                        const uint8_t *p, size_t len, size_t *used)
+{
+    size_t off = 0;
+
+    if ((r->l7 = route_l7_new(mr->n_policies)) == NULL)
+        return -1;
+    for (unsigned i = 0; i < mr->n_policies; i++) {
+        struct msg_policy mp;
+        struct route_policy *rp = &r->l7->policies[i];
+        if (len - off < sizeof(mp))
+            return -1;
+        memcpy(&mp, p + off, sizeof(mp));
+        off += sizeof(mp);
+        if (len - off < mp.value_len || mp.type > POLICY_REQUIRE_HEADER)
+            return -1;
+        if ((rp->value = strndup((const char *)p + off, mp.value_len)) == NULL)
+            return -1;
+        rp->type = (enum policy_type)mp.type;
+        rp->len = mp.value_len;
+        r->l7->n_policies++;
+        off += mp.value_len;
+    }
+    if (len - off < (size_t)mr->cert_len + mr->key_len || mr->cert_len > MSG_PEM_MAX ||
+        mr->key_len > MSG_PEM_MAX)
+        return -1;
+    if (mr->cert_len > 0 && route_l7_set_tls(r->l7, p + off, mr->cert_len, p + off + mr->cert_len,
+                                             mr->key_len, w->settings.ticket_keys) < 0)
+        log_error("route %s: its certificate does not load here; its connections are closed",
+                  r->hostname);
+    *used += off + mr->cert_len + mr->key_len;
+    return 0;
+}
+
+/*
  * One packed route at p (len bytes left in the message) into the new
  * table of a full generation, or a delta's ops; *used is its size.
  */
@@ -292,6 +333,11 @@ static int add_route(struct worker *w, const struct msg_routes *h, const uint8_t
                                 mr.send_proxy_protocol);
     if (r == NULL)
         return -1;
+    if (mr.mode == ROUTE_L7 ? add_route_l7(w, r, &mr, p + *used, len - *used, used) < 0
+                            : mr.n_policies != 0 || mr.cert_len != 0 || mr.key_len != 0) {
+        route_unref(r);
+        return -1;
+    }
     if (w->pending_delta) {
         if (ops_push(w, (struct delta_op){.listener = h->listener_id, .add = r}) == 0)
             return 0;
