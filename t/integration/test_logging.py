@@ -254,6 +254,8 @@ def master_loop_runs_with_stuck_stderr():
             10, what="the master's three \"reload complete\" lines")
         wait_exporter(srv)  # restarted by the reloads
         assert dropped(srv, "master") == 0
+        for process in ("admin", "metrics"):  # the series names every kind of process
+            assert dropped(srv, process) == 0
     pipe.close()
 
 
