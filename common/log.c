@@ -30,6 +30,7 @@
 #include "loop.h"
 
 #define LOG_BUF_SIZE (64 * 1024) /* per sink: a few hundred lines waiting for a slow reader */
+#define LOG_EXIT_MS  500         /* how long an exiting process waits for a slow reader */
 
 _Static_assert(sizeof(((struct log_rec *)0)->buf) <= PIPE_BUF,
                "a line reaches a pipe whole or not at all");
@@ -420,19 +421,31 @@ void log_nonblock(struct loop *l)
     }
 }
 
-/* What the last flush could not write is dropped: the process is about to exit. */
-static void sink_abandon(struct log_sink *s)
+/*
+ * The process is about to exit: what waits gets until the deadline to go
+ * out (a slow reader loses nothing; a stuck one holds the exit briefly),
+ * the rest is dropped.
+ */
+static void sink_finish(struct log_sink *s, uint64_t deadline)
 {
+    uint64_t now;
+
     sink_unwatch(s);
+    while (s->fd >= 0 && sink_flush(s) == MC_AGAIN && (now = mc_monotonic_ms()) < deadline) {
+        struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
+        poll(&pfd, 1, (int)(deadline - now));
+    }
     sink_drop(s, count_lines(s->buf + s->off, s->len - s->off));
     s->off = s->len = 0;
 }
 
 void log_detach(void)
 {
+    uint64_t deadline = mc_monotonic_ms() + LOG_EXIT_MS;
+
     log_flush();
-    sink_abandon(&sink_err);
-    sink_abandon(&sink_access);
+    sink_finish(&sink_access, deadline);
+    sink_finish(&sink_err, deadline);
     log_loop = NULL;
 }
 
