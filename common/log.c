@@ -62,6 +62,7 @@ static const char *const level_names[] = {"debug", "info", "warn", "error"};
 static struct log_sink sink_err = {.name = "stderr", .fd = STDERR_FILENO};
 static struct log_sink sink_access = {.name = "access_file", .fd = -1, .how = SINK_WRITE};
 static struct loop *log_loop;
+static pid_t log_loop_pid; /* the process log_loop belongs to */
 static _Atomic uint64_t *log_drop_counter;
 static uint64_t log_drops;
 
@@ -233,7 +234,8 @@ static void sink_on_writable(struct ev *ev, uint32_t events);
 
 static void sink_watch(struct log_sink *s)
 {
-    if (log_loop == NULL || s->watched)
+    /* a child forked but not yet exec'd shares the parent's epoll set: hands off */
+    if (log_loop == NULL || s->watched || getpid() != log_loop_pid)
         return;
     s->ev = (struct ev){.fd = s->fd, .cb = sink_on_writable, .data = s};
     /* a regular file cannot be watched (EPERM), but never makes us wait either */
@@ -405,6 +407,7 @@ void log_nonblock(struct loop *l)
     struct stat st;
 
     log_loop = l;
+    log_loop_pid = getpid();
     if (sink_err.how != SINK_BLOCKING)
         return;
     if (fstat(STDERR_FILENO, &st) < 0 || S_ISREG(st.st_mode)) {
@@ -412,12 +415,19 @@ void log_nonblock(struct loop *l)
         sink_err.how = SINK_WRITE;
     } else if (S_ISSOCK(st.st_mode)) {
         sink_err.how = SINK_SEND;
+    } else if (fcntl(STDERR_FILENO, F_GETFL) & O_NONBLOCK) {
+        sink_err.how = SINK_WRITE; /* already ours (from the master), or made so by its owner */
     } else {
-        /* O_NONBLOCK on the inherited description would change it for every process sharing it */
+        /*
+         * O_NONBLOCK on the inherited description would change it for every
+         * process sharing it. A new one of the same pipe or tty is ours, and
+         * becomes our fd 2, so that our children inherit it and need not
+         * reopen (which their credentials may not allow).
+         */
         int fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-        sink_err.how = fd >= 0 ? SINK_WRITE : SINK_POLL;
+        sink_err.how = fd >= 0 && dup2(fd, STDERR_FILENO) >= 0 ? SINK_WRITE : SINK_POLL;
         if (fd >= 0)
-            sink_err.fd = fd; /* kept for the life of the process */
+            close(fd);
     }
 }
 
