@@ -8,8 +8,9 @@
  * file) is written without ever blocking, and without touching the open
  * file description other processes may share: a socket (journald) gets
  * send(MSG_DONTWAIT), a pipe or terminal is reopened through
- * /proc/self/fd into a description of our own with O_NONBLOCK, a regular
- * file never blocks. What it cannot take waits in a bounded buffer, as
+ * /proc/self/fd into a description of our own with O_NONBLOCK (made our
+ * fd 2, which the master's children then inherit), a regular file never
+ * blocks. What it cannot take waits in a bounded buffer, as
  * whole lines, flushed on EPOLLOUT; past the bound lines are dropped.
  */
 #include <errno.h>
