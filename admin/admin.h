@@ -93,6 +93,9 @@ void link_reply_free(struct link_reply *r);
 /* Reads without blocking and drops stale replies; LINK_GONE once the master is gone. */
 enum link_result link_poll(struct link *l);
 
+/* Tells the master about n more dropped log lines (it counts them in shared memory). */
+int link_report_drops(struct link *l, uint64_t n);
+
 /* The TLS material of a TCP admin address, read before privileges are dropped. */
 struct admin_pem {
     char *cert;

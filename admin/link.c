@@ -239,6 +239,13 @@ enum link_result link_call(struct link *l, uint32_t method, const void *req, siz
     return link_wait(l, &w, timeout_ms);
 }
 
+int link_report_drops(struct link *l, uint64_t n)
+{
+    if (chan_send(&l->chan, MSG_ADMIN_LOG_DROPPED, 0, &n, sizeof(n), -1) < 0)
+        return -1;
+    return chan_flush(&l->chan) == MC_ERROR ? -1 : 0;
+}
+
 enum link_result link_poll(struct link *l)
 {
     struct link_want w = {0};

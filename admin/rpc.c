@@ -74,6 +74,7 @@ struct rpc_server {
     struct link *link;
     bool stopping;
     bool master_gone;
+    uint64_t drops_reported; /* dropped log lines the master was told about */
 };
 
 /* Only its address matters: the tag of grpc_server_shutdown_and_notify(). */
@@ -468,6 +469,10 @@ int rpc_server_run(struct rpc_server *s, volatile sig_atomic_t *stop)
         }
         rpc_on_event(s, &ev);
         log_flush(); /* lines a stuck stderr could not take yet */
+        uint64_t dropped = log_dropped();
+        if (dropped != s->drops_reported &&
+            link_report_drops(s->link, dropped - s->drops_reported) == 0)
+            s->drops_reported = dropped;
         /* between calls: notice the master's exit and drop stale replies */
         if (link_poll(s->link) != LINK_OK)
             s->master_gone = true;

@@ -8,8 +8,9 @@
  * file) is written without ever blocking, and without touching the open
  * file description other processes may share: a socket (journald) gets
  * send(MSG_DONTWAIT), a pipe or terminal is reopened through
- * /proc/self/fd into a description of our own with O_NONBLOCK, a regular
- * file never blocks. What it cannot take waits in a bounded buffer, as
+ * /proc/self/fd into a description of our own with O_NONBLOCK (made our
+ * fd 2, which the master's children then inherit), a regular file never
+ * blocks. What it cannot take waits in a bounded buffer, as
  * whole lines, flushed on EPOLLOUT; past the bound lines are dropped.
  */
 #include <errno.h>
@@ -30,6 +31,7 @@
 #include "loop.h"
 
 #define LOG_BUF_SIZE (64 * 1024) /* per sink: a few hundred lines waiting for a slow reader */
+#define LOG_EXIT_MS  500         /* how long an exiting process waits for a slow reader */
 
 _Static_assert(sizeof(((struct log_rec *)0)->buf) <= PIPE_BUF,
                "a line reaches a pipe whole or not at all");
@@ -61,6 +63,7 @@ static const char *const level_names[] = {"debug", "info", "warn", "error"};
 static struct log_sink sink_err = {.name = "stderr", .fd = STDERR_FILENO};
 static struct log_sink sink_access = {.name = "access_file", .fd = -1, .how = SINK_WRITE};
 static struct loop *log_loop;
+static pid_t log_loop_pid; /* the process log_loop belongs to */
 static _Atomic uint64_t *log_drop_counter;
 static uint64_t log_drops;
 
@@ -232,7 +235,8 @@ static void sink_on_writable(struct ev *ev, uint32_t events);
 
 static void sink_watch(struct log_sink *s)
 {
-    if (log_loop == NULL || s->watched)
+    /* a child forked but not yet exec'd shares the parent's epoll set: hands off */
+    if (log_loop == NULL || s->watched || getpid() != log_loop_pid)
         return;
     s->ev = (struct ev){.fd = s->fd, .cb = sink_on_writable, .data = s};
     /* a regular file cannot be watched (EPERM), but never makes us wait either */
@@ -404,6 +408,7 @@ void log_nonblock(struct loop *l)
     struct stat st;
 
     log_loop = l;
+    log_loop_pid = getpid();
     if (sink_err.how != SINK_BLOCKING)
         return;
     if (fstat(STDERR_FILENO, &st) < 0 || S_ISREG(st.st_mode)) {
@@ -411,28 +416,47 @@ void log_nonblock(struct loop *l)
         sink_err.how = SINK_WRITE;
     } else if (S_ISSOCK(st.st_mode)) {
         sink_err.how = SINK_SEND;
+    } else if (fcntl(STDERR_FILENO, F_GETFL) & O_NONBLOCK) {
+        sink_err.how = SINK_WRITE; /* already ours (from the master), or made so by its owner */
     } else {
-        /* O_NONBLOCK on the inherited description would change it for every process sharing it */
+        /*
+         * O_NONBLOCK on the inherited description would change it for every
+         * process sharing it. A new one of the same pipe or tty is ours, and
+         * becomes our fd 2, so that our children inherit it and need not
+         * reopen (which their credentials may not allow).
+         */
         int fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-        sink_err.how = fd >= 0 ? SINK_WRITE : SINK_POLL;
+        sink_err.how = fd >= 0 && dup2(fd, STDERR_FILENO) >= 0 ? SINK_WRITE : SINK_POLL;
         if (fd >= 0)
-            sink_err.fd = fd; /* kept for the life of the process */
+            close(fd);
     }
 }
 
-/* What the last flush could not write is dropped: the process is about to exit. */
-static void sink_abandon(struct log_sink *s)
+/*
+ * The process is about to exit: what waits gets until the deadline to go
+ * out (a slow reader loses nothing; a stuck one holds the exit briefly),
+ * the rest is dropped.
+ */
+static void sink_finish(struct log_sink *s, uint64_t deadline)
 {
+    uint64_t now;
+
     sink_unwatch(s);
+    while (s->fd >= 0 && sink_flush(s) == MC_AGAIN && (now = mc_monotonic_ms()) < deadline) {
+        struct pollfd pfd = {.fd = s->fd, .events = POLLOUT};
+        poll(&pfd, 1, (int)(deadline - now));
+    }
     sink_drop(s, count_lines(s->buf + s->off, s->len - s->off));
     s->off = s->len = 0;
 }
 
 void log_detach(void)
 {
+    uint64_t deadline = mc_monotonic_ms() + LOG_EXIT_MS;
+
     log_flush();
-    sink_abandon(&sink_err);
-    sink_abandon(&sink_access);
+    sink_finish(&sink_access, deadline);
+    sink_finish(&sink_err, deadline);
     log_loop = NULL;
 }
 

@@ -44,7 +44,8 @@ void log_configure(int level, enum log_format format);
  * without (a process with no such loop), by log_flush().
  */
 void log_nonblock(struct loop *l);
-/* Before the loop is freed, at exit: one last try to flush, and what is left counts as dropped. */
+/* At exit, before the loop is freed: waits up to 500 ms for what waits to go out; the rest
+ * counts as dropped. */
 void log_detach(void);
 void log_flush(void);
 /* Also counts every dropped line in *counter (shared memory), those so far included. */

@@ -42,6 +42,7 @@ enum msg_type {
     MSG_ADMIN_SETTINGS, /* m->a: struct msg_admin_settings + addr, tls_cert, tls_key, client_ca */
     MSG_ADMIN_REQ,      /* a->m: struct msg_admin_req + the packed protobuf request */
     MSG_ADMIN_RESP,     /* m->a: struct msg_admin_resp + status message + packed response */
+    MSG_ADMIN_LOG_DROPPED, /* a->m: uint64_t, log lines dropped since the last report */
 
     /* master -> metrics exporter: MSG_SHM (a read-only fd), then this, once */
     MSG_METRICS_SETTINGS, /* struct msg_metrics_settings + n_listeners x char[ADDR_STRLEN] */

@@ -7,9 +7,9 @@
  * counts, which are global (max_connections is enforced across workers):
  * a worker adds to both the listener total and its own slot's share, so
  * the master can subtract a dead worker's share when it reaps it. The
- * master writes the global counters (reloads, worker restarts), but for
- * log_dropped_workers, which every worker adds to; the metrics exporter
- * only reads.
+ * master writes the global counters (reloads, worker restarts, the admin
+ * process's dropped log lines), but for log_dropped_workers, which every
+ * worker adds to; the metrics exporter only reads.
  */
 #ifndef MC_SHM_H
 #define MC_SHM_H
@@ -57,6 +57,7 @@ struct shm {
      * exporter, which maps this read-only, reports its own */
     _Atomic uint64_t log_dropped_master;
     _Atomic uint64_t log_dropped_workers;
+    _Atomic uint64_t log_dropped_admin; /* the master adds what the admin reports */
     struct shm_listener listeners[MC_MAX_LISTENERS];
     struct shm_worker workers[MC_MAX_WORKERS];
 };

@@ -27,6 +27,12 @@ static int admin_on_message(void *arg, struct chan_msg *msg)
 
     if (msg->fd >= 0)
         close(msg->fd);
+    if (msg->hdr.type == MSG_ADMIN_LOG_DROPPED && msg->hdr.len == sizeof(uint64_t)) {
+        uint64_t n;
+        memcpy(&n, msg->data, sizeof(n));
+        atomic_fetch_add_explicit(&a->m->shm->log_dropped_admin, n, memory_order_relaxed);
+        return 0;
+    }
     if (msg->hdr.type != MSG_ADMIN_REQ) {
         log_error("admin (pid %d): unexpected message type %u; killing it", (int)a->pid,
                   msg->hdr.type);

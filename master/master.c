@@ -680,6 +680,10 @@ int master_run(struct config *cfg)
     if (m.loop == NULL || master_find_self(&m) < 0 || master_resolve_user(&m) < 0 ||
         master_load_state(&m) < 0)
         goto fail;
+    /* it binds and supervises from here on: no log write may hold it up. Before
+     * priv_restrict_master(): reopening stderr may need CAP_DAC_OVERRIDE (another
+     * user's pipe). */
+    log_nonblock(m.loop);
     m.shm_fd = shm_create(&m.shm);
     m.ratelimit_fd = ratelimit_create(&m.ratelimit);
     if (m.shm_fd < 0 || m.ratelimit_fd < 0 || master_geoip_load(&m, m.cfg) < 0 ||
@@ -691,8 +695,6 @@ int master_run(struct config *cfg)
         goto fail;
     if (accesslog_open(&m) < 0)
         goto fail;
-    /* from here the loop supervises: no log write may hold it up */
-    log_nonblock(m.loop);
     log_count_drops(&m.shm->log_dropped_master);
     signals_setup(&waitmask);
     master_start_children(&m);

@@ -291,6 +291,8 @@ static void render(struct sbuf *b, const struct exporter *x)
               (unsigned long long)LOAD(&s->log_dropped_master));
     sb_printf(b, "mcproxy_log_lines_dropped_total{process=\"worker\"} %llu\n",
               (unsigned long long)LOAD(&s->log_dropped_workers));
+    sb_printf(b, "mcproxy_log_lines_dropped_total{process=\"admin\"} %llu\n",
+              (unsigned long long)LOAD(&s->log_dropped_admin));
     sb_printf(b, "mcproxy_log_lines_dropped_total{process=\"metrics\"} %llu\n",
               (unsigned long long)log_dropped());
     sb_family(b, "mcproxy_start_time_seconds", "gauge", "Unix time the server started.");
@@ -665,8 +667,9 @@ int metrics_main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);  /* reload is the master's job */
-    signal(SIGUSR1, SIG_IGN); /* so is reopening the access file */
+    signal(SIGHUP, SIG_IGN); /* reload is the master's job */
+    /* and so is reopening the access file (SIGUSR1 to the whole unit is harmless) */
+    signal(SIGUSR1, SIG_IGN);
     sigemptyset(&block);
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);

@@ -640,8 +640,9 @@ int worker_main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGQUIT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN);  /* reload is the master's job */
-    signal(SIGUSR1, SIG_IGN); /* so is reopening the access file */
+    signal(SIGHUP, SIG_IGN); /* reload is the master's job */
+    /* and so is reopening the access file (SIGUSR1 to the whole unit is harmless) */
+    signal(SIGUSR1, SIG_IGN);
     sigemptyset(&block);
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);

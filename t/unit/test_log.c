@@ -75,8 +75,7 @@ int main(void)
     fcntl(p[1], F_SETFL, 0); /* the write end as a parent hands it over: blocking */
     fcntl(p[1], F_SETPIPE_SZ, 4096);
     if (dup2(p[1], STDERR_FILENO) < 0)
-        return 1;
-    close(p[1]);
+        return 1; /* p[1] stays open: the description we share with the "process" */
 
     struct loop *l = loop_new();
     struct timer guard = {.cb = on_guard};
@@ -92,7 +91,9 @@ int main(void)
     }
     T_OK(log_dropped() > 0, "a stuck pipe: lines dropped after %u, none waited for", sent);
     T_OK(sent > 64 * 1024 / 100, "the buffer held lines before dropping any (%u)", sent);
-    T_OK(!(fcntl(STDERR_FILENO, F_GETFL) & O_NONBLOCK), "the shared stderr stays blocking");
+    T_OK(!(fcntl(p[1], F_GETFL) & O_NONBLOCK), "the shared stderr description stays blocking");
+    T_OK(fcntl(STDERR_FILENO, F_GETFL) & O_NONBLOCK,
+         "fd 2 is a description of our own, non-blocking, for children to inherit");
     for (unsigned i = 0; i < 100; i++)
         log_info("line %u, past the bound", sent + i);
     uint64_t lost = log_dropped();
