@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "http1.h"
+#include "mc.h"
 
 #define C_TOKEN  0x01 /* tchar (RFC 9110 5.6.2) */
 #define C_VALUE  0x02 /* field-vchar: VCHAR or obs-text (5.5) */
@@ -210,7 +211,7 @@ static enum http1_method method_of(const uint8_t *s, size_t len)
     };
 
     /* methods are case-sensitive (RFC 9110 9.1) */
-    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+    for (size_t i = 0; i < MC_ARRAY_LEN(known); i++)
         if (strlen(known[i].name) == len && memcmp(s, known[i].name, len) == 0)
             return known[i].id;
     return HTTP1_METHOD_OTHER;
@@ -623,11 +624,11 @@ bool http1_must_drop(const struct http1_head *h, const uint8_t *buf, size_t i)
     const uint8_t *name = buf + f->name.off;
     size_t nlen = f->name.len;
 
-    for (size_t k = 0; k < sizeof(always) / sizeof(always[0]); k++)
+    for (size_t k = 0; k < MC_ARRAY_LEN(always); k++)
         if (ieq_dash(name, nlen, always[k]))
             return true;
     if (h->p.role == ROLE_REQUEST)
-        for (size_t k = 0; k < sizeof(request_only) / sizeof(request_only[0]); k++)
+        for (size_t k = 0; k < MC_ARRAY_LEN(request_only); k++)
             if (ieq_dash(name, nlen, request_only[k]))
                 return true;
     if (ieq(name, nlen, "te"))
@@ -672,6 +673,27 @@ static enum http1_status chunk_fail(struct http1_chunked *c, const char *why)
 static unsigned hex_value(uint8_t b)
 {
     return b <= '9' ? (unsigned)(b - '0') : (unsigned)(lower(b) - 'a' + 10);
+}
+
+/*
+ * Fields that frame a message have no meaning in a trailer section (RFC
+ * 9110 6.5.1), but a recipient that merges trailers into the header
+ * section would take them for framing: refused, '_' read as '-' again.
+ */
+static const char *const trailer_refused[] = {"content-length", "transfer-encoding"};
+
+/* One byte of a trailer field's name, at c->line: which of trailer_refused
+ * the name can still be (c->framing, one bit each). */
+static void trailer_name_byte(struct http1_chunked *c, uint8_t b)
+{
+    for (unsigned k = 0; k < MC_ARRAY_LEN(trailer_refused); k++) {
+        const char *lit = trailer_refused[k];
+
+        if (c->line >= strlen(lit) ||
+            (lower(b) != (uint8_t)lit[c->line] && !(b == '_' && lit[c->line] == '-')))
+            c->framing &= (uint8_t) ~(1u << k);
+    }
+    c->line++;
 }
 
 /* One framing byte b in state c->state; OK to go on. */
@@ -730,18 +752,28 @@ static enum http1_status chunk_byte(struct http1_chunked *c, uint8_t b)
         c->state = CH_SIZE0;
         return HTTP1_OK;
     case CH_TR_START:
-        if (b == '\r')
+        if (b == '\r') {
             c->state = CH_END_LF;
-        else if (is(b, C_TOKEN))
+        } else if (is(b, C_TOKEN)) {
             c->state = CH_TR_NAME;
-        else
+            c->line = 0;
+            c->framing = (1u << MC_ARRAY_LEN(trailer_refused)) - 1;
+            trailer_name_byte(c, b);
+        } else {
             return chunk_fail(c, "bad trailer field");
+        }
         return HTTP1_OK;
     case CH_TR_NAME:
-        if (b == ':')
+        if (b == ':') {
+            for (unsigned k = 0; k < MC_ARRAY_LEN(trailer_refused); k++)
+                if ((c->framing & (1u << k)) && c->line == strlen(trailer_refused[k]))
+                    return chunk_fail(c, "framing field in the trailer section");
             c->state = CH_TR_VALUE;
-        else if (!is(b, C_TOKEN))
+        } else if (is(b, C_TOKEN)) {
+            trailer_name_byte(c, b);
+        } else {
             return chunk_fail(c, "bad trailer field name");
+        }
         return HTTP1_OK;
     case CH_TR_VALUE:
         if (b == '\r')

@@ -149,8 +149,9 @@ struct http1_head {
     enum http1_method method_id;
     enum http1_target target_form;
     struct http1_span method, target;
-    struct http1_span path; /* the target without scheme and authority; empty means "/",
-                               one not starting with '/' (only "?query") needs a '/' before */
+    struct http1_span path; /* origin- and absolute-form: the target without scheme and
+                               authority; empty means "/", and one not starting with '/'
+                               (only "?query") needs a '/' before it */
     struct http1_span host; /* the absolute-form authority, else the Host value; len 0
                                only in an HTTP/1.0 request without Host */
     bool expect_continue;   /* HTTP/1.1 with "Expect: 100-continue" */
@@ -225,16 +226,20 @@ bool http1_must_drop(const struct http1_head *h, const uint8_t *buf, size_t i);
  * hex digits, at most HTTP1_LENGTH_MAX; a size line (extensions included) is at
  * most HTTP1_CHUNK_LINE_MAX bytes, extensions are skipped but must be
  * visible bytes, spaces or tabs; every line ends in CRLF; trailer fields
- * follow the field grammar and the trailer section is at most
+ * follow the field grammar, Content-Length and Transfer-Encoding (in any
+ * spelling the head parser refuses) are refused among them, since a
+ * recipient merging trailers into the head would frame by them, and the
+ * trailer section is at most
  * HTTP1_HEAD_MAX bytes, counted on its own (the head was forwarded and
  * freed by then, so the cap only stops an endless body, it buffers
  * nothing).
  */
 struct http1_chunked {
     uint64_t left;    /* data bytes left in the current chunk */
-    uint32_t line;    /* bytes of the current size or trailer line so far */
+    uint32_t line;    /* bytes of the size line, or of a trailer field's name, so far */
     uint32_t trailer; /* bytes of the trailer section so far */
     uint8_t state;
+    uint8_t framing; /* which framing names the trailer name so far can still be */
     const char *err; /* on HTTP1_ERROR: a short static reason */
 };
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "http1.h"
+#include "mc.h"
 #include "tap.h"
 
 #define MAX_FIELDS 100
@@ -843,6 +844,12 @@ static void test_chunked(void)
     CHUNK("bare LF in a trailer", "0\r\nX: y\n\r\n", HTTP1_ERROR, 7, 0);
     CHUNK("space before a trailer's colon", "0\r\nX : y\r\n\r\n", HTTP1_ERROR, 4, 0);
     CHUNK("folded trailer", "0\r\nX: y\r\n z\r\n\r\n", HTTP1_ERROR, 9, 0);
+    CHUNK("Content-Length in trailers", "0\r\ncontent-length: 5\r\n\r\n", HTTP1_ERROR, 17, 0);
+    CHUNK("Transfer_Encoding in trailers", "0\r\nTransfer_Encoding: x\r\n\r\n", HTTP1_ERROR, 20, 0);
+    CHUNK("Content-Lengths in trailers is another name", "0\r\nContent-Lengths: 5\r\n\r\n",
+          HTTP1_OK, 25, 0);
+    CHUNK("Content-Lengt in trailers is another name", "0\r\nContent-Lengt: 5\r\n\r\n", HTTP1_OK,
+          23, 0);
     CHUNK("NUL in a trailer", "0\r\nX: \0\r\n\r\n", HTTP1_ERROR, 6, 0);
 
     big = malloc(HTTP1_CHUNK_LINE_MAX + 16);
@@ -892,13 +899,13 @@ static void test_chunked(void)
 
 int main(void)
 {
-    for (size_t i = 0; i < sizeof(requests_ok) / sizeof(requests_ok[0]); i++)
+    for (size_t i = 0; i < MC_ARRAY_LEN(requests_ok); i++)
         check_ok(&requests_ok[i]);
-    for (size_t i = 0; i < sizeof(requests_bad) / sizeof(requests_bad[0]); i++)
+    for (size_t i = 0; i < MC_ARRAY_LEN(requests_bad); i++)
         check_bad(&requests_bad[i]);
-    for (size_t i = 0; i < sizeof(responses_ok) / sizeof(responses_ok[0]); i++)
+    for (size_t i = 0; i < MC_ARRAY_LEN(responses_ok); i++)
         check_ok(&responses_ok[i]);
-    for (size_t i = 0; i < sizeof(responses_bad) / sizeof(responses_bad[0]); i++)
+    for (size_t i = 0; i < MC_ARRAY_LEN(responses_bad); i++)
         check_bad(&responses_bad[i]);
     test_limits();
     test_fields();
