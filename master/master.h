@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "chan.h"
 #include "config.h"
@@ -21,12 +22,14 @@ struct worker_proc {
     unsigned id;   /* slot in shm */
     bool used;     /* the slot belongs to a running or restarting worker */
     bool retiring; /* of the previous generation: stops accepting once the new one is ready */
+    bool draining; /* sent MSG_STOP: its slot is freed when it exits */
     unsigned pos, stride; /* it accepts on every listener's sockets s with s % stride == pos */
     pid_t pid;            /* 0 when not running */
     struct chan chan;
     struct ev ev;
     bool ready;         /* has applied a generation and is accepting */
     uint32_t acked_gen; /* newest generation it applied */
+    uint32_t start_gen; /* the generation it was started with: it accepts nothing older */
     uint64_t started_ms;
     unsigned quick_deaths; /* consecutive exits soon after start: the crash-loop brake */
     struct timer respawn;
@@ -36,12 +39,18 @@ struct worker_proc {
  * metrics exporter (metrics/). */
 struct aux_proc {
     struct master *m;
+    const char *name;
     pid_t pid; /* 0 when not running */
     struct chan chan;
     struct ev ev;
     uint64_t started_ms;
     unsigned quick_deaths;
+    bool restarting; /* asked to exit to be started again: its exit is no crash */
     struct timer respawn;
+    /* What it was started with (its settings, and for the admin its TLS
+     * files' identity): a reload restarts it only when that changed. */
+    void *started_with;
+    size_t started_with_len;
 };
 
 /* A change waiting for every live worker's ack of its generation. */
@@ -155,20 +164,36 @@ void child_chan_flush(struct chan *c, const char *name, pid_t pid);
  * (killing a child that sent garbage). */
 void child_chan_event(struct loop *l, struct chan *c, struct ev *ev, pid_t pid, uint32_t events,
                       chan_handler_fn *handle, void *arg, const char *name);
-/* Exit of an auxiliary process: respawned (with the crash brake) unless the
- * master is stopping, it is no longer wanted, or it exited fatally. */
-void aux_exited(struct master *m, struct aux_proc *x, int status, const char *name, bool wanted);
+/* Exit of an auxiliary process: respawned unless the master is stopping, it
+ * is no longer wanted, or it exited fatally; at once when the master asked
+ * it to restart, else through the crash-loop brake. */
+void aux_exited(struct master *m, struct aux_proc *x, int status, bool wanted);
 void aux_stop(struct master *m, struct aux_proc *x);
+/* Records what a just started x runs with (iov: its settings as sent, plus
+ * anything else whose change needs a restart). */
+void aux_started(struct master *m, struct aux_proc *x, pid_t pid, const struct iovec *iov, int n);
+/*
+ * After a reload: x ends up running on the current settings when wanted,
+ * stopped otherwise, whatever state it was in. A running x is restarted
+ * (gracefully: SIGTERM, and its exit respawns it at once) only when iov,
+ * what it would be started with now, differs from what it runs with; one
+ * not running is started now unless a respawn with the same settings is
+ * already due.
+ */
+void aux_reload(struct master *m, struct aux_proc *x, bool wanted, const struct iovec *iov, int n);
+void aux_free(struct aux_proc *x);
 
 /* admin.c */
 void admin_spawn(struct master *m);
 void admin_exited(struct master *m, int status);
 void admin_stop(struct master *m);
+void admin_reload(struct master *m);
 
 /* metrics.c */
 void metrics_spawn(struct master *m);
 void metrics_exited(struct master *m, int status);
 void metrics_stop(struct master *m);
+void metrics_reload(struct master *m);
 
 /* master/admin_rpc.c: handles one MSG_ADMIN_REQ. Every path ends in exactly
  * one master_admin_reply() for the request's id, now or after a publish. */
