@@ -29,14 +29,15 @@
 #include "health.pb-c.h"
 #include "log.h"
 #include "loop.h"
+#include "msg.h"
 #include "pb.h"
 
 #define ADMIN_MAX_REQUEST                                                                          \
     (256 * 1024) /* far above any real request, well under a channel message */
 #define ADMIN_MAX_STREAMS    16
-#define ADMIN_HANDSHAKE_MS   10000 /* a silent TCP client is dropped after this */
-#define ADMIN_MASTER_TIMEOUT 10000 /* ms the master gets to answer one call */
-#define ADMIN_POLL_MS        200   /* how often the loop looks at signals and the master */
+#define ADMIN_HANDSHAKE_MS   10000                /* a silent TCP client is dropped after this */
+#define ADMIN_MASTER_TIMEOUT MSG_ADMIN_TIMEOUT_MS /* ms the master gets to answer one call */
+#define ADMIN_POLL_MS        200 /* how often the loop looks at signals and the master */
 #define ADMIN_DRAIN_MS       (ADMIN_MASTER_TIMEOUT + 2000) /* a stop waits this for open calls */
 /* Requests outstanding per method: a call gRPC has not matched to one when
  * the server shuts down is failed, so a stop can finish only matched ones. */
@@ -216,6 +217,14 @@ static void call_reply(struct call *c, grpc_status_code status, const char *mess
     }
 }
 
+/* Whether a method changes state (AddRoute, RemoveRoute, SetListener...). */
+static bool method_changes(unsigned method)
+{
+    const char *name = service->methods[method].name;
+    return strncmp(name, "Add", 3) == 0 || strncmp(name, "Remove", 6) == 0 ||
+           strncmp(name, "Set", 3) == 0;
+}
+
 /* Forwards a ProxyAdminService call to the master and relays its answer. */
 static void rpc_admin(struct rpc_server *s, struct call *c)
 {
@@ -243,12 +252,26 @@ static void rpc_admin(struct rpc_server *s, struct call *c)
     switch (lr) {
     case LINK_OK:
         break;
+    /* a change the master may have committed is never answered UNAVAILABLE,
+     * which promises that nothing changed */
     case LINK_TIMEOUT:
-        call_reply(c, GRPC_STATUS_UNAVAILABLE, "the proxy did not answer in time", NULL);
+        if (method_changes(c->method))
+            call_reply(c, GRPC_STATUS_DEADLINE_EXCEEDED,
+                       "the proxy did not answer in time; the change may have been applied: "
+                       "check before retrying",
+                       NULL);
+        else
+            call_reply(c, GRPC_STATUS_UNAVAILABLE, "the proxy did not answer in time", NULL);
         return;
     default:
         s->master_gone = true;
-        call_reply(c, GRPC_STATUS_UNAVAILABLE, "the proxy is shutting down", NULL);
+        if (method_changes(c->method))
+            call_reply(c, GRPC_STATUS_UNKNOWN,
+                       "the proxy went away during the call; the change may have been applied: "
+                       "check before retrying",
+                       NULL);
+        else
+            call_reply(c, GRPC_STATUS_UNAVAILABLE, "the proxy is shutting down", NULL);
         return;
     }
 
@@ -349,11 +372,22 @@ static void rpc_shutdown(struct rpc_server *s)
         grpc_server_cancel_all_calls(s->srv);
     for (;;) {
         ev = grpc_completion_queue_next(
-            s->cq, cancelled ? gpr_inf_future(GPR_CLOCK_MONOTONIC) : deadline, NULL);
+            s->cq,
+            cancelled ? gpr_inf_future(GPR_CLOCK_MONOTONIC)
+                      : gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                     gpr_time_from_millis(ADMIN_POLL_MS, GPR_TIMESPAN)),
+            NULL);
         if (ev.type == GRPC_QUEUE_TIMEOUT) {
-            log_warn("calls still open %d ms into the stop: cancelling them", ADMIN_DRAIN_MS);
-            grpc_server_cancel_all_calls(s->srv);
-            cancelled = true;
+            /* still answering the master's pings, or its watchdog kills us mid-drain */
+            if (link_poll(s->link) != LINK_OK)
+                s->master_gone = true;
+            if (s->master_gone || gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), deadline) >= 0) {
+                if (!s->master_gone)
+                    log_warn("calls still open %d ms into the stop: cancelling them",
+                             ADMIN_DRAIN_MS);
+                grpc_server_cancel_all_calls(s->srv);
+                cancelled = true;
+            }
             continue;
         }
         rpc_on_event(s, &ev);

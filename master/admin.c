@@ -28,6 +28,10 @@ static int admin_on_message(void *arg, struct chan_msg *msg)
 
     if (msg->fd >= 0)
         close(msg->fd);
+    a->live.last_ms = loop_now(a->m->loop); /* any message is a sign of life */
+    a->live.shown = true;
+    if (msg->hdr.type == MSG_PONG && msg->hdr.len == 0)
+        return 0;
     if (msg->hdr.type != MSG_ADMIN_REQ) {
         log_error("admin (pid %d): unexpected message type %u; killing it", (int)a->pid,
                   msg->hdr.type);
@@ -147,8 +151,8 @@ void admin_reload(struct master *m)
                wanted && admin_settings_build(m, &b) == 0 ? admin_started_with(&b, with) : 0);
 }
 
-void master_admin_reply(struct master *m, uint32_t id, int32_t status, const char *message,
-                        const void *body, size_t len)
+void master_admin_reply(struct master *m, pid_t admin, uint32_t id, int32_t status,
+                        const char *message, const void *body, size_t len)
 {
     struct aux_proc *a = &m->admin;
     size_t mlen = message ? strlen(message) : 0;
@@ -159,8 +163,8 @@ void master_admin_reply(struct master *m, uint32_t id, int32_t status, const cha
         {(void *)body, len},
     };
 
-    if (a->chan.fd < 0)
-        return; /* the admin died; its caller already got UNAVAILABLE */
+    if (a->chan.fd < 0 || a->pid != admin)
+        return; /* the admin died; its caller already got an error */
     if (chan_sendv(&a->chan, MSG_ADMIN_RESP, 0, iov, 3, -1) < 0)
         log_error("admin: cannot queue the reply to request %u", id);
     admin_flush(a);

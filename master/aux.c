@@ -104,6 +104,7 @@ void aux_started(struct master *m, struct aux_proc *x, pid_t pid, const struct i
     x->pid = pid;
     x->started_ms = loop_now(m->loop);
     x->restarting = false;
+    watchdog_reset(&x->live, x->started_ms, 0);
     free(x->started_with);
     /* out of memory: NULL, which differs from anything, so the next reload restarts it */
     x->started_with = iov_join(iov, n, &x->started_with_len);

@@ -153,6 +153,21 @@ static bool worker_owes_ack(const struct worker_proc *wp, uint32_t gen)
            (wp->ready || wp->start_gen < gen);
 }
 
+void master_expire_waits(struct master *m)
+{
+    uint64_t now = loop_now(m->loop);
+
+    while (m->waits != NULL && now - m->waits->started_ms >= PUBLISH_DEADLINE_MS) {
+        struct publish_wait *w = m->waits;
+        log_error("generation %u is not applied by every worker after %d ms: answering its "
+                  "change as committed but not yet applied everywhere",
+                  w->gen, PUBLISH_DEADLINE_MS);
+        m->waits = w->next;
+        w->done(w->arg, false);
+        free(w);
+    }
+}
+
 /* Runs the callbacks of every publish that all live workers have acknowledged. */
 void master_check_waits(struct master *m)
 {
@@ -163,7 +178,7 @@ void master_check_waits(struct master *m)
                 return;
         }
         m->waits = w->next;
-        w->done(w->arg);
+        w->done(w->arg, true);
         free(w);
     }
 }
@@ -193,7 +208,8 @@ int master_publish(struct master *m, master_done_fn *done, void *arg)
     }
     m->state = st;
     m->gen++;
-    *w = (struct publish_wait){.gen = m->gen, .done = done, .arg = arg};
+    *w = (struct publish_wait){
+        .gen = m->gen, .started_ms = loop_now(m->loop), .done = done, .arg = arg};
     struct publish_wait **tail = &m->waits;
     while (*tail != NULL)
         tail = &(*tail)->next;
@@ -610,6 +626,7 @@ static void master_start_children(struct master *m)
         w->respawn = (struct timer){.cb = worker_respawn_cb, .data = w};
     }
     workers_start_generation(m);
+    watchdog_start(m);
     m->admin.m = m;
     m->admin.name = "admin";
     m->admin.respawn = (struct timer){.cb = admin_respawn_cb, .data = m};

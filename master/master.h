@@ -13,9 +13,19 @@
 #include "chan.h"
 #include "config.h"
 #include "loop.h"
+#include "msg.h"
 #include "shm.h"
 #include "state.h"
 #include "store.h"
+
+/* What the watchdog (watchdog.c) knows of one child's progress. */
+struct liveness {
+    uint64_t seen;    /* workers: the beat count last read from shm */
+    uint64_t last_ms; /* when it last showed progress (or started) */
+    uint64_t ping_ms; /* admin: when the last MSG_PING went out */
+    bool shown;       /* it has shown progress since it started */
+    bool killed;      /* the watchdog sent it SIGKILL */
+};
 
 struct worker_proc {
     struct master *m;
@@ -33,6 +43,7 @@ struct worker_proc {
     uint64_t started_ms;
     unsigned quick_deaths; /* consecutive exits soon after start: the crash-loop brake */
     struct timer respawn;
+    struct liveness live;
 };
 
 /* An auxiliary process with a channel: the admin (gRPC API, admin/) and the
@@ -47,16 +58,20 @@ struct aux_proc {
     unsigned quick_deaths;
     bool restarting; /* asked to exit to be started again: its exit is no crash */
     struct timer respawn;
+    struct liveness live;
     /* What it was started with (its settings, and for the admin its TLS
      * files' identity): a reload restarts it only when that changed. */
     void *started_with;
     size_t started_with_len;
 };
 
-/* A change waiting for every live worker's ack of its generation. */
-typedef void master_done_fn(void *arg);
+/* A change waiting for every live worker's ack of its generation. applied
+ * is false when the wait expired first (PUBLISH_DEADLINE_MS). */
+typedef void master_done_fn(void *arg, bool applied);
+#define PUBLISH_DEADLINE_MS (MSG_ADMIN_TIMEOUT_MS - MSG_ADMIN_TIMEOUT_MS / 5)
 struct publish_wait {
     uint32_t gen;
+    uint64_t started_ms;
     master_done_fn *done;
     void *arg;
     struct publish_wait *next;
@@ -112,7 +127,8 @@ struct master {
     struct aux_proc metrics;
 
     struct timer stop_timer;
-    struct timer watchdog;
+    struct timer watchdog;       /* systemd's (WATCHDOG_USEC) */
+    struct timer child_watchdog; /* ours over the children (watchdog.c) */
 };
 
 /* Runs the server until it stops; returns the process exit code. Takes
@@ -123,7 +139,9 @@ int master_run(struct config *cfg);
  * After a committed store mutation: reloads the state from the store and
  * pushes it to every live worker as a new generation. done(arg) runs once
  * every live worker has acknowledged that generation (a worker that dies
- * meanwhile no longer counts; its replacement starts from the new state).
+ * or is killed by the watchdog meanwhile no longer counts; its replacement
+ * starts from the new state), or with applied false after
+ * PUBLISH_DEADLINE_MS, the change being committed but not yet everywhere.
  * Returns -1, with nothing changed in memory or in any worker, when the
  * state cannot be loaded; done is then never called.
  */
@@ -132,9 +150,11 @@ int master_publish(struct master *m, master_done_fn *done, void *arg);
 /* Index of the bound listener named addr (its shm slot), or -1. */
 int master_listener_index(const struct master *m, const char *addr);
 
-/* Answers request id on the admin channel (see msg.h). */
-void master_admin_reply(struct master *m, uint32_t id, int32_t status, const char *message,
-                        const void *body, size_t len);
+/* Answers request id of the admin process admin (its pid) on the admin
+ * channel (see msg.h); dropped when that process is gone, since its
+ * replacement numbers its requests afresh. */
+void master_admin_reply(struct master *m, pid_t admin, uint32_t id, int32_t status,
+                        const char *message, const void *body, size_t len);
 
 /* graceful: workers stop accepting and drain; immediate: they exit now */
 void master_stop(struct master *m, bool graceful);
@@ -144,6 +164,13 @@ int *master_lfd(struct master *m, unsigned listener, unsigned sock);
 void master_reload_failed(struct master *m, const char *why);
 void master_check_ready(struct master *m);
 void master_check_waits(struct master *m);
+/* Ends, as not applied, the publishes older than PUBLISH_DEADLINE_MS. */
+void master_expire_waits(struct master *m);
+
+/* watchdog.c: proxy.worker_watchdog over workers and the admin process */
+void watchdog_start(struct master *m);
+/* A child just started: its time to show progress starts now. */
+void watchdog_reset(struct liveness *l, uint64_t now_ms, uint64_t seen);
 
 /* workers.c */
 /* Starts a generation of m->n_workers workers in free slots; -1 if too few slots. */

@@ -241,6 +241,8 @@ void worker_spawn(struct master *m, struct worker_proc *w)
     w->acked_gen = 0;
     w->start_gen = m->gen;
     w->started_ms = loop_now(m->loop);
+    watchdog_reset(&w->live, w->started_ms,
+                   atomic_load_explicit(&m->shm->workers[w->id].beats, memory_order_relaxed));
     atomic_store(&m->shm->workers[w->id].pid, pid);
 
     struct msg_shm s = {.size = sizeof(struct shm)};
@@ -328,6 +330,8 @@ void worker_exited(struct master *m, struct worker_proc *w, int status)
         return;
     }
     atomic_fetch_add(&m->shm->worker_restarts, 1);
+    if (w->live.killed)
+        atomic_fetch_add(&m->shm->worker_restarts_watchdog, 1);
     uint64_t delay = spawn_restart_delay(&w->quick_deaths, w->started_ms, loop_now(m->loop));
     if (delay == 0) {
         log_warn("worker %u %s, respawning", w->id, how);

@@ -265,7 +265,7 @@ def exposition_parses_and_names_every_family():
         workers = s.series("mcproxy_worker_connections_total")
         assert len(workers) == 2, workers
         assert s.value("mcproxy_reloads_total") == 0
-        assert s.value("mcproxy_worker_restarts_total") == 0
+        assert s.value("mcproxy_worker_restarts_total", reason="exit") == 0
         start = s.value("mcproxy_start_time_seconds")
         assert t0 - 60 <= start <= time.time(), (start, t0)
 
@@ -353,7 +353,8 @@ def worker_restart_is_counted():
         before = up(srv)
         pids = srv.wait_workers(2)
         os.kill(pids[0], signal.SIGKILL)
-        after = wait_scrape(srv, lambda m: m.value("mcproxy_worker_restarts_total") == 1 and
+        after = wait_scrape(srv, lambda m: m.value("mcproxy_worker_restarts_total",
+                                                   reason="exit") == 1 and
                             m.value("mcproxy_workers") == 2 and
                             len(srv.worker_pids()) == 2 and pids[0] not in srv.worker_pids(),
                             "worker_restarts_total 1 and two workers again")
@@ -439,7 +440,7 @@ def exporter_follows_reload():
                         "two workers after the reload")
         assert s.value("mcproxy_connections_total", listener=srv.listen_addr) == 1
         # retired workers are not restarts
-        assert s.value("mcproxy_worker_restarts_total") == 0
+        assert s.value("mcproxy_worker_restarts_total", reason="exit") == 0
         assert s.value("mcproxy_reloads_total") == 2
 
 

@@ -320,8 +320,9 @@ def admin_conns(sock_path):
 
 @test
 def needed_admin_restart_answers_calls_in_flight():
+    # the watchdog off: the stopped worker stands for a slow one, not a stuck one
     with mctest.RawBackend(mctest.hello_greet_handler(b"A")) as be, \
-            Node([("a.test", be.addr)]) as node:
+            Node([("a.test", be.addr)], proxy={"worker_watchdog": 0}) as node:
         first = node.wait_settled(2)
         ctl = at.require_program("mcproxyctl")
         stopped = first["worker"][0]
@@ -354,6 +355,216 @@ def needed_admin_restart_answers_calls_in_flight():
         assert settled["admin"] != first["admin"], "the admin was not restarted"
         assert stat.S_IMODE(os.stat(node.sock).st_mode) == 0o600
         assert {"f1.test", "f2.test"} <= db_hostnames(node)
+
+
+# ---------------------------------------------------------------- watchdog
+
+WATCHDOG = 2.0  # proxy.worker_watchdog in these tests, seconds
+
+
+def watchdog_kills(srv):
+    return [r for r in srv.log_lines() if r.get("level") == "error" and
+            "(watchdog)" in r.get("msg", "")]
+
+
+def scrape_restarts(node, reason):
+    s = socket.create_connection(("127.0.0.1", node.metrics_port), timeout=5)
+    try:
+        s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        body = mctest.recv_until_close(s, 5)[0].decode()
+    finally:
+        s.close()
+    line = 'mcproxy_worker_restarts_total{reason="%s"} ' % reason
+    return int(next(l for l in body.splitlines() if l.startswith(line)).split()[-1])
+
+
+def greeted_by(node, sni, n):
+    """Opens n connections for sni; returns the worker pid of each (from
+    the access log), asserting every one reached the backend."""
+    for i in range(n):
+        assert routed(node.port, sni) == b"A\n", "connection %d for %s not routed" % (i, sni)
+    lines = mctest.wait_until(
+        lambda: (lambda ls: ls if len(ls) >= n else None)(
+            [r for r in node.srv.conn_logs() if r.get("sni") == sni]), 10,
+        what="%d access lines for %s" % (n, sni))
+    assert all(r.get("result") == "ok" for r in lines), lines
+    return {int(r["pid"]) for r in lines}
+
+
+@test
+def stopped_worker_is_replaced_and_a_change_answers_ok():
+    with mctest.RawBackend(mctest.hello_greet_handler(b"A")) as be, \
+            Node([("a.test", be.addr)], proxy={"worker_watchdog": "%ds" % WATCHDOG}) as node:
+        first = node.wait_settled(2)
+        ctl = at.require_program("mcproxyctl")
+        stuck = first["worker"][0]
+        os.kill(stuck, signal.SIGSTOP)
+        t0 = time.monotonic()
+        call = subprocess.Popen([ctl, "--socket", node.sock, "routes", "add", node.listen_addr,
+                                 "new.test", be.addr], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        try:
+            out, err = call.communicate(timeout=WATCHDOG + 10)
+        finally:
+            if mctest.proc_alive(stuck):
+                os.kill(stuck, signal.SIGCONT)
+        took = time.monotonic() - t0
+        assert call.returncode == 0, "AddRoute during a stuck worker: %r" % err
+        mctest.note("AddRoute answered OK after %.2f s" % took)
+        assert took <= WATCHDOG + 1.0, "AddRoute took %.2f s" % took
+        workers = mctest.wait_until(
+            lambda: (lambda w: w if len(w) == 2 and stuck not in w else None)(
+                node.children()["worker"]), WATCHDOG + 1.0 - min(took, WATCHDOG),
+            what="the stuck worker's replacement")
+        assert not mctest.proc_alive(stuck), "the stuck worker is still there"
+        kills = watchdog_kills(node.srv)
+        assert len(kills) == 1 and ("pid %d" % stuck) in kills[0]["msg"] and \
+            kills[0]["msg"].startswith("worker "), kills
+        # every worker now serves the change, and every new connection succeeds
+        served = greeted_by(node, "new.test", 20)
+        assert served == set(workers), (served, workers)
+        assert scrape_restarts(node, "watchdog") == 1
+        assert scrape_restarts(node, "exit") == 0
+
+
+@test
+def stopped_admin_is_replaced():
+    with mctest.RawBackend(mctest.hello_greet_handler(b"A")) as be, \
+            Node([("a.test", be.addr)], proxy={"worker_watchdog": "%ds" % WATCHDOG}) as node:
+        first = node.wait_settled(2)
+        admin = first["admin"][0]
+        os.kill(admin, signal.SIGSTOP)
+        t0 = time.monotonic()
+        try:
+            mctest.wait_until(lambda: not mctest.proc_alive(admin), WATCHDOG + 1.0,
+                              what="the stuck admin to be killed")
+        finally:
+            if mctest.proc_alive(admin):
+                os.kill(admin, signal.SIGCONT)
+        mctest.note("stuck admin killed after %.2f s" % (time.monotonic() - t0))
+        after = node.wait_settled(2, timeout=20)
+        assert after["admin"] != first["admin"] and after["worker"] == first["worker"]
+        assert any(("admin (pid %d)" % admin) in r["msg"] for r in watchdog_kills(node.srv))
+
+
+@test
+def watchdog_off_keeps_a_stuck_worker_and_says_the_change_is_committed():
+    with mctest.RawBackend(mctest.hello_greet_handler(b"A")) as be, \
+            Node([("a.test", be.addr)], proxy={"worker_watchdog": 0}) as node:
+        first = node.wait_settled(2)
+        stuck = first["worker"][0]
+        os.kill(stuck, signal.SIGSTOP)
+        try:
+            r = at.ctl_fails("DEADLINE_EXCEEDED", "--socket", node.sock, "routes", "add",
+                             node.listen_addr, "late.test", be.addr)
+            assert "committed" in r.err, r
+            assert mctest.proc_alive(stuck) and stuck in node.children()["worker"]
+            assert "late.test" in db_hostnames(node)
+        finally:
+            os.kill(stuck, signal.SIGCONT)
+        assert not watchdog_kills(node.srv)
+        assert greeted_by(node, "late.test", 20) == set(first["worker"])
+
+
+def bulk_backend(size):
+    def handler(sock, backend):
+        mctest.read_hello(sock)
+        pump_both_ways(sock, size)
+    return handler
+
+
+def pump_both_ways(sock, size):
+    """Sends size bytes while reading size bytes; returns the bytes read."""
+    chunk = bytes(1 << 20)
+    got = [0]
+
+    def reader():
+        sock.settimeout(120)
+        while got[0] < size:
+            n = len(sock.recv(1 << 20))
+            if n == 0:
+                break
+            got[0] += n
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    left = size
+    while left > 0:
+        sock.sendall(chunk[:min(left, len(chunk))])
+        left -= min(left, len(chunk))
+    t.join(120)
+    return got[0]
+
+
+BULK = 1 << 30  # each way
+FLOOD = 10000
+
+
+@test
+def busy_workers_are_not_killed():
+    with mctest.RawBackend(bulk_backend(BULK)) as bulk, \
+            Node([("bulk.test", bulk.addr)],
+                 proxy={"worker_watchdog": "1s", "idle_timeout": "60s",
+                        "handshake_timeout": "30s"}) as node:
+        first = node.wait_settled(2)
+        t0 = time.monotonic()
+        s = mctest.connect(node.port)
+        s.sendall(mctest.client_hello_bytes("bulk.test"))
+        got = pump_both_ways(s, BULK)
+        s.close()
+        assert got == BULK, got
+        mctest.note("%d MiB each way in %.1f s" % (BULK >> 20, time.monotonic() - t0))
+        # a burst of connections, all open before the first is looked at;
+        # each is refused (no route) once its hello is read
+        t0 = time.monotonic()
+        hello = mctest.client_hello_bytes("nowhere.test")
+        conns = []
+        try:
+            for _ in range(FLOOD):
+                c = mctest.connect(node.port, timeout=30)
+                c.sendall(hello)
+                conns.append(c)
+            for c in conns:
+                data, how, _ = mctest.recv_until_close(c, 30)
+                assert how != "timeout" and not data, (how, data)
+        finally:
+            for c in conns:
+                c.close()
+        mctest.note("%d connections in %.1f s" % (FLOOD, time.monotonic() - t0))
+        assert not watchdog_kills(node.srv), watchdog_kills(node.srv)
+        assert node.children()["worker"] == first["worker"]
+
+
+@test
+def reload_with_ten_thousand_routes_is_not_killed():
+    routes = [("h%05d.test" % i, "127.0.0.1:9") for i in range(10000)]
+    with Node(routes, proxy={"worker_watchdog": "1s"}) as node:
+        node.wait_settled(2, timeout=60)
+        for workers in (1, 2):
+            node.reconfigure(workers)
+            node.srv.send_signal(signal.SIGHUP)
+            node.wait_settled(workers, timeout=60)
+        assert not watchdog_kills(node.srv), watchdog_kills(node.srv)
+
+
+@test
+def a_change_the_master_does_not_answer_is_not_called_unavailable():
+    with mctest.RawBackend(mctest.hello_greet_handler(b"A")) as be, \
+            Node([("a.test", be.addr)]) as node:
+        node.wait_settled(2)
+        node.srv.send_signal(signal.SIGSTOP)
+        try:
+            read = node.ctl("status")
+            r = node.ctl("routes", "add", node.listen_addr, "maybe.test", be.addr)
+        finally:
+            node.srv.send_signal(signal.SIGCONT)
+        # a read that got no answer changed nothing: UNAVAILABLE
+        assert read.rc == 1 and read.err.startswith("mcproxyctl: UNAVAILABLE: "), read
+        # a change may have been made: never UNAVAILABLE, and it says so
+        assert r.rc == 1 and r.err.startswith("mcproxyctl: DEADLINE_EXCEEDED: ") and \
+            "may have been applied" in r.err, r
+        # and it was: the master took it once it ran again
+        mctest.wait_until(lambda: "maybe.test" in db_hostnames(node), 10,
+                          what="the change the master received while stopped")
 
 
 if __name__ == "__main__":
