@@ -110,7 +110,8 @@ struct admin_pem {
  * user as owner. rpc_server_run() serves until *stop is set or the
  * master is gone (returns 0 then), or -1 on a gRPC failure.
  * rpc_server_close() shuts the server down in gRPC's documented order
- * and frees it.
+ * and frees it; unless the master is gone, the calls already taken are
+ * answered first (bounded), so a restart fails no call in flight.
  */
 struct rpc_server;
 struct rpc_server *rpc_server_new(const struct admin_settings *settings,

@@ -145,10 +145,12 @@ struct link_want {
     uint32_t id;                     /* the reply wanted; 0 = none (stale replies only) */
     struct link_reply *reply;        /* filled when it arrives */
     struct admin_settings *settings; /* non-NULL: expecting MSG_ADMIN_SETTINGS */
+    struct link *link;               /* where pings are answered; NULL before the settings */
     bool found;
 };
 
-/* chan_drain() handler: the master sends settings once, then only replies. */
+/* chan_drain() handler: the master sends settings once, then replies and
+ * pings (answered at once: the master's watchdog waits for them). */
 static int link_on_message(void *arg, struct chan_msg *msg)
 {
     struct link_want *w = arg;
@@ -157,6 +159,12 @@ static int link_on_message(void *arg, struct chan_msg *msg)
 
     if (msg->fd >= 0)
         close(msg->fd);
+    if (msg->hdr.type == MSG_PING && msg->hdr.len == 0 && w->link != NULL) {
+        if (chan_send(&w->link->chan, MSG_PONG, 0, NULL, 0, -1) < 0 ||
+            chan_flush(&w->link->chan) == MC_ERROR)
+            return -1;
+        return 0;
+    }
     if (w->settings != NULL && !w->found) {
         if (msg->hdr.type != MSG_ADMIN_SETTINGS) {
             log_error("expected settings from the master, got message type %u", msg->hdr.type);
@@ -235,7 +243,7 @@ enum link_result link_call(struct link *l, uint32_t method, const void *req, siz
     if (chan_sendv(&l->chan, MSG_ADMIN_REQ, 0, iov, 2, -1) < 0 ||
         chan_flush_wait(&l->chan, timeout_ms) < 0)
         return LINK_GONE;
-    struct link_want w = {.id = h.id, .reply = out};
+    struct link_want w = {.id = h.id, .reply = out, .link = l};
     return link_wait(l, &w, timeout_ms);
 }
 
@@ -248,7 +256,7 @@ int link_report_drops(struct link *l, uint64_t n)
 
 enum link_result link_poll(struct link *l)
 {
-    struct link_want w = {0};
+    struct link_want w = {.link = l};
 
     return link_wait(l, &w, 0) == LINK_TIMEOUT ? LINK_OK : LINK_GONE;
 }

@@ -29,14 +29,19 @@
 #include "health.pb-c.h"
 #include "log.h"
 #include "loop.h"
+#include "msg.h"
 #include "pb.h"
 
 #define ADMIN_MAX_REQUEST                                                                          \
     (256 * 1024) /* far above any real request, well under a channel message */
-#define ADMIN_MAX_STREAMS      16
-#define ADMIN_HANDSHAKE_MS     10000 /* a silent TCP client is dropped after this */
-#define ADMIN_MASTER_TIMEOUT   10000 /* ms the master gets to answer one call */
-#define ADMIN_POLL_MS          200   /* how often the loop looks at signals and the master */
+#define ADMIN_MAX_STREAMS    16
+#define ADMIN_HANDSHAKE_MS   10000                /* a silent TCP client is dropped after this */
+#define ADMIN_MASTER_TIMEOUT MSG_ADMIN_TIMEOUT_MS /* ms the master gets to answer one call */
+#define ADMIN_POLL_MS        200 /* how often the loop looks at signals and the master */
+#define ADMIN_DRAIN_MS       (ADMIN_MASTER_TIMEOUT + 2000) /* a stop waits this for open calls */
+/* Requests outstanding per method: a call gRPC has not matched to one when
+ * the server shuts down is failed, so a stop can finish only matched ones. */
+#define ADMIN_ARMED            ADMIN_MAX_STREAMS
 #define SERVICE_PREFIX         "/mc_proxy.v1.ProxyAdminService/"
 #define HEALTH_CHECK_PATH      "/grpc.health.v1.Health/Check"
 #define ADMIN_SERVICE_FULLNAME "mc_proxy.v1.ProxyAdminService"
@@ -213,6 +218,14 @@ static void call_reply(struct call *c, grpc_status_code status, const char *mess
     }
 }
 
+/* Whether a method changes state (AddRoute, RemoveRoute, SetListener...). */
+static bool method_changes(unsigned method)
+{
+    const char *name = service->methods[method].name;
+    return strncmp(name, "Add", 3) == 0 || strncmp(name, "Remove", 6) == 0 ||
+           strncmp(name, "Set", 3) == 0;
+}
+
 /* Forwards a ProxyAdminService call to the master and relays its answer. */
 static void rpc_admin(struct rpc_server *s, struct call *c)
 {
@@ -240,12 +253,26 @@ static void rpc_admin(struct rpc_server *s, struct call *c)
     switch (lr) {
     case LINK_OK:
         break;
+    /* a change the master may have committed is never answered UNAVAILABLE,
+     * which promises that nothing changed */
     case LINK_TIMEOUT:
-        call_reply(c, GRPC_STATUS_UNAVAILABLE, "the proxy did not answer in time", NULL);
+        if (method_changes(c->method))
+            call_reply(c, GRPC_STATUS_DEADLINE_EXCEEDED,
+                       "the proxy did not answer in time; the change may have been applied: "
+                       "check before retrying",
+                       NULL);
+        else
+            call_reply(c, GRPC_STATUS_UNAVAILABLE, "the proxy did not answer in time", NULL);
         return;
     default:
         s->master_gone = true;
-        call_reply(c, GRPC_STATUS_UNAVAILABLE, "the proxy is shutting down", NULL);
+        if (method_changes(c->method))
+            call_reply(c, GRPC_STATUS_UNKNOWN,
+                       "the proxy went away during the call; the change may have been applied: "
+                       "check before retrying",
+                       NULL);
+        else
+            call_reply(c, GRPC_STATUS_UNAVAILABLE, "the proxy is shutting down", NULL);
         return;
     }
 
@@ -292,10 +319,11 @@ static void rpc_health(struct call *c)
 static void rpc_on_call(struct rpc_server *s, struct call *c)
 {
     c->start_ms = mc_monotonic_ms();
-    /* re-arm first: each kind has exactly one request outstanding */
+    /* re-arm first: each kind keeps ADMIN_ARMED requests outstanding */
     if (!s->stopping && rpc_arm(s, c->kind, c->method) < 0)
         log_error("%s: no longer accepting calls of this method", call_method_name(c));
-    if (s->stopping || s->master_gone) {
+    /* a call that arrived before a stop is served: only a gone master fails it */
+    if (s->master_gone) {
         call_reply(c, GRPC_STATUS_UNAVAILABLE, "the admin server is shutting down", NULL);
         return;
     }
@@ -326,18 +354,47 @@ static void rpc_on_event(struct rpc_server *s, const grpc_event *ev)
     rpc_on_call(s, c);
 }
 
-/* gRPC's documented order: shutdown+notify, cancel, drain, destroy, then the queue. */
+/*
+ * gRPC's documented order: shutdown+notify, cancel, drain, destroy, then
+ * the queue. Unless the master is gone, the calls already taken are
+ * served first (a restart on new settings must not fail them), for at
+ * most ADMIN_DRAIN_MS; then whatever is left is cancelled.
+ */
 static void rpc_shutdown(struct rpc_server *s)
 {
     grpc_event ev;
+    bool cancelled = s->master_gone;
+    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                         gpr_time_from_millis(ADMIN_DRAIN_MS, GPR_TIMESPAN));
 
     s->stopping = true;
     grpc_server_shutdown_and_notify(s->srv, s->cq, &shutdown_tag);
-    grpc_server_cancel_all_calls(s->srv);
-    do {
-        ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    if (cancelled)
+        grpc_server_cancel_all_calls(s->srv);
+    for (;;) {
+        ev = grpc_completion_queue_next(
+            s->cq,
+            cancelled ? gpr_inf_future(GPR_CLOCK_MONOTONIC)
+                      : gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                     gpr_time_from_millis(ADMIN_POLL_MS, GPR_TIMESPAN)),
+            NULL);
+        if (ev.type == GRPC_QUEUE_TIMEOUT) {
+            /* still answering the master's pings, or its watchdog kills us mid-drain */
+            if (link_poll(s->link) != LINK_OK)
+                s->master_gone = true;
+            if (s->master_gone || gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), deadline) >= 0) {
+                if (!s->master_gone)
+                    log_warn("calls still open %d ms into the stop: cancelling them",
+                             ADMIN_DRAIN_MS);
+                grpc_server_cancel_all_calls(s->srv);
+                cancelled = true;
+            }
+            continue;
+        }
         rpc_on_event(s, &ev);
-    } while (!(ev.type == GRPC_OP_COMPLETE && ev.tag == &shutdown_tag));
+        if (ev.type == GRPC_OP_COMPLETE && ev.tag == &shutdown_tag)
+            break;
+    }
     grpc_server_destroy(s->srv);
     grpc_completion_queue_shutdown(s->cq);
     do {
@@ -449,19 +506,31 @@ int rpc_server_run(struct rpc_server *s, volatile sig_atomic_t *stop)
     int rc = 0;
 
     grpc_server_start(s->srv);
-    for (unsigned i = 0; i < service->n_methods && rc == 0; i++)
-        rc = rpc_arm(s, CALL_ADMIN, i);
-    if (rc == 0)
-        rc = rpc_arm(s, CALL_HEALTH, 0);
-    if (rc == 0)
-        rc = rpc_arm(s, CALL_OTHER, 0);
+    for (unsigned k = 0; k < ADMIN_ARMED && rc == 0; k++) {
+        for (unsigned i = 0; i < service->n_methods && rc == 0; i++)
+            rc = rpc_arm(s, CALL_ADMIN, i);
+        if (rc == 0)
+            rc = rpc_arm(s, CALL_HEALTH, 0);
+        if (rc == 0)
+            rc = rpc_arm(s, CALL_OTHER, 0);
+    }
 
-    while (rc == 0 && !*stop && !s->master_gone) {
+    uint64_t stop_ms = 0;
+    while (rc == 0 && !s->master_gone) {
+        if (*stop && stop_ms == 0) {
+            /* gRPC accepts connections only while the queue is polled: the
+             * callers that connected during the last call are served first */
+            log_info("stopping on a signal, once the calls already made are answered");
+            stop_ms = mc_monotonic_ms();
+        }
         grpc_event ev = grpc_completion_queue_next(
             s->cq,
             gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                          gpr_time_from_millis(ADMIN_POLL_MS, GPR_TIMESPAN)),
             NULL);
+        if (stop_ms != 0 &&
+            (ev.type == GRPC_QUEUE_TIMEOUT || mc_monotonic_ms() - stop_ms >= ADMIN_DRAIN_MS))
+            break; /* idle for ADMIN_POLL_MS, or draining too long */
         if (ev.type == GRPC_QUEUE_SHUTDOWN) {
             log_error("the gRPC completion queue shut down unexpectedly");
             rc = -1;
@@ -479,8 +548,6 @@ int rpc_server_run(struct rpc_server *s, volatile sig_atomic_t *stop)
     }
     if (s->master_gone)
         log_info("the master is gone, stopping");
-    else if (*stop)
-        log_info("stopping on a signal");
     return rc;
 }
 

@@ -88,12 +88,16 @@ struct firewall_conf {
     uint64_t rate_window_ms;
 };
 
+/* The shortest proxy.worker_watchdog: children show life twice as often. */
+#define CONFIG_WATCHDOG_MIN_MS 1000
+
 struct proxy_conf {
     uint64_t connect_timeout_ms;
     uint64_t handshake_timeout_ms;
     uint64_t idle_timeout_ms;
     uint64_t response_timeout_ms;
     uint64_t shutdown_timeout_ms;
+    uint64_t worker_watchdog_ms; /* a child showing no progress this long is killed; 0 = off */
 };
 
 struct metrics_conf {

@@ -119,6 +119,28 @@ static void duration(struct loader *ld, const char *prefix, const char *key, con
         *out = ms;
 }
 
+/* proxy.worker_watchdog: a duration of at least CONFIG_WATCHDOG_MIN_MS, or 0 (off). */
+static void watchdog(struct loader *ld, const char *raw, uint64_t *out)
+{
+    uint64_t ms = 0;
+
+    if (raw == NULL)
+        return;
+    /* "off" needs no unit */
+    if (strcmp(raw, "0") != 0 && config_parse_duration(raw, &ms) < 0)
+        bad(ld, "proxy", "worker_watchdog",
+            "invalid duration \"%s\": use a number and ms, s, m or h, e.g. \"5s\", or 0 for off",
+            QUOTED(raw));
+    else if (ms != 0 && ms < CONFIG_WATCHDOG_MIN_MS)
+        /* children prove progress every CONFIG_WATCHDOG_MIN_MS / 2 (shm.h) */
+        bad(ld, "proxy", "worker_watchdog", "must be 0 (off) or at least %llums",
+            (unsigned long long)CONFIG_WATCHDOG_MIN_MS);
+    else if (ms > MAX_DURATION_MS)
+        bad(ld, "proxy", "worker_watchdog", "must be at most %s", MAX_DURATION);
+    else
+        *out = ms;
+}
+
 static void set_defaults(struct config *c)
 {
     c->database_backups_keep = DEFAULT_BACKUPS_KEEP;
@@ -129,6 +151,7 @@ static void set_defaults(struct config *c)
     c->proxy.idle_timeout_ms = 300 * 1000;
     c->proxy.response_timeout_ms = 60 * 1000;
     c->proxy.shutdown_timeout_ms = 30 * 1000;
+    c->proxy.worker_watchdog_ms = 5 * 1000;
     c->log_level = LOGL_INFO;
     c->log_format = LOG_FORMAT_TEXT;
 }
@@ -500,6 +523,7 @@ static void conv_proxy(struct loader *ld, const struct raw_proxy *r, struct prox
     duration(ld, "proxy", "idle_timeout", r->idle_timeout, &px->idle_timeout_ms);
     duration(ld, "proxy", "response_timeout", r->response_timeout, &px->response_timeout_ms);
     duration(ld, "proxy", "shutdown_timeout", r->shutdown_timeout, &px->shutdown_timeout_ms);
+    watchdog(ld, r->worker_watchdog, &px->worker_watchdog_ms);
 }
 
 static bool is_loopback(const struct mc_addr *a)

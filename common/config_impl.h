@@ -82,6 +82,7 @@ struct raw_proxy {
     char *idle_timeout;
     char *response_timeout;
     char *shutdown_timeout;
+    char *worker_watchdog;
 };
 
 struct raw_metrics {

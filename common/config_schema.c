@@ -127,6 +127,7 @@ static const cyaml_schema_field_t proxy_fields[] = {
     FIELD_STR("idle_timeout", OPT, struct raw_proxy, idle_timeout),
     FIELD_STR("response_timeout", OPT, struct raw_proxy, response_timeout),
     FIELD_STR("shutdown_timeout", OPT, struct raw_proxy, shutdown_timeout),
+    FIELD_STR("worker_watchdog", OPT, struct raw_proxy, worker_watchdog),
     CYAML_FIELD_END,
 };
 

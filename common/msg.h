@@ -46,8 +46,17 @@ enum msg_type {
 
     /* master -> metrics exporter: MSG_SHM (a read-only fd), then this, once */
     MSG_METRICS_SETTINGS, /* struct msg_metrics_settings + n_listeners x char[ADDR_STRLEN] */
+
+    /* master <-> admin process, liveness (proxy.worker_watchdog) */
+    MSG_PING, /* m->a: no payload; answered at once */
+    MSG_PONG, /* a->m: no payload */
     MSG__COUNT
 };
+
+/* How long the admin process waits for the master's answer to one call.
+ * The master answers a change its workers have not all applied by then
+ * itself, MSG_ADMIN_TIMEOUT_MS / 5 earlier, saying so. */
+#define MSG_ADMIN_TIMEOUT_MS 10000
 
 struct msg_shm {
     uint64_t size;

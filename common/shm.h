@@ -21,7 +21,7 @@
 #include "reason.h"
 
 #define SHM_MAGIC   0x6d637078u /* "mcpx" */
-#define SHM_VERSION 3
+#define SHM_VERSION 4
 
 /* Upper bounds (microseconds) of the backend connect latency buckets; one
  * more bucket past the last holds everything slower. */
@@ -44,14 +44,23 @@ struct shm_worker {
     /* backend connect latency: per bucket, not cumulative (the exporter sums) */
     _Atomic uint64_t connect_buckets[SHM_CONNECT_BOUNDS + 1];
     _Atomic uint64_t connect_sum_us;
+    /* Liveness: bumped by the worker's loop on every iteration and at least
+     * every SHM_BEAT_MS; the master's watchdog kills a worker whose count
+     * stops moving (proxy.worker_watchdog). */
+    _Atomic uint64_t beats;
 };
+
+/* How often an idle worker's loop wakes to show life: half the shortest
+ * watchdog (CONFIG_WATCHDOG_MIN_MS). */
+#define SHM_BEAT_MS 500
 
 struct shm {
     uint32_t magic;
     uint32_t version;
-    uint64_t started_at;              /* unix seconds */
-    _Atomic uint64_t reloads;         /* the master counts them */
-    _Atomic uint64_t worker_restarts; /* workers respawned after dying */
+    uint64_t started_at;                       /* unix seconds */
+    _Atomic uint64_t reloads;                  /* the master counts them */
+    _Atomic uint64_t worker_restarts;          /* workers respawned after dying, for any reason */
+    _Atomic uint64_t worker_restarts_watchdog; /* of those, killed by the watchdog */
     /* log lines dropped because their destination could not take them, per
      * kind of process (every worker adds to one, so a dead one's stay); the
      * exporter, which maps this read-only, reports its own */
@@ -72,6 +81,12 @@ int shm_attach_readonly(int fd, const struct shm **out);
 
 /* The dead worker's per-listener shares are subtracted from the totals and its slot cleared. */
 void shm_worker_reap(struct shm *s, unsigned slot);
+
+/* A worker's loop shows it is making progress. */
+static inline void shm_beat(struct shm_worker *w)
+{
+    atomic_fetch_add_explicit(&w->beats, 1, memory_order_relaxed);
+}
 
 /* Monotonic microseconds, the clock connect latency is measured with. */
 uint64_t shm_clock_us(void);

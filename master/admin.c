@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,6 +28,10 @@ static int admin_on_message(void *arg, struct chan_msg *msg)
 
     if (msg->fd >= 0)
         close(msg->fd);
+    a->live.last_ms = loop_now(a->m->loop); /* any message is a sign of life */
+    a->live.shown = true;
+    if (msg->hdr.type == MSG_PONG && msg->hdr.len == 0)
+        return 0;
     if (msg->hdr.type == MSG_ADMIN_LOG_DROPPED && msg->hdr.len == sizeof(uint64_t)) {
         uint64_t n;
         memcpy(&n, msg->data, sizeof(n));
@@ -48,42 +53,72 @@ static void admin_on_event(struct ev *ev, uint32_t events)
     child_chan_event(a->m->loop, &a->chan, &a->ev, a->pid, events, admin_on_message, a, "admin");
 }
 
-static int admin_send_settings(struct master *m)
+/* What identifies a TLS file's content without reading it: a rotated
+ * certificate is a new inode or a new mtime. All zero when missing. */
+struct admin_file_id {
+    uint64_t dev, ino, size;
+    int64_t mtime_sec, mtime_nsec;
+};
+
+/* MSG_ADMIN_SETTINGS from the current config, as iov[0..5). */
+struct admin_settings_msg {
+    struct msg_admin_settings as;
+    char unix_addr[4096 + 8];
+    struct iovec iov[5];
+    struct admin_file_id files[3];
+};
+
+static int admin_settings_build(const struct master *m, struct admin_settings_msg *b)
 {
     const struct grpc_conf *g = &m->cfg->grpc;
-    char unix_addr[4096 + 8];
     const char *addr = g->addr;
 
+    memset(b, 0, sizeof(*b)); /* the padding too: the bytes are compared across reloads */
     if (g->unix_path != NULL) {
         /* the resolved path: the admin does not share the config's directory as cwd */
-        snprintf(unix_addr, sizeof(unix_addr), "unix:%s", g->unix_path);
-        addr = unix_addr;
+        snprintf(b->unix_addr, sizeof(b->unix_addr), "unix:%s", g->unix_path);
+        addr = b->unix_addr;
     }
     const char *s[4] = {addr, g->tls_cert, g->tls_key, g->client_ca};
-    struct msg_admin_settings as = {
-        .setuid = m->setuid,
-        .uid = m->uid,
-        .gid = m->gid,
-        .log_level = m->cfg->log_level,
-        .log_format = m->cfg->log_format,
-        .socket_mode = g->socket_mode,
-    };
-    uint16_t *lens[4] = {&as.addr_len, &as.tls_cert_len, &as.tls_key_len, &as.client_ca_len};
-    struct iovec iov[5] = {{&as, sizeof(as)}};
+    b->as.setuid = m->setuid;
+    b->as.uid = m->uid;
+    b->as.gid = m->gid;
+    b->as.log_level = m->cfg->log_level;
+    b->as.log_format = m->cfg->log_format;
+    b->as.socket_mode = g->socket_mode;
+    uint16_t *lens[4] = {&b->as.addr_len, &b->as.tls_cert_len, &b->as.tls_key_len,
+                         &b->as.client_ca_len};
 
+    b->iov[0] = (struct iovec){&b->as, sizeof(b->as)};
     for (int i = 0; i < 4; i++) {
         size_t n = s[i] ? strlen(s[i]) : 0;
         if (n > UINT16_MAX)
             return -1;
         *lens[i] = (uint16_t)n;
-        iov[i + 1] = (struct iovec){(void *)(s[i] ? s[i] : ""), n};
+        b->iov[i + 1] = (struct iovec){(void *)(s[i] ? s[i] : ""), n};
     }
-    return chan_sendv(&m->admin.chan, MSG_ADMIN_SETTINGS, 0, iov, 5, -1);
+    for (int i = 0; i < 3; i++) {
+        struct stat st;
+        if (s[i + 1] != NULL && stat(s[i + 1], &st) == 0)
+            b->files[i] = (struct admin_file_id){st.st_dev, st.st_ino, (uint64_t)st.st_size,
+                                                 st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
+    }
+    return 0;
+}
+
+/* The settings message plus the TLS files' identity: what a restart would change. */
+static int admin_started_with(const struct admin_settings_msg *b, struct iovec out[6])
+{
+    memcpy(out, b->iov, sizeof(b->iov));
+    out[5] = (struct iovec){(void *)b->files, sizeof(b->files)};
+    return 6;
 }
 
 void admin_spawn(struct master *m)
 {
     struct aux_proc *a = &m->admin;
+    struct admin_settings_msg b;
+    struct iovec with[6];
     char path[4096];
     char *argv[] = {"mc-proxy-admin", NULL};
 
@@ -94,9 +129,9 @@ void admin_spawn(struct master *m)
         loop_timer_set(m->loop, &a->respawn, 1000);
         return;
     }
-    a->pid = pid;
-    a->started_ms = loop_now(m->loop);
-    if (admin_send_settings(m) < 0)
+    int rc = admin_settings_build(m, &b);
+    aux_started(m, a, pid, with, rc == 0 ? admin_started_with(&b, with) : 0);
+    if (rc < 0 || chan_sendv(&a->chan, MSG_ADMIN_SETTINGS, 0, b.iov, 5, -1) < 0)
         log_error("admin: cannot queue its settings");
     admin_flush(a);
     log_info("admin started, pid %d, serving %s", (int)pid, m->cfg->grpc.addr);
@@ -104,7 +139,7 @@ void admin_spawn(struct master *m)
 
 void admin_exited(struct master *m, int status)
 {
-    aux_exited(m, &m->admin, status, "admin", m->cfg->grpc.enabled);
+    aux_exited(m, &m->admin, status, m->cfg->grpc.enabled);
 }
 
 void admin_stop(struct master *m)
@@ -112,8 +147,18 @@ void admin_stop(struct master *m)
     aux_stop(m, &m->admin);
 }
 
-void master_admin_reply(struct master *m, uint32_t id, int32_t status, const char *message,
-                        const void *body, size_t len)
+void admin_reload(struct master *m)
+{
+    struct admin_settings_msg b;
+    struct iovec with[6];
+    bool wanted = m->cfg->grpc.enabled;
+
+    aux_reload(m, &m->admin, wanted, with,
+               wanted && admin_settings_build(m, &b) == 0 ? admin_started_with(&b, with) : 0);
+}
+
+void master_admin_reply(struct master *m, pid_t admin, uint32_t id, int32_t status,
+                        const char *message, const void *body, size_t len)
 {
     struct aux_proc *a = &m->admin;
     size_t mlen = message ? strlen(message) : 0;
@@ -124,8 +169,8 @@ void master_admin_reply(struct master *m, uint32_t id, int32_t status, const cha
         {(void *)body, len},
     };
 
-    if (a->chan.fd < 0)
-        return; /* the admin died; its caller already got UNAVAILABLE */
+    if (a->chan.fd < 0 || a->pid != admin)
+        return; /* the admin died; its caller already got an error */
     if (chan_sendv(&a->chan, MSG_ADMIN_RESP, 0, iov, 3, -1) < 0)
         log_error("admin: cannot queue the reply to request %u", id);
     admin_flush(a);

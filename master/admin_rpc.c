@@ -8,7 +8,10 @@
  * validated and normalised, committed to the store, then published to
  * every worker; the reply goes out once every live worker has applied it
  * (master_publish's done callback). A store failure changes nothing and
- * is answered at once.
+ * is answered at once. The one status after a commit that is not OK is
+ * DEADLINE_EXCEEDED (a worker has not applied it in PUBLISH_DEADLINE_MS)
+ * or UNKNOWN (out of memory after the commit), and the message says the
+ * change is saved: no other status leaves a change behind.
  *
  * What a request carries is checked in admin_check.c. The master links
  * protobuf-c, never gRPC: the status codes are the gRPC numbers
@@ -41,7 +44,7 @@ void rpc_error(const struct rpc *r, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    master_admin_reply(r->m, r->id, code, msg, NULL, 0);
+    master_admin_reply(r->m, r->admin, r->id, code, msg, NULL, 0);
 }
 
 /* Packs resp into a fresh buffer; NULL (with *len 0) when it is too large or memory ran out. */
@@ -66,7 +69,7 @@ static void rpc_send(const struct rpc *r, const ProtobufCMessage *resp)
                   protobuf_c_message_get_packed_size(resp));
         return;
     }
-    master_admin_reply(r->m, r->id, RPC_OK, NULL, buf, len);
+    master_admin_reply(r->m, r->admin, r->id, RPC_OK, NULL, buf, len);
     free(buf);
 }
 
@@ -209,9 +212,18 @@ static void pending_free(struct pending *p)
     free(p);
 }
 
-static void pending_done(void *arg)
+static void pending_done(void *arg, bool applied)
 {
     struct pending *p = arg;
+
+    if (!applied) {
+        rpc_error(&p->r, RPC_DEADLINE_EXCEEDED,
+                  "the change is committed, but not every worker applied it within %d ms; it "
+                  "takes effect there once that worker answers or is replaced",
+                  PUBLISH_DEADLINE_MS);
+        pending_free(p);
+        return;
+    }
     const struct listener_conf *l =
         p->what == PENDING_BODY ? NULL : state_listener(p->r.m->state, p->listener);
     const struct route_conf *route =
@@ -219,7 +231,7 @@ static void pending_done(void *arg)
 
     switch (p->what) {
     case PENDING_BODY:
-        master_admin_reply(p->r.m, p->r.id, RPC_OK, NULL, p->body, p->len);
+        master_admin_reply(p->r.m, p->r.admin, p->r.id, RPC_OK, NULL, p->body, p->len);
         break;
     case PENDING_ROUTE:
         if (route == NULL) {
@@ -250,9 +262,10 @@ static void pending_done(void *arg)
     pending_free(p);
 }
 
-static void publish_only(void *arg)
+static void publish_only(void *arg, bool applied)
 {
     (void)arg;
+    (void)applied;
 }
 
 /*
@@ -283,13 +296,13 @@ static void rpc_commit(const struct rpc *r, int rc, const char *err, enum pendin
         if (p != NULL)
             pending_free(p);
         /* the change is committed: apply it even though no reply can be built */
-        rpc_error(r, RPC_INTERNAL, "saved, %s, but out of memory for the reply",
+        rpc_error(r, RPC_UNKNOWN, "saved, %s, but out of memory for the reply",
                   master_publish(r->m, publish_only, NULL) == 0 ? "being applied"
                                                                 : "not applied (see the log)");
         return;
     }
     if (master_publish(r->m, pending_done, p) < 0) {
-        rpc_error(r, RPC_INTERNAL,
+        rpc_error(r, RPC_UNKNOWN,
                   "saved to the database, but the new state could not be loaded to apply it "
                   "(see the server log)");
         pending_free(p);
@@ -581,7 +594,7 @@ static const struct {
 void admin_rpc_handle(struct master *m, const struct chan_msg *msg)
 {
     struct msg_admin_req hdr;
-    struct rpc r = {.m = m};
+    struct rpc r = {.m = m, .admin = m->admin.pid};
 
     if (msg->hdr.len < sizeof(hdr)) {
         log_error("admin: request of %u bytes is too short", msg->hdr.len);

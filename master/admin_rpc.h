@@ -13,7 +13,9 @@
 
 enum rpc_code {
     RPC_OK = 0,
+    RPC_UNKNOWN = 2, /* a change was saved but its outcome beyond that is not known */
     RPC_INVALID_ARGUMENT = 3,
+    RPC_DEADLINE_EXCEEDED = 4, /* a change was committed but not yet applied everywhere */
     RPC_NOT_FOUND = 5,
     RPC_RESOURCE_EXHAUSTED = 8,
     RPC_ABORTED = 10,
@@ -29,6 +31,7 @@ typedef McProxy__V1__ListenerStatus pb_listener;
 /* One request being answered. */
 struct rpc {
     struct master *m;
+    pid_t admin; /* the admin process that asked */
     uint32_t id;
 };
 

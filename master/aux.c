@@ -4,6 +4,8 @@
  * auxiliary processes, admin and metrics) exit handling and stopping.
  */
 #include <signal.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/wait.h>
 
@@ -42,32 +44,103 @@ void child_chan_event(struct loop *l, struct chan *c, struct ev *ev, pid_t pid, 
     }
 }
 
-void aux_exited(struct master *m, struct aux_proc *x, int status, const char *name, bool wanted)
+void aux_exited(struct master *m, struct aux_proc *x, int status, bool wanted)
 {
     char how[64];
+    bool asked = x->restarting;
 
     spawn_describe_exit(status, how, sizeof(how));
     child_chan_close(m->loop, &x->chan, &x->ev);
     x->pid = 0;
+    x->restarting = false;
     if (m->phase == MASTER_STOPPING || !wanted) {
-        log_info("%s %s", name, how);
+        log_info("%s %s", x->name, how);
+        return;
+    }
+    if (asked) {
+        /* a restart the master asked for is not a crash: no brake */
+        log_info("%s %s, restarting it on the new settings", x->name, how);
+        loop_timer_set(m->loop, &x->respawn, 0);
         return;
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == MC_EXIT_FATAL) {
-        log_error("%s %s (fatal: see its log), not respawning it", name, how);
+        log_error("%s %s (fatal: see its log), not respawning it", x->name, how);
         return;
     }
-    /* status 0: it was asked to stop (a reload restarts it on the new settings) */
-    bool asked = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     uint64_t delay = spawn_restart_delay(&x->quick_deaths, x->started_ms, loop_now(m->loop));
-    log_msg(asked ? LOGL_INFO : LOGL_WARN, "%s %s, respawning in %llu ms", name, how,
-            (unsigned long long)delay);
+    log_msg(delay > 0 ? LOGL_ERROR : LOGL_WARN, "%s %s%s, respawning in %llu ms", x->name, how,
+            delay > 0 ? " soon after starting again" : "", (unsigned long long)delay);
     loop_timer_set(m->loop, &x->respawn, delay);
 }
 
 void aux_stop(struct master *m, struct aux_proc *x)
 {
     loop_timer_stop(m->loop, &x->respawn);
+    x->restarting = false;
     if (x->pid != 0)
         kill(x->pid, SIGTERM);
+}
+
+/* The bytes of iov[0..n) in one buffer; NULL when out of memory. */
+static void *iov_join(const struct iovec *iov, int n, size_t *len)
+{
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    unsigned char *p = malloc(total > 0 ? total : 1);
+    if (p == NULL)
+        return NULL;
+    *len = 0;
+    for (int i = 0; i < n; i++) {
+        if (iov[i].iov_len > 0)
+            memcpy(p + *len, iov[i].iov_base, iov[i].iov_len);
+        *len += iov[i].iov_len;
+    }
+    return p;
+}
+
+void aux_started(struct master *m, struct aux_proc *x, pid_t pid, const struct iovec *iov, int n)
+{
+    x->pid = pid;
+    x->started_ms = loop_now(m->loop);
+    x->restarting = false;
+    watchdog_reset(&x->live, x->started_ms, 0);
+    free(x->started_with);
+    /* out of memory: NULL, which differs from anything, so the next reload restarts it */
+    x->started_with = iov_join(iov, n, &x->started_with_len);
+}
+
+void aux_reload(struct master *m, struct aux_proc *x, bool wanted, const struct iovec *iov, int n)
+{
+    size_t len;
+    void *now = iov_join(iov, n, &len);
+    bool same = now != NULL && x->started_with != NULL && len == x->started_with_len &&
+                memcmp(now, x->started_with, len) == 0;
+
+    free(now);
+    if (!wanted) {
+        aux_stop(m, x);
+        return;
+    }
+    if (x->pid != 0) {
+        if (!same && !x->restarting) {
+            log_info("%s (pid %d): its settings changed, restarting it", x->name, (int)x->pid);
+            x->restarting = true;
+            kill(x->pid, SIGTERM);
+        }
+        /* already restarting: it is started again on the settings current by then */
+        return;
+    }
+    if (same && timer_armed(&x->respawn))
+        return; /* a respawn on these settings is due: the crash-loop brake stands */
+    /* failed, never started, or due on other settings: the reload is the retry */
+    loop_timer_set(m->loop, &x->respawn, 0);
+}
+
+void aux_free(struct aux_proc *x)
+{
+    if (x->chan.fd >= 0)
+        chan_close(&x->chan);
+    free(x->started_with);
+    x->started_with = NULL;
 }

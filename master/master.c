@@ -119,9 +119,9 @@ static void reload_complete(struct master *m)
     m->cfg_prev = NULL;
     m->reloading = false;
     atomic_fetch_add_explicit(&m->shm->reloads, 1, memory_order_relaxed);
-    /* they hold the old settings and certificates: restarted on the new ones */
-    admin_stop(m);
-    metrics_stop(m);
+    /* restarted only when their own settings (or certificates) changed */
+    admin_reload(m);
+    metrics_reload(m);
     log_info("reload complete in %llu ms: %u worker(s) took over, %u draining",
              (unsigned long long)(loop_now(m->loop) - m->reload_started_ms), m->n_workers, retired);
     sdnotify("READY=1\nSTATUS=serving %u listener(s) with %u worker(s); reloaded", m->n_bound,
@@ -161,18 +161,42 @@ static void master_warn_countries(const struct master *m)
                  n);
 }
 
+/* Whether generation gen waits for wp: a live worker that has not applied
+ * it, unless it is still starting from that generation or a newer one (it
+ * accepts nothing before; under back-to-back reloads new workers keep
+ * starting, and waiting for them would hold a reply for ever). */
+static bool worker_owes_ack(const struct worker_proc *wp, uint32_t gen)
+{
+    return wp->pid != 0 && wp->chan.fd >= 0 && wp->acked_gen < gen &&
+           (wp->ready || wp->start_gen < gen);
+}
+
+void master_expire_waits(struct master *m)
+{
+    uint64_t now = loop_now(m->loop);
+
+    while (m->waits != NULL && now - m->waits->started_ms >= PUBLISH_DEADLINE_MS) {
+        struct publish_wait *w = m->waits;
+        log_error("generation %u is not applied by every worker after %d ms: answering its "
+                  "change as committed but not yet applied everywhere",
+                  w->gen, PUBLISH_DEADLINE_MS);
+        m->waits = w->next;
+        w->done(w->arg, false);
+        free(w);
+    }
+}
+
 /* Runs the callbacks of every publish that all live workers have acknowledged. */
 void master_check_waits(struct master *m)
 {
     while (m->waits != NULL) {
         struct publish_wait *w = m->waits;
         for (unsigned i = 0; i < m->n_slots; i++) {
-            const struct worker_proc *wp = &m->workers[i];
-            if (wp->pid != 0 && wp->chan.fd >= 0 && wp->acked_gen < w->gen)
+            if (worker_owes_ack(&m->workers[i], w->gen))
                 return;
         }
         m->waits = w->next;
-        w->done(w->arg);
+        w->done(w->arg, true);
         free(w);
     }
 }
@@ -218,7 +242,8 @@ int master_publish(struct master *m, master_done_fn *done, void *arg)
     m->gen++;
     /* an admin change reads the certificates of the routes it sends again */
     certs_mark_stale(&m->certs);
-    *w = (struct publish_wait){.gen = m->gen, .done = done, .arg = arg};
+    *w = (struct publish_wait){
+        .gen = m->gen, .started_ms = loop_now(m->loop), .done = done, .arg = arg};
     struct publish_wait **tail = &m->waits;
     while (*tail != NULL)
         tail = &(*tail)->next;
@@ -479,8 +504,11 @@ void master_reload_failed(struct master *m, const char *why)
                 worker_stop(m, w, true);
             else
                 w->used = false;
-        } else {
+        } else if (!w->draining) {
+            /* the generation that keeps serving: one that died meanwhile starts again */
             w->retiring = false;
+            if (w->pid == 0 && !timer_armed(&w->respawn))
+                loop_timer_set(m->loop, &w->respawn, 0);
         }
     }
     config_free(m->cfg);
@@ -607,10 +635,8 @@ static void master_free(struct master *m)
             chan_close(&m->workers[i].chan);
     }
     config_free(m->cfg_prev);
-    if (m->admin.chan.fd >= 0)
-        chan_close(&m->admin.chan);
-    if (m->metrics.chan.fd >= 0)
-        chan_close(&m->metrics.chan);
+    aux_free(&m->admin);
+    aux_free(&m->metrics);
     while (m->waits != NULL) {
         struct publish_wait *w = m->waits;
         m->waits = w->next;
@@ -647,11 +673,14 @@ static void master_start_children(struct master *m)
         w->respawn = (struct timer){.cb = worker_respawn_cb, .data = w};
     }
     workers_start_generation(m);
+    watchdog_start(m);
     m->admin.m = m;
+    m->admin.name = "admin";
     m->admin.respawn = (struct timer){.cb = admin_respawn_cb, .data = m};
     if (m->cfg->grpc.enabled)
         admin_spawn(m);
     m->metrics.m = m;
+    m->metrics.name = "metrics exporter";
     m->metrics.respawn = (struct timer){.cb = metrics_respawn_cb, .data = m};
     if (m->cfg->metrics.enabled)
         metrics_spawn(m);

@@ -8,47 +8,71 @@
 
 #include <stdbool.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "chan.h"
 #include "certs.h"
 #include "config.h"
 #include "loop.h"
+#include "msg.h"
 #include "shm.h"
 #include "state.h"
 #include "store.h"
+
+/* What the watchdog (watchdog.c) knows of one child's progress. */
+struct liveness {
+    uint64_t seen;    /* workers: the beat count last read from shm */
+    uint64_t last_ms; /* when it last showed progress (or started) */
+    uint64_t ping_ms; /* admin: when the last MSG_PING went out */
+    bool shown;       /* it has shown progress since it started */
+    bool killed;      /* the watchdog sent it SIGKILL */
+};
 
 struct worker_proc {
     struct master *m;
     unsigned id;   /* slot in shm */
     bool used;     /* the slot belongs to a running or restarting worker */
     bool retiring; /* of the previous generation: stops accepting once the new one is ready */
+    bool draining; /* sent MSG_STOP: its slot is freed when it exits */
     unsigned pos, stride; /* it accepts on every listener's sockets s with s % stride == pos */
     pid_t pid;            /* 0 when not running */
     struct chan chan;
     struct ev ev;
     bool ready;         /* has applied a generation and is accepting */
     uint32_t acked_gen; /* newest generation it applied */
+    uint32_t start_gen; /* the generation it was started with: it accepts nothing older */
     uint64_t started_ms;
     unsigned quick_deaths; /* consecutive exits soon after start: the crash-loop brake */
     struct timer respawn;
+    struct liveness live;
 };
 
 /* An auxiliary process with a channel: the admin (gRPC API, admin/) and the
  * metrics exporter (metrics/). */
 struct aux_proc {
     struct master *m;
+    const char *name;
     pid_t pid; /* 0 when not running */
     struct chan chan;
     struct ev ev;
     uint64_t started_ms;
     unsigned quick_deaths;
+    bool restarting; /* asked to exit to be started again: its exit is no crash */
     struct timer respawn;
+    struct liveness live;
+    /* What it was started with (its settings, and for the admin its TLS
+     * files' identity): a reload restarts it only when that changed. */
+    void *started_with;
+    size_t started_with_len;
 };
 
-/* A change waiting for every live worker's ack of its generation. */
-typedef void master_done_fn(void *arg);
+/* A change waiting for every live worker's ack of its generation. applied
+ * is false when the wait expired first (PUBLISH_DEADLINE_MS). */
+typedef void master_done_fn(void *arg, bool applied);
+#define PUBLISH_DEADLINE_MS (MSG_ADMIN_TIMEOUT_MS - MSG_ADMIN_TIMEOUT_MS / 5)
 struct publish_wait {
     uint32_t gen;
+    uint64_t started_ms;
     master_done_fn *done;
     void *arg;
     struct publish_wait *next;
@@ -112,7 +136,8 @@ struct master {
     int access_fd; /* log.access_file, -1 when unset; each worker has a copy */
 
     struct timer stop_timer;
-    struct timer watchdog;
+    struct timer watchdog;       /* systemd's (WATCHDOG_USEC) */
+    struct timer child_watchdog; /* ours over the children (watchdog.c) */
 };
 
 /* Runs the server until it stops; returns the process exit code. Takes
@@ -123,7 +148,9 @@ int master_run(struct config *cfg);
  * After a committed store mutation: reloads the state from the store and
  * pushes it to every live worker as a new generation. done(arg) runs once
  * every live worker has acknowledged that generation (a worker that dies
- * meanwhile no longer counts; its replacement starts from the new state).
+ * or is killed by the watchdog meanwhile no longer counts; its replacement
+ * starts from the new state), or with applied false after
+ * PUBLISH_DEADLINE_MS, the change being committed but not yet everywhere.
  * Returns -1, with nothing changed in memory or in any worker, when the
  * state cannot be loaded; done is then never called.
  */
@@ -132,9 +159,11 @@ int master_publish(struct master *m, master_done_fn *done, void *arg);
 /* Index of the bound listener named addr (its shm slot), or -1. */
 int master_listener_index(const struct master *m, const char *addr);
 
-/* Answers request id on the admin channel (see msg.h). */
-void master_admin_reply(struct master *m, uint32_t id, int32_t status, const char *message,
-                        const void *body, size_t len);
+/* Answers request id of the admin process admin (its pid) on the admin
+ * channel (see msg.h); dropped when that process is gone, since its
+ * replacement numbers its requests afresh. */
+void master_admin_reply(struct master *m, pid_t admin, uint32_t id, int32_t status,
+                        const char *message, const void *body, size_t len);
 
 /* graceful: workers stop accepting and drain; immediate: they exit now */
 void master_stop(struct master *m, bool graceful);
@@ -144,6 +173,13 @@ int *master_lfd(struct master *m, unsigned listener, unsigned sock);
 void master_reload_failed(struct master *m, const char *why);
 void master_check_ready(struct master *m);
 void master_check_waits(struct master *m);
+/* Ends, as not applied, the publishes older than PUBLISH_DEADLINE_MS. */
+void master_expire_waits(struct master *m);
+
+/* watchdog.c: proxy.worker_watchdog over workers and the admin process */
+void watchdog_start(struct master *m);
+/* A child just started: its time to show progress starts now. */
+void watchdog_reset(struct liveness *l, uint64_t now_ms, uint64_t seen);
 
 /* workers.c */
 /* Starts a generation of m->n_workers workers in free slots; -1 if too few slots. */
@@ -164,10 +200,24 @@ void child_chan_flush(struct chan *c, const char *name, pid_t pid);
  * (killing a child that sent garbage). */
 void child_chan_event(struct loop *l, struct chan *c, struct ev *ev, pid_t pid, uint32_t events,
                       chan_handler_fn *handle, void *arg, const char *name);
-/* Exit of an auxiliary process: respawned (with the crash brake) unless the
- * master is stopping, it is no longer wanted, or it exited fatally. */
-void aux_exited(struct master *m, struct aux_proc *x, int status, const char *name, bool wanted);
+/* Exit of an auxiliary process: respawned unless the master is stopping, it
+ * is no longer wanted, or it exited fatally; at once when the master asked
+ * it to restart, else through the crash-loop brake. */
+void aux_exited(struct master *m, struct aux_proc *x, int status, bool wanted);
 void aux_stop(struct master *m, struct aux_proc *x);
+/* Records what a just started x runs with (iov: its settings as sent, plus
+ * anything else whose change needs a restart). */
+void aux_started(struct master *m, struct aux_proc *x, pid_t pid, const struct iovec *iov, int n);
+/*
+ * After a reload: x ends up running on the current settings when wanted,
+ * stopped otherwise, whatever state it was in. A running x is restarted
+ * (gracefully: SIGTERM, and its exit respawns it at once) only when iov,
+ * what it would be started with now, differs from what it runs with; one
+ * not running is started now unless a respawn with the same settings is
+ * already due.
+ */
+void aux_reload(struct master *m, struct aux_proc *x, bool wanted, const struct iovec *iov, int n);
+void aux_free(struct aux_proc *x);
 
 /* geoip.c: (re)loads cfg's GeoIP database into m->geoip_fd. A failure
  * keeps a copy already loaded (logged); -1 only when there is none. */
@@ -185,11 +235,13 @@ void accesslog_reopen(struct master *m, const char *why);
 void admin_spawn(struct master *m);
 void admin_exited(struct master *m, int status);
 void admin_stop(struct master *m);
+void admin_reload(struct master *m);
 
 /* metrics.c */
 void metrics_spawn(struct master *m);
 void metrics_exited(struct master *m, int status);
 void metrics_stop(struct master *m);
+void metrics_reload(struct master *m);
 
 /* master/admin_rpc.c: handles one MSG_ADMIN_REQ. Every path ends in exactly
  * one master_admin_reply() for the request's id, now or after a publish. */

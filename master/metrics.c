@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -52,27 +53,26 @@ static int metrics_send_shm(struct master *m)
     return rc;
 }
 
-static int metrics_send_settings(struct master *m)
+/* MSG_METRICS_SETTINGS from the current config, as iov[0..2); names is the caller's to free. */
+static int metrics_settings_build(const struct master *m, struct msg_metrics_settings *s,
+                                  char (**names)[ADDR_STRLEN], struct iovec iov[2])
 {
-    struct msg_metrics_settings s = {
-        .setuid = m->setuid,
-        .uid = m->uid,
-        .gid = m->gid,
-        .log_level = m->cfg->log_level,
-        .log_format = m->cfg->log_format,
-        .n_listeners = m->n_bound,
-        .listen = m->cfg->metrics.listen_addr,
-    };
-    char(*names)[ADDR_STRLEN] = calloc(m->n_bound + 1, ADDR_STRLEN);
-
-    if (names == NULL)
+    memset(s, 0, sizeof(*s)); /* the padding too: the bytes are compared across reloads */
+    s->setuid = m->setuid;
+    s->uid = m->uid;
+    s->gid = m->gid;
+    s->log_level = m->cfg->log_level;
+    s->log_format = m->cfg->log_format;
+    s->n_listeners = m->n_bound;
+    s->listen = m->cfg->metrics.listen_addr;
+    *names = calloc(m->n_bound + 1, ADDR_STRLEN);
+    if (*names == NULL)
         return -1;
     for (unsigned i = 0; i < m->n_bound; i++)
-        snprintf(names[i], ADDR_STRLEN, "%s", m->bound[i]);
-    struct iovec iov[2] = {{&s, sizeof(s)}, {names, (size_t)m->n_bound * ADDR_STRLEN}};
-    int rc = chan_sendv(&m->metrics.chan, MSG_METRICS_SETTINGS, 0, iov, 2, -1);
-    free(names);
-    return rc;
+        snprintf((*names)[i], ADDR_STRLEN, "%s", m->bound[i]);
+    iov[0] = (struct iovec){s, sizeof(*s)};
+    iov[1] = (struct iovec){*names, (size_t)m->n_bound * ADDR_STRLEN};
+    return 0;
 }
 
 void metrics_spawn(struct master *m)
@@ -80,6 +80,9 @@ void metrics_spawn(struct master *m)
     struct aux_proc *x = &m->metrics;
     char exe[] = "/proc/self/exe";
     char *argv[] = {"mc-proxy", "__metrics", NULL};
+    struct msg_metrics_settings s;
+    char(*names)[ADDR_STRLEN] = NULL;
+    struct iovec iov[2];
 
     x->ev = (struct ev){.cb = metrics_on_event, .data = x};
     pid_t pid = spawn_child(m->loop, exe, argv, &x->chan, &x->ev);
@@ -87,24 +90,39 @@ void metrics_spawn(struct master *m)
         loop_timer_set(m->loop, &x->respawn, 1000);
         return;
     }
-    x->pid = pid;
-    x->started_ms = loop_now(m->loop);
-    if (metrics_send_shm(m) < 0 || metrics_send_settings(m) < 0) {
+    int rc = metrics_settings_build(m, &s, &names, iov);
+    aux_started(m, x, pid, iov, rc == 0 ? 2 : 0);
+    if (rc < 0 || metrics_send_shm(m) < 0 ||
+        chan_sendv(&x->chan, MSG_METRICS_SETTINGS, 0, iov, 2, -1) < 0) {
         /* it exits when its channel closes, and is respawned */
         log_error("metrics: cannot queue its start-up messages");
         child_chan_close(m->loop, &x->chan, &x->ev);
+        free(names);
         return;
     }
+    free(names);
     child_chan_flush(&x->chan, "metrics", x->pid);
     log_info("metrics exporter started, pid %d", (int)pid);
 }
 
 void metrics_exited(struct master *m, int status)
 {
-    aux_exited(m, &m->metrics, status, "metrics exporter", m->cfg->metrics.enabled);
+    aux_exited(m, &m->metrics, status, m->cfg->metrics.enabled);
 }
 
 void metrics_stop(struct master *m)
 {
     aux_stop(m, &m->metrics);
+}
+
+void metrics_reload(struct master *m)
+{
+    struct msg_metrics_settings s;
+    char(*names)[ADDR_STRLEN] = NULL;
+    struct iovec iov[2];
+    bool wanted = m->cfg->metrics.enabled;
+
+    int n = wanted && metrics_settings_build(m, &s, &names, iov) == 0 ? 2 : 0;
+    aux_reload(m, &m->metrics, wanted, iov, n);
+    free(names);
 }

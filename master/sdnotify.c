@@ -61,8 +61,10 @@ void sdnotify(const char *fmt, ...)
     va_end(ap);
     if (n < 0 || (size_t)n >= sizeof(buf))
         return;
-    if (sendto(notify_fd, buf, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&notify_addr,
-               notify_len) < 0)
+    /* never wait: a receiver that stopped reading must not freeze the master
+     * (its supervision, the admin API); the message is dropped, and said */
+    if (sendto(notify_fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT,
+               (struct sockaddr *)&notify_addr, notify_len) < 0)
         log_errno(LOGL_WARN, errno, "sd_notify(%.*s) failed", (int)strcspn(buf, "\n"), buf);
 }
 

@@ -329,7 +329,10 @@ void worker_spawn(struct master *m, struct worker_proc *w)
     w->pid = pid;
     w->ready = false;
     w->acked_gen = 0;
+    w->start_gen = m->gen;
     w->started_ms = loop_now(m->loop);
+    watchdog_reset(&w->live, w->started_ms,
+                   atomic_load_explicit(&m->shm->workers[w->id].beats, memory_order_relaxed));
     atomic_store(&m->shm->workers[w->id].pid, pid);
 
     struct msg_shm s = {.size = sizeof(struct shm)};
@@ -373,6 +376,7 @@ int workers_start_generation(struct master *m)
         struct worker_proc *w = slots[p];
         w->used = true;
         w->retiring = false;
+        w->draining = false;
         w->pos = p;
         w->stride = n;
         w->quick_deaths = 0;
@@ -395,10 +399,16 @@ void worker_exited(struct master *m, struct worker_proc *w, int status)
     w->ready = false;
     master_check_waits(m);
 
-    if (m->phase == MASTER_STOPPING || w->retiring) {
+    if (m->phase == MASTER_STOPPING || w->draining) {
         log_info("worker %u %s", w->id, how);
         w->used = false;
         loop_timer_stop(m->loop, &w->respawn);
+        return;
+    }
+    if (w->retiring) {
+        /* a reload is replacing it: not respawned, but the slot is kept so
+         * that a failed reload starts it again */
+        log_warn("worker %u %s during a reload", w->id, how);
         return;
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == MC_EXIT_FATAL) {
@@ -416,6 +426,8 @@ void worker_exited(struct master *m, struct worker_proc *w, int status)
         return;
     }
     atomic_fetch_add(&m->shm->worker_restarts, 1);
+    if (w->live.killed)
+        atomic_fetch_add(&m->shm->worker_restarts_watchdog, 1);
     uint64_t delay = spawn_restart_delay(&w->quick_deaths, w->started_ms, loop_now(m->loop));
     if (delay == 0) {
         log_warn("worker %u %s, respawning", w->id, how);
@@ -430,8 +442,11 @@ void worker_exited(struct master *m, struct worker_proc *w, int status)
 void worker_stop(struct master *m, struct worker_proc *w, bool graceful)
 {
     loop_timer_stop(m->loop, &w->respawn);
-    if (w->pid == 0)
+    if (w->pid == 0) {
+        w->used = false; /* waiting to be respawned: nothing left to wait for */
         return;
+    }
+    w->draining = true;
     if (graceful && w->chan.fd >= 0) {
         chan_send(&w->chan, MSG_STOP, 0, NULL, 0, -1);
         worker_flush(w);

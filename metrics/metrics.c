@@ -281,9 +281,13 @@ static void render(struct sbuf *b, const struct exporter *x)
     render_sums(b, s);
     sb_family(b, "mcproxy_reloads_total", "counter", "Configuration reloads.");
     sb_printf(b, "mcproxy_reloads_total %llu\n", (unsigned long long)LOAD(&s->reloads));
-    sb_family(b, "mcproxy_worker_restarts_total", "counter", "Workers respawned after dying.");
-    sb_printf(b, "mcproxy_worker_restarts_total %llu\n",
-              (unsigned long long)LOAD(&s->worker_restarts));
+    sb_family(b, "mcproxy_worker_restarts_total", "counter",
+              "Workers respawned after dying, by reason (watchdog: killed showing no progress).");
+    uint64_t restarts = LOAD(&s->worker_restarts), by_watchdog = LOAD(&s->worker_restarts_watchdog);
+    sb_printf(b, "mcproxy_worker_restarts_total{reason=\"exit\"} %llu\n",
+              (unsigned long long)(restarts > by_watchdog ? restarts - by_watchdog : 0));
+    sb_printf(b, "mcproxy_worker_restarts_total{reason=\"watchdog\"} %llu\n",
+              (unsigned long long)by_watchdog);
     render_workers(b, s);
     sb_family(b, "mcproxy_log_lines_dropped_total", "counter",
               "Log lines dropped because their destination could not take them, by process.");

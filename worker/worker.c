@@ -620,6 +620,13 @@ static void worker_exit(struct worker *w, int code)
     exit(code);
 }
 
+/* Only wakes the loop: each of its iterations is a beat. */
+static void beat_tick(struct timer *t)
+{
+    struct worker *w = t->data;
+    loop_timer_set(w->loop, t, SHM_BEAT_MS);
+}
+
 int worker_main(int argc, char **argv)
 {
     struct worker *w = &worker;
@@ -664,6 +671,8 @@ int worker_main(int argc, char **argv)
     }
     w->resume_timer = (struct timer){.cb = l4_resume_all, .data = w};
     w->drain_timer = (struct timer){.cb = drain_deadline, .data = w};
+    w->beat_timer = (struct timer){.cb = beat_tick, .data = w};
+    loop_timer_set(w->loop, &w->beat_timer, SHM_BEAT_MS);
     chan_init(&w->chan, WORKER_CHAN_FD);
     w->chan_ev = (struct ev){.fd = WORKER_CHAN_FD, .cb = chan_on_event, .data = w};
     if (loop_add(w->loop, &w->chan_ev, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
@@ -674,6 +683,8 @@ int worker_main(int argc, char **argv)
     for (;;) {
         if (loop_run_once(w->loop, &waitmask) < 0)
             worker_exit(w, EXIT_PROTOCOL);
+        if (w->slot != NULL)
+            shm_beat(w->slot); /* the master's watchdog watches this move */
         conn_free_dead(w);
         if (sig_quit)
             worker_exit(w, 0);

@@ -84,6 +84,7 @@ struct worker {
 
     bool draining;
     struct timer drain_timer;
+    struct timer beat_timer; /* wakes an idle loop so that it shows life (shm.h) */
     uint64_t emfile_logged_ms;
 
     struct pipe_pool pipes;

@@ -274,7 +274,7 @@ def exposition_parses_and_names_every_family():
         workers = s.series("mcproxy_worker_connections_total")
         assert len(workers) == 2, workers
         assert s.value("mcproxy_reloads_total") == 0
-        assert s.value("mcproxy_worker_restarts_total") == 0
+        assert s.value("mcproxy_worker_restarts_total", reason="exit") == 0
         start = s.value("mcproxy_start_time_seconds")
         assert t0 - 60 <= start <= time.time(), (start, t0)
 
@@ -362,7 +362,8 @@ def worker_restart_is_counted():
         before = up(srv)
         pids = srv.wait_workers(2)
         os.kill(pids[0], signal.SIGKILL)
-        after = wait_scrape(srv, lambda m: m.value("mcproxy_worker_restarts_total") == 1 and
+        after = wait_scrape(srv, lambda m: m.value("mcproxy_worker_restarts_total",
+                                                   reason="exit") == 1 and
                             m.value("mcproxy_workers") == 2 and
                             len(srv.worker_pids()) == 2 and pids[0] not in srv.worker_pids(),
                             "worker_restarts_total 1 and two workers again")
@@ -425,19 +426,31 @@ def exporter_follows_reload():
         relay_once(srv, b"x")
         up(srv)
         pid = exporter_pid(srv)
-        start = len(srv.notify.drain())
-        srv.send_signal(signal.SIGHUP)
-        mctest.wait_until(lambda: "READY=1" in srv.notify.drain(0.05)[start:], 20,
-                          what="READY=1 after the reload")
-        # restarted on the new settings; the counters were never its own
+
+        def reload():
+            start = len(srv.notify.drain())
+            srv.send_signal(signal.SIGHUP)
+            mctest.wait_until(lambda: "READY=1" in srv.notify.drain(0.05)[start:], 20,
+                              what="READY=1 after the reload")
+            srv.wait_log(lambda r: "reload complete" in r.get("msg", ""), timeout=20)
+
+        # its own settings did not change: it keeps running
+        reload()
+        assert exporter_pid(srv) == pid, "the exporter was restarted for nothing"
+        # they did (the log level): restarted on them; the counters were never its own
+        cfg = mctest.base_config([mctest.listener(srv.listen_addr, [("a.test", be.addr)])],
+                                 metrics={"addr": "127.0.0.1:%d" % srv.metrics_port},
+                                 log={"level": "info"})
+        srv.dir.write("mc-proxy.yaml", mctest.to_yaml(cfg))
+        reload()
         mctest.wait_until(lambda: exporter_pid(srv) not in (None, pid), 5,
                           what="a new exporter after the reload")
         s = wait_scrape(srv, lambda m: m.value("mcproxy_workers") == 2,
                         "two workers after the reload")
         assert s.value("mcproxy_connections_total", listener=srv.listen_addr) == 1
         # retired workers are not restarts
-        assert s.value("mcproxy_worker_restarts_total") == 0
-        assert s.value("mcproxy_reloads_total") == 1
+        assert s.value("mcproxy_worker_restarts_total", reason="exit") == 0
+        assert s.value("mcproxy_reloads_total") == 2
 
 
 @test

@@ -234,6 +234,7 @@ static void test_defaults(void)
              c->proxy.idle_timeout_ms == 300000 && c->proxy.response_timeout_ms == 60000 &&
              c->proxy.shutdown_timeout_ms == 30000,
          "defaults: timeouts 5s 10s 300s 60s 30s");
+    T_OK(c->proxy.worker_watchdog_ms == 5000, "defaults: worker_watchdog 5s");
     T_OK(!c->metrics.enabled && c->metrics.addr == NULL, "defaults: no metrics");
     T_OK(c->log_level == LOGL_INFO && c->log_format == LOG_FORMAT_TEXT, "defaults: log info text");
     T_OK(c->log_access_file == NULL, "defaults: no access file (access lines go to stderr)");
@@ -495,6 +496,10 @@ static const struct bad_case bad_cases[] = {
      ":3: proxy.response_timeout: must be at most 596h"},
     {"duration fraction", DB "proxy:\n  shutdown_timeout: 1.5s\n",
      ":3: proxy.shutdown_timeout: invalid duration \"1.5s\""},
+    {"watchdog too short", DB "proxy:\n  worker_watchdog: 500ms\n",
+     ":3: proxy.worker_watchdog: must be 0 (off) or at least 1000ms"},
+    {"watchdog not a duration", DB "proxy:\n  worker_watchdog: soon\n",
+     ":3: proxy.worker_watchdog: invalid duration \"soon\""},
 };
 
 static void test_bad_cases(void)
@@ -546,6 +551,18 @@ static void test_accepted(void)
     c = load_text(DB "grpc:\n  addr: unix:/run/mc.sock\n  tls_cert: a\n", &ms);
     T_OK(c != NULL, "a unix admin socket does not need mTLS");
     config_free(c);
+    msgs_clear(&ms);
+
+    c = load_text(DB "proxy:\n  worker_watchdog: 0\n", &ms);
+    T_OK(c != NULL && c->proxy.worker_watchdog_ms == 0, "worker_watchdog: 0 turns it off");
+    config_free(c);
+    msgs_print(&ms);
+    msgs_clear(&ms);
+
+    c = load_text(DB "proxy:\n  worker_watchdog: 2s\n", &ms);
+    T_OK(c != NULL && c->proxy.worker_watchdog_ms == 2000, "worker_watchdog: 2s");
+    config_free(c);
+    msgs_print(&ms);
     msgs_clear(&ms);
 
     c = load_text(DB "metrics: {addr: 127.1.2.3:9091}\n", &ms);
