@@ -10,6 +10,7 @@ import os
 import pwd
 import signal
 import stat
+import subprocess
 import sys
 import time
 
@@ -44,6 +45,11 @@ def expect_rpc_error(code_name, fn, *args, **kw):
             code_name, e.code().name, e.details())
         return e
     raise AssertionError("expected %s, the call succeeded" % code_name)
+
+
+def run(argv):
+    return subprocess.run(argv, capture_output=True, timeout=30, text=True,
+                          stdin=subprocess.DEVNULL)
 
 
 def need_root():
@@ -193,6 +199,17 @@ def mtls_is_required_over_tcp():
             assert r.rc == 2 and "--cert" in r.err, r
             at.ctl_ok("-c", srv.config_path, "--cert", certs.client[0], "--key",
                       certs.client[1], "--ca", certs.server_ca[0], "status")
+
+            # and so does `mc-proxy status -c FILE` (SPEC section 9)
+            status = [mctest.require_binary(), "status", "-c", srv.config_path]
+            r = run(status)
+            assert r.returncode == 2 and "--cert" in r.stderr, r
+            r = run(status + ["--cert", certs.client[0], "--key", certs.client[1],
+                              "--ca", certs.server_ca[0]])
+            assert r.returncode == 0 and srv.listener in r.stdout, r
+            r = run([mctest.require_binary(), "check", "-c", srv.config_path, "--cert",
+                     certs.client[0]])
+            assert r.returncode == 2, "check takes no --cert: %r" % (r,)
 
 
 @test
