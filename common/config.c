@@ -304,6 +304,8 @@ void config_free(struct config *cfg)
     config_drop_seed(cfg);
     free(cfg->grpc.addr);
     free(cfg->grpc.unix_path);
+    free(cfg->grpc.socket_group);
+    free(cfg->grpc.user);
     free(cfg->grpc.tls_cert);
     free(cfg->grpc.tls_key);
     free(cfg->grpc.client_ca);

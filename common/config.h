@@ -64,6 +64,8 @@ struct grpc_conf {
     char *addr;           /* "unix:/path" or "host:port" */
     char *unix_path;      /* set when addr is unix: */
     uint32_t socket_mode; /* default 0660 */
+    char *socket_group;   /* the unix socket's group; NULL: root's (as root), unchanged (not) */
+    char *user;           /* the admin process's account; NULL: `user` */
     char *tls_cert;
     char *tls_key;
     char *client_ca;

@@ -101,6 +101,18 @@ static void file_path(struct loader *ld, const char *prefix, const char *key, co
         *out = resolve(ld, raw);
 }
 
+/* A user or group name; whether it exists is the master's to check when it starts. */
+static void account_name(struct loader *ld, const char *prefix, const char *key, const char *raw,
+                         char **out)
+{
+    if (raw == NULL)
+        return;
+    if (raw[0] == '\0')
+        bad(ld, prefix, key, "must not be empty");
+    else
+        *out = dup_str(ld, raw);
+}
+
 static void duration(struct loader *ld, const char *prefix, const char *key, const char *raw,
                      uint64_t *out)
 {
@@ -185,12 +197,8 @@ static void conv_top(struct loader *ld, const struct raw_config *r, struct confi
                 c->database_backups_keep = keep;
         }
     }
-    if (r->user != NULL && !tainted(ld, "user")) {
-        if (r->user[0] == '\0')
-            bad(ld, "", "user", "must not be empty");
-        else
-            c->user = dup_str(ld, r->user);
-    }
+    if (!tainted(ld, "user"))
+        account_name(ld, "", "user", r->user, &c->user);
     if (r->workers != NULL && !tainted(ld, "workers") && strcmp(r->workers, "auto") != 0) {
         if (cfg_parse_decimal(r->workers, MC_MAX_WORKERS, &n) && n >= 1)
             c->workers = (unsigned)n;
@@ -404,6 +412,14 @@ static void conv_grpc(struct loader *ld, const struct raw_grpc *r, struct grpc_c
     if (r->socket_mode != NULL && parse_mode(r->socket_mode, &g->socket_mode) < 0)
         bad(ld, "grpc", "socket_mode", "invalid mode \"%s\": use octal, e.g. \"0660\"",
             QUOTED(r->socket_mode));
+    else if (g->socket_mode & 0002)
+        /* connecting takes write permission: every account, the workers' too */
+        bad(ld, "grpc", "socket_mode",
+            "\"%s\" lets every local account connect, the workers' included: give access "
+            "through socket_group instead",
+            QUOTED(r->socket_mode));
+    account_name(ld, "grpc", "socket_group", r->socket_group, &g->socket_group);
+    account_name(ld, "grpc", "user", r->user, &g->user);
     file_path(ld, "grpc", "tls_cert", r->tls_cert, &g->tls_cert);
     file_path(ld, "grpc", "tls_key", r->tls_key, &g->tls_key);
     file_path(ld, "grpc", "client_ca", r->client_ca, &g->client_ca);

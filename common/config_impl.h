@@ -59,6 +59,8 @@ struct raw_database {
 struct raw_grpc {
     char *addr;
     char *socket_mode;
+    char *socket_group;
+    char *user;
     char *tls_cert;
     char *tls_key;
     char *client_ca;

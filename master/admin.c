@@ -4,6 +4,8 @@
  * settings, hand its requests to admin_rpc.c, carry the replies back,
  * and replace it when it dies.
  */
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -42,11 +44,73 @@ static void admin_on_event(struct ev *ev, uint32_t events)
     child_chan_event(a->m->loop, &a->chan, &a->ev, a->pid, events, admin_on_message, a, "admin");
 }
 
+/* The workers' account is a member of gr (its primary group, or listed). */
+static bool group_holds_workers(const struct group *gr, const struct master *m)
+{
+    if (gr->gr_gid == m->gid)
+        return true;
+    for (char **mem = gr->gr_mem; *mem != NULL; mem++) {
+        if (strcmp(*mem, m->cfg->user) == 0)
+            return true;
+    }
+    return false;
+}
+
+int admin_accounts_resolve(const struct master *m, bool notices, struct admin_accounts *out)
+{
+    const struct grpc_conf *g = &m->cfg->grpc;
+
+    *out = (struct admin_accounts){.uid = m->uid, .gid = m->gid, .socket_gid = (gid_t)-1};
+    if (!g->enabled)
+        return 0;
+    if (!m->setuid) {
+        if (g->user != NULL && notices)
+            log_info("not started as root: ignoring grpc.user \"%s\"", g->user);
+    } else if (g->user != NULL) {
+        struct passwd *pw = getpwnam(g->user);
+        if (pw == NULL) {
+            log_error("grpc.user \"%s\" does not exist", g->user);
+            return -1;
+        }
+        if (pw->pw_uid == 0) {
+            /* root owns the database: the admin process must not */
+            log_error("grpc.user \"%s\" is root: name an account of its own", g->user);
+            return -1;
+        }
+        out->uid = pw->pw_uid;
+        out->gid = pw->pw_gid;
+    }
+    if (g->unix_path == NULL)
+        return 0;
+    if (g->socket_group == NULL) {
+        if (m->setuid)
+            out->socket_gid = 0;
+        return 0;
+    }
+    struct group *gr = getgrnam(g->socket_group);
+    if (gr == NULL) {
+        log_error("grpc.socket_group \"%s\" does not exist", g->socket_group);
+        return -1;
+    }
+    if (m->setuid && group_holds_workers(gr, m)) {
+        log_error("grpc.socket_group \"%s\" has the workers' account \"%s\" in it: they could "
+                  "connect to the admin API; use a group of its own",
+                  g->socket_group, m->cfg->user);
+        return -1;
+    }
+    out->socket_gid = gr->gr_gid;
+    return 0;
+}
+
 static int admin_send_settings(struct master *m)
 {
     const struct grpc_conf *g = &m->cfg->grpc;
     char unix_addr[4096 + 8];
     const char *addr = g->addr;
+    struct admin_accounts acc;
+
+    if (admin_accounts_resolve(m, false, &acc) < 0)
+        return -1;
 
     if (g->unix_path != NULL) {
         /* the resolved path: the admin does not share the config's directory as cwd */
@@ -56,11 +120,12 @@ static int admin_send_settings(struct master *m)
     const char *s[4] = {addr, g->tls_cert, g->tls_key, g->client_ca};
     struct msg_admin_settings as = {
         .setuid = m->setuid,
-        .uid = m->uid,
-        .gid = m->gid,
+        .uid = acc.uid,
+        .gid = acc.gid,
         .log_level = m->cfg->log_level,
         .log_format = m->cfg->log_format,
         .socket_mode = g->socket_mode,
+        .socket_gid = (uint32_t)acc.socket_gid,
     };
     uint16_t *lens[4] = {&as.addr_len, &as.tls_cert_len, &as.tls_key_len, &as.client_ca_len};
     struct iovec iov[5] = {{&as, sizeof(as)}};

@@ -6,6 +6,7 @@ mc-proxy-admin's contract with its master (forwarding, timeouts, the
 master going away), the last driven by a fake master on fd 3.
 Run: /usr/bin/python3 t/integration/test_admin.py"""
 
+import grp
 import os
 import pwd
 import signal
@@ -62,15 +63,20 @@ def need_root():
 
 @test
 def unix_socket_has_configured_mode_and_owner():
+    """root:root by default, root:socket_group when one is named; never
+    the workers' account (nobody here)."""
     need_root()
-    with at.admin_server(grpc={"addr": "unix:admin.sock", "socket_mode": "0640"}) as srv:
-        at.wait_admin(srv)
-        st = os.lstat(srv.sock)
-        nobody = pwd.getpwnam("nobody")
-        assert stat.S_ISSOCK(st.st_mode), "not a socket: %o" % st.st_mode
-        assert stat.S_IMODE(st.st_mode) == 0o640, "mode %o, want 0640" % stat.S_IMODE(st.st_mode)
-        assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid), \
-            "owner %d:%d, want nobody %d:%d" % (st.st_uid, st.st_gid, nobody.pw_uid, nobody.pw_gid)
+    adm = grp.getgrnam("adm")
+    for extra, gid in (({}, 0), ({"socket_group": "adm"}, adm.gr_gid)):
+        grpc = dict({"addr": "unix:admin.sock", "socket_mode": "0640"}, **extra)
+        with at.admin_server(grpc=grpc) as srv:
+            at.wait_admin(srv)
+            st = os.lstat(srv.sock)
+            assert stat.S_ISSOCK(st.st_mode), "not a socket: %o" % st.st_mode
+            assert stat.S_IMODE(st.st_mode) == 0o640, "mode %o, want 0640" % stat.S_IMODE(
+                st.st_mode)
+            assert (st.st_uid, st.st_gid) == (0, gid), \
+                "%s: owner %d:%d, want 0:%d" % (extra, st.st_uid, st.st_gid, gid)
 
 
 @test

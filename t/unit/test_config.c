@@ -167,6 +167,9 @@ static void test_full(void)
     T_OK(c->grpc.enabled && streq(c->grpc.addr, "127.0.0.1:9090") && c->grpc.unix_path == NULL,
          "full: grpc over TCP");
     T_OK(c->grpc.socket_mode == 0600, "full: grpc.socket_mode is octal");
+    T_OK(c->grpc.socket_group != NULL && strcmp(c->grpc.socket_group, "mc-proxy-ops") == 0 &&
+             c->grpc.user != NULL && strcmp(c->grpc.user, "mc-proxy-admin") == 0,
+         "full: grpc.socket_group and grpc.user");
     T_OK(path_is(c->grpc.tls_cert, dir, "admin.pem") &&
              path_is(c->grpc.tls_key, dir, "admin.key") &&
              streq(c->grpc.client_ca, "/etc/mc-proxy/ca.pem"),
@@ -479,6 +482,13 @@ static const struct bad_case bad_cases[] = {
      ":4: grpc.socket_mode: invalid mode \"0999\""},
     {"grpc socket_mode setuid", DB "grpc:\n  addr: unix:/run/a.sock\n  socket_mode: \"4755\"\n",
      ":4: grpc.socket_mode: invalid mode"},
+    {"grpc socket_mode open to all",
+     DB "grpc:\n  addr: unix:/run/a.sock\n  socket_mode: \"0666\"\n",
+     ":4: grpc.socket_mode: \"0666\" lets every local account connect, the workers' included"},
+    {"grpc socket_group empty", DB "grpc:\n  addr: unix:/run/a.sock\n  socket_group: \"\"\n",
+     ":4: grpc.socket_group: must not be empty"},
+    {"grpc user empty", DB "grpc:\n  addr: unix:/run/a.sock\n  user: \"\"\n",
+     ":4: grpc.user: must not be empty"},
     {"metrics not loopback", DB "metrics:\n  addr: 10.0.0.1:9091\n",
      ":3: metrics.addr: \"10.0.0.1:9091\" is not a loopback address"},
     {"metrics IPv6 not loopback", DB "metrics:\n  addr: \"[2001:db8::1]:9091\"\n",
