@@ -105,8 +105,9 @@ struct admin_pem {
  * The gRPC server (admin/rpc.c). rpc_server_new() creates it and binds
  * the address, so it runs with whatever privileges binding needs; the
  * unix socket keeps its creator as owner (root, when the master runs as
- * root) and gets settings->socket_mode and socket_gid. rpc_server_run() serves until *stop is set or the
- * master is gone (returns 0 then), or -1 on a gRPC failure.
+ * root) and gets settings->socket_mode and socket_gid.
+ * rpc_server_run() serves until *stop is set or the master is gone
+ * (returns 0 then), or -1 on a gRPC failure.
  * rpc_server_close() shuts the server down in gRPC's documented order
  * and frees it.
  */
