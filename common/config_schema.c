@@ -84,7 +84,7 @@ static const cyaml_schema_field_t listener_fields[] = {
     CYAML_FIELD_BOOL("proxy_protocol", OPT, struct raw_listener, proxy_protocol),
     FIELD_SEQ("trusted_proxies", struct raw_listener, trusted_proxies, n_trusted_proxies,
               &string_entry, CYAML_UNLIMITED),
-    CYAML_FIELD_UINT("max_connections", OPT, struct raw_listener, max_connections),
+    FIELD_STR("max_connections", OPT, struct raw_listener, max_connections),
     FIELD_SEQ("routes", struct raw_listener, routes, n_routes, &route_entry, CYAML_UNLIMITED),
     CYAML_FIELD_END,
 };
