@@ -26,6 +26,7 @@ struct admin_settings {
     int log_level;
     enum log_format log_format;
     mode_t socket_mode;
+    gid_t socket_gid; /* (gid_t)-1: as created */
     /* NUL-terminated copies; NULL when unset (addr is always set) */
     char *addr;
     char *tls_cert;
@@ -106,9 +107,10 @@ struct admin_pem {
 /*
  * The gRPC server (admin/rpc.c). rpc_server_new() creates it and binds
  * the address, so it runs with whatever privileges binding needs; the
- * unix socket gets settings->socket_mode and, with setuid, the service
- * user as owner. rpc_server_run() serves until *stop is set or the
- * master is gone (returns 0 then), or -1 on a gRPC failure.
+ * unix socket keeps its creator as owner (root, when the master runs as
+ * root) and gets settings->socket_mode and socket_gid.
+ * rpc_server_run() serves until *stop is set or the master is gone
+ * (returns 0 then), or -1 on a gRPC failure.
  * rpc_server_close() shuts the server down in gRPC's documented order
  * and frees it; unless the master is gone, the calls already taken are
  * answered first (bounded), so a restart fails no call in flight.

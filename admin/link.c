@@ -93,6 +93,7 @@ int admin_settings_parse(const uint8_t *data, size_t len, struct admin_settings 
     out->log_level = m.log_level;
     out->log_format = (enum log_format)m.log_format;
     out->socket_mode = (mode_t)m.socket_mode;
+    out->socket_gid = (gid_t)m.socket_gid;
     return 0;
 fail:
     admin_settings_free(out);

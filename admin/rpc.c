@@ -404,7 +404,12 @@ static void rpc_shutdown(struct rpc_server *s)
     grpc_completion_queue_destroy(s->cq);
 }
 
-/* Gives the freshly bound unix socket its mode and, with setuid, its owner. */
+/*
+ * Gives the freshly bound unix socket its mode and group. Its owner stays
+ * the creator: root when the master runs as root, so that neither the
+ * workers' account nor the admin's own can connect unless the group or
+ * the mode lets it.
+ */
 static int unix_socket_perms(const char *path, const struct admin_settings *st)
 {
     struct stat sb;
@@ -418,9 +423,9 @@ static int unix_socket_perms(const char *path, const struct admin_settings *st)
         log_errno(LOGL_ERROR, errno, "chmod(%s, %04o)", path, (unsigned)st->socket_mode);
         return -1;
     }
-    if (st->setuid && lchown(path, st->uid, st->gid) < 0) {
-        log_errno(LOGL_ERROR, errno, "chown(%s, %u, %u)", path, (unsigned)st->uid,
-                  (unsigned)st->gid);
+    if (st->socket_gid != (gid_t)-1 && lchown(path, (uid_t)-1, st->socket_gid) < 0) {
+        log_errno(LOGL_ERROR, errno, "chown(%s) to group %u (grpc.socket_group)", path,
+                  (unsigned)st->socket_gid);
         return -1;
     }
     return 0;

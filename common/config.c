@@ -51,24 +51,6 @@ void *cfg_grow(void *p, size_t *cap, size_t n, size_t size)
     return np;
 }
 
-/* Escapes s for a message: printable ASCII stays, the rest is \xHH; long values are cut. */
-const char *cfg_escape(const char *s, char *buf, size_t size)
-{
-    size_t o = 0;
-
-    for (; *s != '\0' && o + 8 < size; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
-            buf[o++] = (char)c;
-        else
-            o += (size_t)snprintf(buf + o, size - o, "\\x%02x", c);
-    }
-    if (*s != '\0')
-        o += (size_t)snprintf(buf + o, size - o, "...");
-    buf[o] = '\0';
-    return buf;
-}
-
 void cfg_vfail(struct loader *ld, unsigned line, const char *env, const char *path, const char *fmt,
                va_list ap)
 {
@@ -228,9 +210,9 @@ static void loader_finish(struct loader *ld, config_report_fn *report, void *arg
         yaml_document_delete(&ld->doc);
 }
 
-struct config *config_load(const char *file, config_report_fn *report, void *arg)
+static struct config *load(const char *file, bool no_files, config_report_fn *report, void *arg)
 {
-    struct loader ld = {.file = file};
+    struct loader ld = {.file = file, .no_files = no_files};
     struct raw_config *raw = NULL;
     struct config *cfg = NULL;
 
@@ -244,6 +226,16 @@ struct config *config_load(const char *file, config_report_fn *report, void *arg
     }
     loader_finish(&ld, report, arg);
     return cfg;
+}
+
+struct config *config_load(const char *file, config_report_fn *report, void *arg)
+{
+    return load(file, false, report, arg);
+}
+
+struct config *config_load_no_files(const char *file, config_report_fn *report, void *arg)
+{
+    return load(file, true, report, arg);
 }
 
 static void free_strs(char **a, unsigned n)
@@ -304,6 +296,8 @@ void config_free(struct config *cfg)
     config_drop_seed(cfg);
     free(cfg->grpc.addr);
     free(cfg->grpc.unix_path);
+    free(cfg->grpc.socket_group);
+    free(cfg->grpc.user);
     free(cfg->grpc.tls_cert);
     free(cfg->grpc.tls_key);
     free(cfg->grpc.client_ca);

@@ -64,6 +64,8 @@ struct grpc_conf {
     char *addr;           /* "unix:/path" or "host:port" */
     char *unix_path;      /* set when addr is unix: */
     uint32_t socket_mode; /* default 0660 */
+    char *socket_group;   /* the unix socket's group; NULL: root's (as root), unchanged (not) */
+    char *user;           /* the admin process's account; NULL: `user` */
     char *tls_cert;
     char *tls_key;
     char *client_ca;
@@ -135,6 +137,10 @@ struct config {
  */
 typedef void config_report_fn(void *arg, const char *msg);
 struct config *config_load(const char *file, config_report_fn *report, void *arg);
+/* The same, without the checks that read other files (an L7 route's
+ * certificate and key): for a client that only wants the grpc section,
+ * and may not be able to read the keys. */
+struct config *config_load_no_files(const char *file, config_report_fn *report, void *arg);
 void config_free(struct config *cfg);
 /* Frees what only seeds the database (listeners, routes, firewall rule
  * lists): once the database is loaded the master has no use for them. */

@@ -101,6 +101,18 @@ static void file_path(struct loader *ld, const char *prefix, const char *key, co
         *out = resolve(ld, raw);
 }
 
+/* A user or group name; whether it exists is the master's to check when it starts. */
+static void account_name(struct loader *ld, const char *prefix, const char *key, const char *raw,
+                         char **out)
+{
+    if (raw == NULL)
+        return;
+    if (raw[0] == '\0')
+        bad(ld, prefix, key, "must not be empty");
+    else
+        *out = dup_str(ld, raw);
+}
+
 static void duration(struct loader *ld, const char *prefix, const char *key, const char *raw,
                      uint64_t *out)
 {
@@ -208,12 +220,8 @@ static void conv_top(struct loader *ld, const struct raw_config *r, struct confi
                 c->database_backups_keep = keep;
         }
     }
-    if (r->user != NULL && !tainted(ld, "user")) {
-        if (r->user[0] == '\0')
-            bad(ld, "", "user", "must not be empty");
-        else
-            c->user = dup_str(ld, r->user);
-    }
+    if (!tainted(ld, "user"))
+        account_name(ld, "", "user", r->user, &c->user);
     if (r->workers != NULL && !tainted(ld, "workers") && strcmp(r->workers, "auto") != 0) {
         if (cfg_parse_decimal(r->workers, MC_MAX_WORKERS, &n) && n >= 1)
             c->workers = (unsigned)n;
@@ -224,65 +232,78 @@ static void conv_top(struct loader *ld, const struct raw_config *r, struct confi
     c->cpu_affinity = r->cpu_affinity;
 }
 
+/* check.h's reports, as config errors under one entity's key path. */
+struct entity_report {
+    struct loader *ld;
+    const char *prefix;
+};
+
+static void report_key(void *arg, const char *key, const char *msg)
+{
+    const struct entity_report *er = arg;
+    char sub[PATH_LEN];
+    const char *dot = strchr(key, '.');
+
+    /* an item (a policy) whose structure was already reported is not checked again */
+    snprintf(sub, sizeof(sub), "%s.%.*s", er->prefix, dot ? (int)(dot - key) : 0, key);
+    if (dot == NULL || !tainted(er->ld, sub))
+        bad(er->ld, er->prefix, key, "%s", msg);
+}
+
+/* An optional file path: resolved when set and non-empty, else as it is. */
+static char *resolve_opt(struct loader *ld, const char *raw)
+{
+    return raw != NULL && raw[0] != '\0' ? resolve(ld, raw) : NULL;
+}
+
 static void conv_route(struct loader *ld, const struct raw_route *r, const char *p,
                        struct route_conf *rc)
 {
+    struct entity_report er = {ld, p};
+    struct check_report rep = {.fn = report_key, .arg = &er, .no_files = ld->no_files};
     char host[MC_HOSTNAME_MAX + 1];
-    const char *err;
 
     if (tainted(ld, p))
         return;
-    if (hostname_normalize_pattern(r->hostname, strlen(r->hostname), host) < 0)
-        bad(ld, p, "hostname", "invalid hostname \"%s\" (a DNS name, or *. and a DNS name)",
-            QUOTED(r->hostname));
-    else
-        rc->hostname = dup_str(ld, host);
-    if (addr_parse_hostport(r->backend, &rc->backend_addr, &err) < 0)
-        bad(ld, p, "backend", "invalid backend \"%s\": %s", QUOTED(r->backend), err);
-    else
-        rc->backend = dup_str(ld, r->backend);
-
+    /* checked as the API checks it: strings as written, files resolved */
+    rc->hostname = (char *)r->hostname;
+    rc->backend = r->backend;
     rc->mode = r->mode;
-    if (r->mode == ROUTE_L7) {
-        if (r->tls_cert == NULL)
-            bad(ld, p, "tls_cert", "required when mode is l7");
-        if (r->tls_key == NULL)
-            bad(ld, p, "tls_key", "required when mode is l7");
-    } else {
-        if (r->tls_cert != NULL)
-            bad(ld, p, "tls_cert", "only allowed when mode is l7");
-        if (r->tls_key != NULL)
-            bad(ld, p, "tls_key", "only allowed when mode is l7");
-        if (r->backend_tls)
-            bad(ld, p, "backend_tls", "only allowed when mode is l7");
-        if (r->n_policies > 0)
-            bad(ld, p, "l7_policies", "only allowed when mode is l7");
-    }
-    file_path(ld, p, "tls_cert", r->tls_cert, &rc->tls_cert);
-    file_path(ld, p, "tls_key", r->tls_key, &rc->tls_key);
+    rc->tls_cert = resolve_opt(ld, r->tls_cert);
+    rc->tls_key = resolve_opt(ld, r->tls_key);
     rc->backend_tls = r->backend_tls;
     rc->send_proxy_protocol = r->send_proxy_protocol;
-
-    if (r->n_policies == 0)
-        return;
-    rc->policies = calloc(r->n_policies, sizeof(*rc->policies));
-    if (rc->policies == NULL) {
-        ld->oom = true;
-        return;
+    if (r->n_policies > 0) {
+        rc->policies = calloc(r->n_policies, sizeof(*rc->policies));
+        if (rc->policies == NULL) {
+            ld->oom = true;
+            rc->hostname = rc->backend = NULL;
+            return;
+        }
+        rc->n_policies = r->n_policies;
+        for (unsigned i = 0; i < r->n_policies; i++)
+            rc->policies[i] = (struct policy_conf){r->policies[i].type, r->policies[i].value};
     }
-    rc->n_policies = r->n_policies;
-    for (unsigned i = 0; i < r->n_policies; i++) {
-        char pp[PATH_LEN];
+    check_route(rc, host, &rep);
+    /* from here rc owns copies, as listener_conf_free_array expects */
+    rc->hostname = host[0] != '\0' ? dup_str(ld, host) : NULL;
+    rc->backend = dup_str(ld, r->backend);
+    for (unsigned i = 0; i < rc->n_policies; i++)
+        rc->policies[i].value = dup_str(ld, r->policies[i].value);
+}
 
-        snprintf(pp, sizeof(pp), "%s.l7_policies[%u]", p, i);
-        if (tainted(ld, pp))
-            continue;
-        rc->policies[i].type = r->policies[i].type;
-        if (r->policies[i].value[0] == '\0')
-            bad(ld, pp, "value", "must not be empty");
-        else
-            rc->policies[i].value = dup_str(ld, r->policies[i].value);
-    }
+static void listener_max(struct loader *ld, const char *p, const char *s, uint32_t *out)
+{
+    struct entity_report er = {ld, p};
+    struct check_report rep = {.fn = report_key, .arg = &er};
+    bool neg = s[0] == '-';
+    uint64_t v;
+
+    if (!cfg_parse_decimal(s + neg, INT64_MAX, &v))
+        bad(ld, p, "max_connections", "expected a number from 0 (unlimited) to %u, got \"%s\"",
+            UINT32_MAX, QUOTED(s));
+    else if (check_max_connections(neg ? -(int64_t)v : (int64_t)v, &rep) == 0)
+        *out = (uint32_t)v;
 }
 
 static bool same_bind(const struct mc_bind *a, const struct mc_bind *b)
@@ -325,7 +346,8 @@ static void conv_listener(struct loader *ld, const struct raw_listener *r, unsig
                 bad(ld, p, key, "invalid CIDR \"%s\": %s", QUOTED(r->trusted_proxies[i]), err);
             }
         }
-        lc->max_connections = r->max_connections;
+        if (r->max_connections != NULL)
+            listener_max(ld, p, r->max_connections, &lc->max_connections);
     }
 
     if (r->n_routes == 0)
@@ -427,6 +449,14 @@ static void conv_grpc(struct loader *ld, const struct raw_grpc *r, struct grpc_c
     if (r->socket_mode != NULL && parse_mode(r->socket_mode, &g->socket_mode) < 0)
         bad(ld, "grpc", "socket_mode", "invalid mode \"%s\": use octal, e.g. \"0660\"",
             QUOTED(r->socket_mode));
+    else if (g->socket_mode & 0002)
+        /* connecting takes write permission: every account, the workers' too */
+        bad(ld, "grpc", "socket_mode",
+            "\"%s\" lets every local account connect, the workers' included: give access "
+            "through socket_group instead",
+            QUOTED(r->socket_mode));
+    account_name(ld, "grpc", "socket_group", r->socket_group, &g->socket_group);
+    account_name(ld, "grpc", "user", r->user, &g->user);
     file_path(ld, "grpc", "tls_cert", r->tls_cert, &g->tls_cert);
     file_path(ld, "grpc", "tls_key", r->tls_key, &g->tls_key);
     file_path(ld, "grpc", "client_ca", r->client_ca, &g->client_ca);
@@ -444,69 +474,38 @@ static char **str_array(struct loader *ld, unsigned n)
     return a;
 }
 
+/* One of the firewall's rule lists, each value checked as AddFirewallRule checks it. */
+static void fw_list(struct loader *ld, const char *name, enum fw_type type, char **raw, unsigned n,
+                    char ***out, unsigned *n_out)
+{
+    char key[PATH_LEN], text[ADDR_STRLEN], msg[CHECK_MSG_LEN];
+
+    *out = str_array(ld, n);
+    if (*out == NULL)
+        return;
+    *n_out = n;
+    for (unsigned i = 0; i < n; i++) {
+        if (check_fw_rule(type, raw[i], text, msg) < 0) {
+            snprintf(key, sizeof(key), "%s[%u]", name, i);
+            bad(ld, "firewall", key, "%s", msg);
+        } else {
+            (*out)[i] = dup_str(ld, text);
+        }
+    }
+}
+
 static void conv_firewall(struct loader *ld, const struct raw_firewall *r, struct firewall_conf *fw)
 {
-    char key[PATH_LEN], text[ADDR_STRLEN];
-    struct mc_cidr cidr;
-    const char *err;
-
     if (r == NULL || tainted(ld, "firewall"))
         return;
     file_path(ld, "firewall", "geoip_db", r->geoip_db, &fw->geoip_db);
 
-    fw->blocked_ips = str_array(ld, r->n_blocked_ips);
-    if (fw->blocked_ips != NULL)
-        fw->n_blocked_ips = r->n_blocked_ips;
-    for (unsigned i = 0; i < fw->n_blocked_ips; i++) {
-        const char *s = r->blocked_ips[i];
-        if (strchr(s, '/') != NULL || addr_parse_cidr(s, true, &cidr, &err) < 0) {
-            snprintf(key, sizeof(key), "blocked_ips[%u]", i);
-            bad(ld, "firewall", key, "\"%s\" is not an IP address%s", QUOTED(s),
-                strchr(s, '/') ? " (put CIDRs in blocked_cidrs)" : "");
-        } else {
-            inet_ntop(cidr.family, cidr.addr, text, sizeof(text));
-            fw->blocked_ips[i] = dup_str(ld, text);
-        }
-    }
-
-    fw->blocked_cidrs = str_array(ld, r->n_blocked_cidrs);
-    if (fw->blocked_cidrs != NULL)
-        fw->n_blocked_cidrs = r->n_blocked_cidrs;
-    for (unsigned i = 0; i < fw->n_blocked_cidrs; i++) {
-        const char *s = r->blocked_cidrs[i];
-        if (addr_parse_cidr(s, false, &cidr, &err) < 0) {
-            snprintf(key, sizeof(key), "blocked_cidrs[%u]", i);
-            bad(ld, "firewall", key, "invalid CIDR \"%s\": %s", QUOTED(s), err);
-        } else {
-            addr_format_cidr(&cidr, text, sizeof(text));
-            fw->blocked_cidrs[i] = dup_str(ld, text);
-        }
-    }
-
-    fw->blocked_countries = str_array(ld, r->n_blocked_countries);
-    if (fw->blocked_countries != NULL)
-        fw->n_blocked_countries = r->n_blocked_countries;
-    for (unsigned i = 0; i < fw->n_blocked_countries; i++) {
-        const char *s = r->blocked_countries[i];
-        char cc[3];
-        bool ok = strlen(s) == 2;
-
-        for (size_t k = 0; ok && k < 2; k++) {
-            char ch = s[k];
-            if (ch >= 'a' && ch <= 'z')
-                ch = (char)(ch - 'a' + 'A');
-            ok = ch >= 'A' && ch <= 'Z';
-            cc[k] = ch;
-        }
-        if (!ok) {
-            snprintf(key, sizeof(key), "blocked_countries[%u]", i);
-            bad(ld, "firewall", key, "\"%s\" is not a two-letter country code (ISO 3166-1)",
-                QUOTED(s));
-        } else {
-            cc[2] = '\0';
-            fw->blocked_countries[i] = dup_str(ld, cc);
-        }
-    }
+    fw_list(ld, "blocked_ips", FW_IP, r->blocked_ips, r->n_blocked_ips, &fw->blocked_ips,
+            &fw->n_blocked_ips);
+    fw_list(ld, "blocked_cidrs", FW_CIDR, r->blocked_cidrs, r->n_blocked_cidrs, &fw->blocked_cidrs,
+            &fw->n_blocked_cidrs);
+    fw_list(ld, "blocked_countries", FW_COUNTRY, r->blocked_countries, r->n_blocked_countries,
+            &fw->blocked_countries, &fw->n_blocked_countries);
     if (r->n_blocked_countries > 0 && r->geoip_db == NULL)
         bad(ld, "firewall", "geoip_db", "required when blocked_countries is non-empty");
 

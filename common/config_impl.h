@@ -14,13 +14,12 @@
 #include <cyaml/cyaml.h>
 #include <yaml.h>
 
+#include "check.h"
 #include "config.h"
 #include "mc.h"
 
 /* Key paths are built from schema keys and indices only, so this is ample. */
 #define PATH_LEN 256
-/* Values quoted back in messages are cut to this many bytes. */
-#define QUOTE_LEN 64
 
 /* The file as step 3 loads it: strings where the meaning is checked later.
  * The strings point into the document tree. */
@@ -46,7 +45,7 @@ struct raw_listener {
     bool proxy_protocol;
     char **trusted_proxies;
     unsigned n_trusted_proxies;
-    uint32_t max_connections;
+    char *max_connections; /* checked as SetListenerMaxConnections checks it */
     struct raw_route *routes;
     unsigned n_routes;
 };
@@ -59,6 +58,8 @@ struct raw_database {
 struct raw_grpc {
     char *addr;
     char *socket_mode;
+    char *socket_group;
+    char *user;
     char *tls_cert;
     char *tls_key;
     char *client_ca;
@@ -163,12 +164,12 @@ struct loader {
     struct error *errs;
     size_t n_errs, cap_errs;
     bool oom;
+    bool no_files; /* CONFIG_NO_FILE_CHECKS */
 };
 
 /* config.c: error collection, and helpers of more than one step. */
 void *cfg_grow(void *p, size_t *cap, size_t n, size_t size);
-const char *cfg_escape(const char *s, char *buf, size_t size);
-#define QUOTED(s) cfg_escape((s), (char[QUOTE_LEN + 8]){0}, QUOTE_LEN + 8)
+#define QUOTED(s) CHECK_QUOTED(s)
 void cfg_vfail(struct loader *ld, unsigned line, const char *env, const char *path, const char *fmt,
                va_list ap);
 void cfg_fail(struct loader *ld, unsigned line, const char *env, const char *path, const char *fmt,

@@ -84,7 +84,7 @@ static const cyaml_schema_field_t listener_fields[] = {
     CYAML_FIELD_BOOL("proxy_protocol", OPT, struct raw_listener, proxy_protocol),
     FIELD_SEQ("trusted_proxies", struct raw_listener, trusted_proxies, n_trusted_proxies,
               &string_entry, CYAML_UNLIMITED),
-    CYAML_FIELD_UINT("max_connections", OPT, struct raw_listener, max_connections),
+    FIELD_STR("max_connections", OPT, struct raw_listener, max_connections),
     FIELD_SEQ("routes", struct raw_listener, routes, n_routes, &route_entry, CYAML_UNLIMITED),
     CYAML_FIELD_END,
 };
@@ -102,6 +102,8 @@ static const cyaml_schema_field_t database_fields[] = {
 static const cyaml_schema_field_t grpc_fields[] = {
     FIELD_STR("addr", 0, struct raw_grpc, addr),
     FIELD_STR("socket_mode", OPT, struct raw_grpc, socket_mode),
+    FIELD_STR("socket_group", OPT, struct raw_grpc, socket_group),
+    FIELD_STR("user", OPT, struct raw_grpc, user),
     FIELD_STR("tls_cert", OPT, struct raw_grpc, tls_cert),
     FIELD_STR("tls_key", OPT, struct raw_grpc, tls_key),
     FIELD_STR("client_ca", OPT, struct raw_grpc, client_ca),

@@ -242,12 +242,13 @@ static inline int msg_route_get_addr(const struct msg_route *mr, struct mc_addr 
  * packed response (empty unless the status is OK).
  */
 struct msg_admin_settings {
-    uint8_t setuid;
+    uint8_t setuid; /* switch to uid/gid (grpc.user, else user) once bound */
     uint32_t uid;
     uint32_t gid;
     int32_t log_level;
     int32_t log_format;
     uint32_t socket_mode;
+    uint32_t socket_gid; /* the unix socket's group; (uint32_t)-1 leaves it as created */
     /* lengths of the strings that follow, in this order, no NULs; 0 = unset */
     uint16_t addr_len, tls_cert_len, tls_key_len, client_ca_len;
 };

@@ -24,7 +24,8 @@ static const struct {
     {CAP_KILL, "CAP_KILL", true, "to signal children that run as `user`"},
     {CAP_SETUID, "CAP_SETUID", false, "for its children to switch to `user`"},
     {CAP_SETGID, "CAP_SETGID", false, "for its children to switch to the group of `user`"},
-    {CAP_CHOWN, "CAP_CHOWN", false, "for the admin process to give its socket to `user`"},
+    {CAP_CHOWN, "CAP_CHOWN", false,
+     "for the admin process to give its socket to grpc.socket_group"},
 };
 
 static bool master_keeps(cap_value_t cap)

@@ -160,7 +160,7 @@ static char *connect_addr(const char *listen)
 /* Fills o->target.addr from -c; the exit code on failure, else 0. */
 static int target_from_config(struct options *o)
 {
-    struct config *cfg = config_load(o->config, report_config_error, NULL);
+    struct config *cfg = config_load_no_files(o->config, report_config_error, NULL);
     int rc = 0;
 
     if (cfg == NULL) {

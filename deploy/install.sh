@@ -10,6 +10,9 @@
 #   DESTDIR=/tmp/stage deploy/install.sh   installs below /tmp/stage instead;
 #                                      no user is created, no systemctl is run
 #   MC_PROXY_USER=name                 the service user (default mc-proxy)
+#   MC_PROXY_ADMIN_USER=name           the admin process's user (default mc-proxy-admin)
+#   MC_PROXY_OPS_GROUP=name            the group that may use the admin socket
+#                                      (default mc-proxy-ops)
 #
 # Layout (RUNBOOK.md, "Files"):
 #   /usr/local/bin/{mc-proxy,mc-proxy-admin,mcproxyctl}  root:root 0755
@@ -23,9 +26,13 @@
 #     mc-proxy.db.lock       root:root 0600  likewise; locked while a master runs
 #     certs/                 root:USER 0750  keys root:USER 0640
 #     backups/               root:root 0700  snapshots, root only
-# The workers and the admin process run as USER with no capabilities: they
-# can reach the admin socket and what the group may read, and cannot open
-# the database or write anything in the directory.
+#     mc-proxy.sock          root:OPS_GROUP 0660  the admin socket (the admin process
+#                            creates it); operators join OPS_GROUP
+# The workers run as USER, the admin process as ADMIN_USER, with no
+# capabilities: they can read what USER's group may read, cannot open the
+# database or write anything in the directory, and the workers cannot
+# connect to the admin socket or signal the admin process
+# (ARCHITECTURE.md, "Privileges").
 set -eu
 
 die() {
@@ -41,6 +48,8 @@ case $build in
 esac
 dest=${DESTDIR:-}
 user=${MC_PROXY_USER:-mc-proxy}
+admin_user=${MC_PROXY_ADMIN_USER:-mc-proxy-admin}
+ops_group=${MC_PROXY_OPS_GROUP:-mc-proxy-ops}
 bindir=/usr/local/bin
 unitdir=/etc/systemd/system
 docdir=/usr/local/share/doc/mc-proxy
@@ -51,14 +60,28 @@ for f in mc-proxy mc-proxy-admin mcproxyctl; do
     [ -x "$build/$f" ] || die "no $build/$f: build first (meson setup build-release --buildtype=release && ninja -C build-release)"
 done
 
-# The service user: a system account without a shell or home of its own.
-if ! getent passwd "$user" >/dev/null; then
+# The service user and the admin process's user: system accounts without
+# a shell or home of their own, each with its own group. The admin's
+# user is not in the service user's group: the config and certificates
+# stay the workers' to read, the TLS files of a TCP admin API are read
+# before the switch.
+for u in "$user" "$admin_user"; do
+    getent passwd "$u" >/dev/null && continue
     if [ -n "$dest" ]; then
-        echo "install.sh: would create the system user $user (not in a DESTDIR run)"
+        echo "install.sh: would create the system user $u (not in a DESTDIR run)"
     else
         useradd --system --shell /usr/sbin/nologin --home-dir "$data" --no-create-home \
-            --user-group "$user"
-        echo "install.sh: created the system user $user"
+            --user-group "$u"
+        echo "install.sh: created the system user $u"
+    fi
+done
+# The operators' group: access to the admin socket (root:GROUP 0660).
+if ! getent group "$ops_group" >/dev/null; then
+    if [ -n "$dest" ]; then
+        echo "install.sh: would create the system group $ops_group (not in a DESTDIR run)"
+    else
+        groupadd --system "$ops_group"
+        echo "install.sh: created the system group $ops_group; add operators with usermod -aG $ops_group NAME"
     fi
 fi
 group=
@@ -119,11 +142,15 @@ else
         -e 's|^#grpc:$|grpc:|' \
         -e 's|^#  addr: unix:mc-proxy.sock |  addr: unix:mc-proxy.sock |' \
         -e 's|^#  socket_mode: "0660" |  socket_mode: "0660" |' \
+        -e "s|^#  socket_group: mc-proxy-ops |  socket_group: $ops_group |" \
+        -e "s|^#  user: mc-proxy-admin |  user: $admin_user |" \
         "$repo/conf/mc-proxy.yaml" >"$cfg.new"
     # the sed relies on the example's layout: fail rather than install it half-edited
     if ! { grep -q "^user: $user\$" "$cfg.new" && grep -q '^grpc:$' "$cfg.new" &&
         grep -q '^  addr: unix:mc-proxy.sock ' "$cfg.new" &&
-        grep -q '^  socket_mode: "0660" ' "$cfg.new"; }; then
+        grep -q '^  socket_mode: "0660" ' "$cfg.new" &&
+        grep -q "^  socket_group: $ops_group " "$cfg.new" &&
+        grep -q "^  user: $admin_user " "$cfg.new"; }; then
         rm -f "$cfg.new"
         die "conf/mc-proxy.yaml changed shape; update the edits in $0"
     fi

@@ -4,6 +4,8 @@
  * settings, hand its requests to admin_rpc.c, carry the replies back,
  * and replace it when it dies.
  */
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -53,6 +55,64 @@ static void admin_on_event(struct ev *ev, uint32_t events)
     child_chan_event(a->m->loop, &a->chan, &a->ev, a->pid, events, admin_on_message, a, "admin");
 }
 
+/* The workers' account is a member of gr (its primary group, or listed). */
+static bool group_holds_workers(const struct group *gr, const struct master *m)
+{
+    if (gr->gr_gid == m->gid)
+        return true;
+    for (char **mem = gr->gr_mem; *mem != NULL; mem++) {
+        if (strcmp(*mem, m->cfg->user) == 0)
+            return true;
+    }
+    return false;
+}
+
+int admin_accounts_resolve(const struct master *m, bool notices, struct admin_accounts *out)
+{
+    const struct grpc_conf *g = &m->cfg->grpc;
+
+    *out = (struct admin_accounts){.uid = m->uid, .gid = m->gid, .socket_gid = (gid_t)-1};
+    if (!g->enabled)
+        return 0;
+    if (!m->setuid) {
+        if (g->user != NULL && notices)
+            log_info("not started as root: ignoring grpc.user \"%s\"", g->user);
+    } else if (g->user != NULL) {
+        struct passwd *pw = getpwnam(g->user);
+        if (pw == NULL) {
+            log_error("grpc.user \"%s\" does not exist", g->user);
+            return -1;
+        }
+        if (pw->pw_uid == 0) {
+            /* root owns the database: the admin process must not */
+            log_error("grpc.user \"%s\" is root: name an account of its own", g->user);
+            return -1;
+        }
+        out->uid = pw->pw_uid;
+        out->gid = pw->pw_gid;
+    }
+    if (g->unix_path == NULL)
+        return 0;
+    if (g->socket_group == NULL) {
+        if (m->setuid)
+            out->socket_gid = 0;
+        return 0;
+    }
+    struct group *gr = getgrnam(g->socket_group);
+    if (gr == NULL) {
+        log_error("grpc.socket_group \"%s\" does not exist", g->socket_group);
+        return -1;
+    }
+    if (m->setuid && group_holds_workers(gr, m)) {
+        log_error("grpc.socket_group \"%s\" has the workers' account \"%s\" in it: they could "
+                  "connect to the admin API; use a group of its own",
+                  g->socket_group, m->cfg->user);
+        return -1;
+    }
+    out->socket_gid = gr->gr_gid;
+    return 0;
+}
+
 /* What identifies a TLS file's content without reading it: a rotated
  * certificate is a new inode or a new mtime. All zero when missing. */
 struct admin_file_id {
@@ -72,6 +132,10 @@ static int admin_settings_build(const struct master *m, struct admin_settings_ms
 {
     const struct grpc_conf *g = &m->cfg->grpc;
     const char *addr = g->addr;
+    struct admin_accounts acc;
+
+    if (admin_accounts_resolve(m, false, &acc) < 0)
+        return -1;
 
     memset(b, 0, sizeof(*b)); /* the padding too: the bytes are compared across reloads */
     if (g->unix_path != NULL) {
@@ -81,11 +145,12 @@ static int admin_settings_build(const struct master *m, struct admin_settings_ms
     }
     const char *s[4] = {addr, g->tls_cert, g->tls_key, g->client_ca};
     b->as.setuid = m->setuid;
-    b->as.uid = m->uid;
-    b->as.gid = m->gid;
+    b->as.uid = acc.uid;
+    b->as.gid = acc.gid;
     b->as.log_level = m->cfg->log_level;
     b->as.log_format = m->cfg->log_format;
     b->as.socket_mode = g->socket_mode;
+    b->as.socket_gid = (uint32_t)acc.socket_gid;
     uint16_t *lens[4] = {&b->as.addr_len, &b->as.tls_cert_len, &b->as.tls_key_len,
                          &b->as.client_ca_len};
 

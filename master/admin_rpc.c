@@ -446,11 +446,11 @@ static void add_firewall_rule(const struct rpc *r, const void *msg)
     const McProxy__V1__AddFirewallRuleRequest *req = msg;
     McProxy__V1__AddFirewallRuleResponse resp = MC_PROXY__V1__ADD_FIREWALL_RULE_RESPONSE__INIT;
     pb_rule rule = MC_PROXY__V1__FIREWALL_RULE__INIT;
-    char value[INET6_ADDRSTRLEN + 8];
+    char value[ADDR_STRLEN];
     enum fw_type type;
     const char *err = NULL;
 
-    if (rule_from_pb(r, req->rule, &type, value, sizeof(value)) < 0)
+    if (rule_from_pb(r, req->rule, &type, value) < 0)
         return;
     if (type == FW_COUNTRY && r->m->cfg->firewall.geoip_db == NULL) {
         rpc_error(r, RPC_INVALID_ARGUMENT,
@@ -471,11 +471,11 @@ static void remove_firewall_rule(const struct rpc *r, const void *msg)
     const McProxy__V1__RemoveFirewallRuleRequest *req = msg;
     McProxy__V1__RemoveFirewallRuleResponse resp =
         MC_PROXY__V1__REMOVE_FIREWALL_RULE_RESPONSE__INIT;
-    char value[INET6_ADDRSTRLEN + 8];
+    char value[ADDR_STRLEN];
     enum fw_type type;
     const char *err = NULL;
 
-    if (rule_from_pb(r, req->rule, &type, value, sizeof(value)) < 0)
+    if (rule_from_pb(r, req->rule, &type, value) < 0)
         return;
     int s = store_rule_delete(r->m->store, type, value, &err);
     if (s == STORE_OK)
@@ -490,11 +490,8 @@ static void set_listener_max_connections(const struct rpc *r, const void *msg)
 
     if (find_listener(r, req->listener) == NULL)
         return;
-    if (req->max_connections < 0 || req->max_connections > UINT32_MAX) {
-        rpc_error(r, RPC_INVALID_ARGUMENT, "max_connections must be from 0 (unlimited) to %u",
-                  UINT32_MAX);
+    if (max_connections_check(r, req->max_connections) < 0)
         return;
-    }
     int s =
         store_listener_set_max(r->m->store, req->listener, (uint32_t)req->max_connections, &err);
     if (s == STORE_OK)

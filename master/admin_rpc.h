@@ -38,11 +38,14 @@ struct rpc {
 /* Answers r with a status code and message (every error path ends here). */
 void rpc_error(const struct rpc *r, int code, const char *fmt, ...) MC_PRINTF(3, 4);
 
-/* admin_check.c: each returns -1 after answering r when the input is invalid. */
+/* admin_check.c, on common/check.c's checks: each returns -1 after
+ * answering r when the input is invalid. */
 int normalize_host(const struct rpc *r, const char *in, char *out);
 int policy_from_pb(const struct rpc *r, const pb_policy *in, struct policy_conf *out);
+/* rc points into the request and host; the caller frees rc->policies. */
 int route_from_pb(const struct rpc *r, const pb_route *in, struct route_conf *rc, char *host);
-int rule_from_pb(const struct rpc *r, const pb_rule *in, enum fw_type *type, char *value,
-                 size_t size);
+/* value: ADDR_STRLEN bytes, the rule's canonical form */
+int rule_from_pb(const struct rpc *r, const pb_rule *in, enum fw_type *type, char *value);
+int max_connections_check(const struct rpc *r, int64_t n);
 
 #endif

@@ -22,11 +22,14 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: mc-proxy server   -c FILE           run the proxy (foreground)\n"
-               "       mc-proxy status   -c FILE           status of the running server\n"
-               "       mc-proxy snapshot -c FILE [-o OUT]  back up the database\n"
-               "       mc-proxy check    -c FILE           validate the configuration and exit\n"
-               "       mc-proxy --version\n");
+    fprintf(f,
+            "usage: mc-proxy server   -c FILE           run the proxy (foreground)\n"
+            "       mc-proxy status   -c FILE [--cert F --key F --ca F]\n"
+            "                                           status of the running server (the\n"
+            "                                           client certificate for a TCP admin API)\n"
+            "       mc-proxy snapshot -c FILE [-o OUT]  back up the database\n"
+            "       mc-proxy check    -c FILE           validate the configuration and exit\n"
+            "       mc-proxy --version\n");
 }
 
 static void report_to_stderr(void *arg, const char *msg)
@@ -35,49 +38,57 @@ static void report_to_stderr(void *arg, const char *msg)
     fprintf(stderr, "mc-proxy: %s\n", msg);
 }
 
-/* Parses "-c FILE" (and "-o OUT" when out is given) after the subcommand;
- * NULL (usage printed) when missing or malformed. */
-static const char *config_arg(int argc, char **argv, const char **out)
+/* What may follow the subcommand: "-c FILE", and "-o OUT" for snapshot or
+ * the client's TLS files for status. */
+struct cli_args {
+    const char *file;
+    const char *out;
+    const char *tls[3]; /* --cert, --key, --ca */
+};
+
+enum { OPT_CERT = 256, OPT_KEY, OPT_CA };
+
+/* Parses the options after the subcommand; -1 (usage printed) when one is
+ * missing, malformed or not the subcommand's. */
+static int cli_parse(int argc, char **argv, const char *cmd, struct cli_args *a)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"output", required_argument, NULL, 'o'},
+        {"cert", required_argument, NULL, OPT_CERT},
+        {"key", required_argument, NULL, OPT_KEY},
+        {"ca", required_argument, NULL, OPT_CA},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *file = NULL;
+    bool snapshot = strcmp(cmd, "snapshot") == 0, status = strcmp(cmd, "status") == 0;
     int c;
 
     optind = 2;
-    while ((c = getopt_long(argc, argv, out ? "c:o:h" : "c:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            file = optarg;
-            break;
-        case 'o':
-            if (out == NULL) {
-                usage(stderr);
-                return NULL;
-            }
-            *out = optarg;
-            break;
-        case 'h':
+    while ((c = getopt_long(argc, argv, "c:o:h", opts, NULL)) != -1) {
+        if (c == 'c') {
+            a->file = optarg;
+        } else if (c == 'o' && snapshot) {
+            a->out = optarg;
+        } else if (c >= OPT_CERT && c <= OPT_CA && status) {
+            a->tls[c - OPT_CERT] = optarg;
+        } else if (c == 'h') {
             usage(stdout);
             exit(0);
-        default:
+        } else {
             usage(stderr);
-            return NULL;
+            return -1;
         }
     }
-    if (file == NULL || optind != argc) {
+    if (a->file == NULL || optind != argc) {
         usage(stderr);
-        return NULL;
+        return -1;
     }
-    return file;
+    return 0;
 }
 
 /* The status query is a gRPC call, and this binary never links gRPC: mcproxyctl does it. */
-static int run_status(const char *file)
+static int run_status(const struct cli_args *a)
 {
     char self[PATH_MAX], ctl[PATH_MAX + 16];
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -87,8 +98,18 @@ static int run_status(const char *file)
     }
     self[n] = '\0';
     snprintf(ctl, sizeof(ctl), "%s/mcproxyctl", dirname(self));
-    char *argv[] = {"mcproxyctl", "-c", (char *)file, "status", NULL};
-    execv(ctl, argv);
+    static const char *const tls_opts[3] = {"--cert", "--key", "--ca"};
+    const char *argv[12] = {"mcproxyctl", "-c", a->file};
+    int k = 3;
+    for (int i = 0; i < 3; i++) {
+        if (a->tls[i] != NULL) {
+            argv[k++] = tls_opts[i];
+            argv[k++] = a->tls[i];
+        }
+    }
+    argv[k++] = "status";
+    argv[k] = NULL;
+    execv(ctl, (char *const *)argv);
     fprintf(stderr, "mc-proxy: cannot run %s: %s\n", ctl, strerror(errno));
     return 1;
 }
@@ -127,18 +148,18 @@ int main(int argc, char **argv)
     }
 
     const char *cmd = argv[1];
-    const char *out = NULL;
+    struct cli_args args = {0};
     if (strcmp(cmd, "server") != 0 && strcmp(cmd, "check") != 0 && strcmp(cmd, "snapshot") != 0 &&
         strcmp(cmd, "status") != 0) {
         fprintf(stderr, "mc-proxy: unknown command \"%s\"\n", cmd);
         usage(stderr);
         return 2;
     }
-    const char *file = config_arg(argc, argv, strcmp(cmd, "snapshot") == 0 ? &out : NULL);
-    if (file == NULL)
+    if (cli_parse(argc, argv, cmd, &args) < 0)
         return 2;
     if (strcmp(cmd, "status") == 0)
-        return run_status(file);
+        return run_status(&args);
+    const char *file = args.file;
 
     log_init("master");
     struct config *cfg = config_load(file, report_to_stderr, NULL);
@@ -147,7 +168,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (strcmp(cmd, "snapshot") == 0) {
-        int rc = run_snapshot(cfg, out);
+        int rc = run_snapshot(cfg, args.out);
         config_free(cfg);
         return rc;
     }

@@ -356,13 +356,14 @@ static void watchdog_cb(struct timer *t)
     loop_timer_set(m->loop, t, sdnotify_watchdog_ms() / 2);
 }
 
-/* Resolves `user`; when not root it is ignored with a notice. */
+/* Resolves `user` and the admin's accounts; when not root `user` is ignored
+ * with a notice. */
 static int master_resolve_user(struct master *m)
 {
     if (geteuid() != 0) {
         if (m->cfg->user != NULL)
             log_info("not started as root: ignoring user \"%s\"", m->cfg->user);
-        return 0;
+        return admin_accounts_resolve(m, true, &(struct admin_accounts){0});
     }
     if (m->cfg->user == NULL) {
         log_error("started as root: the config must name a `user` for workers to run as");
@@ -376,7 +377,7 @@ static int master_resolve_user(struct master *m)
     m->setuid = true;
     m->uid = pw->pw_uid;
     m->gid = pw->pw_gid;
-    return 0;
+    return admin_accounts_resolve(m, true, &(struct admin_accounts){0});
 }
 
 /* A proxy holds two fds per connection: take the whole hard limit. */

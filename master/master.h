@@ -232,6 +232,16 @@ void accesslog_send(struct master *m, struct worker_proc *w);
 void accesslog_reopen(struct master *m, const char *why);
 
 /* admin.c */
+/* Who the admin process runs as and who may connect to its unix socket. */
+struct admin_accounts {
+    uid_t uid; /* grpc.user, else `user` (used when m->setuid) */
+    gid_t gid;
+    gid_t socket_gid; /* grpc.socket_group; as root, root's group by default; -1: as created */
+};
+/* Resolves them for m->cfg, after `user` (m->uid). -1 (logged) when an
+ * account does not exist or would let the workers reach the admin API;
+ * notices says what a master that is not root ignores. */
+int admin_accounts_resolve(const struct master *m, bool notices, struct admin_accounts *out);
 void admin_spawn(struct master *m);
 void admin_exited(struct master *m, int status);
 void admin_stop(struct master *m);

@@ -6,10 +6,12 @@ mc-proxy-admin's contract with its master (forwarding, timeouts, the
 master going away), the last driven by a fake master on fd 3.
 Run: /usr/bin/python3 t/integration/test_admin.py"""
 
+import grp
 import os
 import pwd
 import signal
 import stat
+import subprocess
 import sys
 import time
 
@@ -46,6 +48,11 @@ def expect_rpc_error(code_name, fn, *args, **kw):
     raise AssertionError("expected %s, the call succeeded" % code_name)
 
 
+def run(argv):
+    return subprocess.run(argv, capture_output=True, timeout=30, text=True,
+                          stdin=subprocess.DEVNULL)
+
+
 def need_root():
     if os.geteuid() != 0:
         mctest.skip("needs root (the server switches to user nobody)")
@@ -56,15 +63,20 @@ def need_root():
 
 @test
 def unix_socket_has_configured_mode_and_owner():
+    """root:root by default, root:socket_group when one is named; never
+    the workers' account (nobody here)."""
     need_root()
-    with at.admin_server(grpc={"addr": "unix:admin.sock", "socket_mode": "0640"}) as srv:
-        at.wait_admin(srv)
-        st = os.lstat(srv.sock)
-        nobody = pwd.getpwnam("nobody")
-        assert stat.S_ISSOCK(st.st_mode), "not a socket: %o" % st.st_mode
-        assert stat.S_IMODE(st.st_mode) == 0o640, "mode %o, want 0640" % stat.S_IMODE(st.st_mode)
-        assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid), \
-            "owner %d:%d, want nobody %d:%d" % (st.st_uid, st.st_gid, nobody.pw_uid, nobody.pw_gid)
+    adm = grp.getgrnam("adm")
+    for extra, gid in (({}, 0), ({"socket_group": "adm"}, adm.gr_gid)):
+        grpc = dict({"addr": "unix:admin.sock", "socket_mode": "0640"}, **extra)
+        with at.admin_server(grpc=grpc) as srv:
+            at.wait_admin(srv)
+            st = os.lstat(srv.sock)
+            assert stat.S_ISSOCK(st.st_mode), "not a socket: %o" % st.st_mode
+            assert stat.S_IMODE(st.st_mode) == 0o640, "mode %o, want 0640" % stat.S_IMODE(
+                st.st_mode)
+            assert (st.st_uid, st.st_gid) == (0, gid), \
+                "%s: owner %d:%d, want 0:%d" % (extra, st.st_uid, st.st_gid, gid)
 
 
 @test
@@ -193,6 +205,17 @@ def mtls_is_required_over_tcp():
             assert r.rc == 2 and "--cert" in r.err, r
             at.ctl_ok("-c", srv.config_path, "--cert", certs.client[0], "--key",
                       certs.client[1], "--ca", certs.server_ca[0], "status")
+
+            # and so does `mc-proxy status -c FILE` (SPEC section 9)
+            status = [mctest.require_binary(), "status", "-c", srv.config_path]
+            r = run(status)
+            assert r.returncode == 2 and "--cert" in r.stderr, r
+            r = run(status + ["--cert", certs.client[0], "--key", certs.client[1],
+                              "--ca", certs.server_ca[0]])
+            assert r.returncode == 0 and srv.listener in r.stdout, r
+            r = run([mctest.require_binary(), "check", "-c", srv.config_path, "--cert",
+                     certs.client[0]])
+            assert r.returncode == 2, "check takes no --cert: %r" % (r,)
 
 
 @test

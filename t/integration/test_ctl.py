@@ -80,18 +80,20 @@ def l7_needs_a_matching_certificate_and_key():
         before = snapshot(srv)
         add = [*api(srv), "routes", "add", srv.listener, "c.test", "127.0.0.1:9000"]
         cases = [
-            (["--mode", "l7"], "needs tls_cert and tls_key"),
-            (["--mode", "l7", "--tls-cert", one.cert], "needs tls_cert and tls_key"),
-            (["--mode", "l7", "--tls-cert", one.cert, "--tls-key", two.key], "does not match"),
+            (["--mode", "l7"], "tls_cert: required when mode is l7"),
+            (["--mode", "l7", "--tls-cert", one.cert], "tls_key: required when mode is l7"),
+            (["--mode", "l7", "--tls-cert", one.cert, "--tls-key", two.key],
+             "tls_key: does not match"),
             (["--mode", "l7", "--tls-cert", tmp.join("missing.pem"), "--tls-key", one.key],
              "tls_cert"),
             (["--mode", "l7", "--tls-cert", one.cert, "--tls-key", tmp.join("missing.key")],
              "tls_key"),
             (["--mode", "l7", "--tls-cert", one.key, "--tls-key", one.key], "tls_cert"),
-            (["--mode", "L7"], "invalid mode"),
-            (["--mode", "l5"], "invalid mode"),
-            (["--tls-cert", one.cert, "--tls-key", one.key], "need mode l7"),
-            (["--backend-tls"], "need mode l7"),
+            (["--mode", "L7"], 'mode: expected one of l4, l7, got "L7"'),
+            (["--mode", "l5"], 'mode: expected one of l4, l7, got "l5"'),
+            (["--tls-cert", one.cert, "--tls-key", one.key],
+             "tls_cert: only allowed when mode is l7"),
+            (["--backend-tls"], "backend_tls: only allowed when mode is l7"),
         ]
         for extra, why in cases:
             r = at.ctl_fails("INVALID_ARGUMENT", *add, *extra)

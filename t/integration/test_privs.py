@@ -5,6 +5,8 @@ root, under the systemd unit's restrictions, as an ordinary user, and as
 an ordinary user with an ambient CAP_NET_BIND_SERVICE.
 Run as root: /usr/bin/python3 t/integration/test_privs.py [NAME...]"""
 
+import grp
+import json
 import os
 import pwd
 import signal
@@ -41,11 +43,13 @@ def nobody():
 
 def server(setpriv_args=None, grpc=True, metrics=False, addr=None, **overrides):
     """A Server (use it in `with`) with one listener routing a.test to
-    backend .backend, the admin API on admin.sock when grpc, the metrics
-    exporter when metrics, run under setpriv with setpriv_args when given."""
+    backend .backend, the admin API on admin.sock when grpc (a dict adds
+    to its section), the metrics exporter when metrics, run under setpriv
+    with setpriv_args when given."""
     backend = mctest.RawBackend(mctest.hello_echo_handler)
     if grpc:
-        overrides["grpc"] = {"addr": "unix:admin.sock", "socket_mode": "0660"}
+        overrides["grpc"] = dict({"addr": "unix:admin.sock", "socket_mode": "0660"},
+                                 **(grpc if isinstance(grpc, dict) else {}))
     if metrics:
         overrides["metrics"] = {"addr": "127.0.0.1:%d" % mctest.free_port()}
     srv = mctest.proxy_server([("a.test", backend.addr)], addr=addr, **overrides)
@@ -204,14 +208,14 @@ def root_master_keeps_only_its_set():
 def root_master_still_supervises():
     """What the kept capabilities are for: children exec'd by the
     restricted master switch to nobody (CAP_SETUID, CAP_SETGID), the admin
-    socket is nobody's (CAP_CHOWN), a killed worker is replaced under the
-    new set, and SIGTERM stops the admin, which runs as nobody, at once
-    (CAP_KILL)."""
+    socket is root's with grpc.socket_group's group (CAP_CHOWN), a killed
+    worker is replaced under the new set, and SIGTERM stops the admin,
+    which runs as nobody, at once (CAP_KILL)."""
     need_root()
-    with server() as srv:
+    with server(grpc={"socket_group": "adm"}) as srv:
         children(srv)
         st = os.lstat(srv.sock)
-        assert (st.st_uid, st.st_gid) == (nobody().pw_uid, nobody().pw_gid), \
+        assert (st.st_uid, st.st_gid) == (0, grp.getgrnam("adm").gr_gid), \
             "admin socket owner %d:%d" % (st.st_uid, st.st_gid)
         workers = srv.worker_pids()
         os.kill(workers[0], signal.SIGKILL)
@@ -259,6 +263,121 @@ def root_with_securebits_noroot_refuses_to_start():
     with srv:
         assert srv.wait_exit(15) == 1, "exit status %s" % srv.returncode
         srv.wait_log(lambda r: "noroot" in r["msg"], 1, what="the securebits error")
+
+
+# What code running as the workers' uid tries against the control plane:
+# argv[1] is a JSON list of [name, action, target]; prints {name: "ok" or
+# the errno name}. Signals are signal 0: the kernel's permission check
+# without a signal. Ptrace target "own_child" is a child of the probe.
+PROBE = r"""
+import ctypes, errno, json, os, signal, socket, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+PTRACE_ATTACH, PTRACE_DETACH, WALL = 16, 17, 0x40000000
+
+def ptrace_attach(pid):
+    if libc.ptrace(PTRACE_ATTACH, pid, None, None) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    os.waitpid(pid, WALL)
+    libc.ptrace(PTRACE_DETACH, pid, None, None)
+
+def attempt(action, target):
+    if action == "connect":
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(target)
+    elif action == "open":
+        os.close(os.open(target, os.O_RDWR))
+    elif action == "signal":
+        os.kill(target, 0)
+    elif target != "own_child":
+        ptrace_attach(target)
+    else:
+        child = os.fork()
+        if child == 0:
+            time.sleep(30)
+            os._exit(0)
+        try:
+            ptrace_attach(child)
+        finally:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+
+out = {}
+for name, action, target in json.loads(sys.argv[1]):
+    try:
+        attempt(action, target)
+        out[name] = "ok"
+    except OSError as e:
+        out[name] = errno.errorcode.get(e.errno, str(e.errno))
+print(json.dumps(out))
+"""
+
+
+def probe_as(uid, gid, attempts, groups=()):
+    """Runs PROBE with uid, gid and groups, no capabilities and
+    NO_NEW_PRIVS, like a worker; returns its verdicts."""
+    args = [SETPRIV, "--reuid=%d" % uid, "--regid=%d" % gid,
+            "--groups=" + ",".join(map(str, groups)) if groups else "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
+            sys.executable, "-c", PROBE, json.dumps(attempts)]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, "probe failed: %r" % r
+    return json.loads(r.stdout)
+
+
+@test
+def root_workers_uid_reaches_no_control_plane():
+    """SPEC section 12: code running as the workers' uid (a compromised
+    worker) cannot connect to the admin socket, open the database, or
+    signal or ptrace the master or the admin process, which runs as its
+    own account (grpc.user). The controls show each probe can succeed: a
+    member of grpc.socket_group connects, the workers' uid signals a
+    worker and ptraces a child of its own."""
+    need_root()
+    daemon = pwd.getpwnam("daemon")
+    adm = grp.getgrnam("adm")
+    with server(grpc={"user": "daemon", "socket_group": "adm"}) as srv:
+        children(srv)
+        admin = at.admin_pids(srv)[0]
+        assert_unprivileged(admin, daemon.pw_uid, daemon.pw_gid)
+        for pid in srv.worker_pids():
+            assert_unprivileged(pid, nobody().pw_uid, nobody().pw_gid)
+        worker = srv.worker_pids()[0]
+        attempts = [["connect admin socket", "connect", srv.sock],
+                    ["signal master", "signal", srv.pid],
+                    ["signal admin", "signal", admin],
+                    ["ptrace master", "ptrace", srv.pid],
+                    ["ptrace admin", "ptrace", admin],
+                    ["control: signal a worker", "signal", worker],
+                    ["control: ptrace a child of its own", "ptrace", "own_child"]]
+        attempts += [["open " + os.path.basename(p), "open", p] for p in database_files(srv)]
+        got = probe_as(nobody().pw_uid, nobody().pw_gid, attempts)
+        want = {a[0]: "EPERM" for a in attempts if a[1] in ("signal", "ptrace")}
+        want.update({a[0]: "EACCES" for a in attempts if a[1] in ("connect", "open")})
+        want["control: signal a worker"] = "ok"
+        want["control: ptrace a child of its own"] = "ok"
+        assert got == want, "as the workers' uid: %s, want %s" % (got, want)
+        member = probe_as(nobody().pw_uid, nobody().pw_gid, attempts[:1], groups=[adm.gr_gid])
+        assert member == {"connect admin socket": "ok"}, member
+        serves(srv)
+        assert mctest.proc_alive(admin) and mctest.proc_alive(srv.pid)
+
+
+@test
+def root_refuses_admin_accounts_the_workers_share():
+    """grpc.socket_group holding the workers' account, a grpc.user that is
+    root, or one that does not exist: the master refuses to start."""
+    need_root()
+    cases = [({"socket_group": "nogroup"}, "has the workers' account"),
+             ({"user": "root"}, "is root"),
+             ({"user": "no-such-account-here"}, "does not exist"),
+             ({"socket_group": "no-such-group-here"}, "does not exist")]
+    for extra, msg in cases:
+        srv = server(grpc=extra)
+        srv.wait_ready = False
+        with srv:
+            assert srv.wait_exit(15) == 1, "%s: exit status %s" % (extra, srv.returncode)
+            srv.wait_log(lambda r: msg in r["msg"], 1, what="%s: %r" % (extra, msg))
 
 
 # ---------------------------------------------------------------- started as an ordinary user

@@ -240,15 +240,15 @@ def _msg_types():
 
 MSG = _msg_types()
 HDR = struct.Struct("<HHIII")                   # struct chan_hdr
-ADMIN_SETTINGS = struct.Struct("<B3xIIiiIHHHH")  # struct msg_admin_settings
+ADMIN_SETTINGS = struct.Struct("<B3xIIiiIIHHHH")  # struct msg_admin_settings
 ADMIN_REQ = struct.Struct("<II")                 # struct msg_admin_req
 ADMIN_RESP = struct.Struct("<IiI")               # struct msg_admin_resp
 
 
 def settings_payload(addr, tls_cert=b"", tls_key=b"", client_ca=b"", socket_mode=0o600,
-                     setuid=0, uid=0, gid=0, log_level=0, log_format=1):
+                     setuid=0, uid=0, gid=0, log_level=0, log_format=1, socket_gid=0xffffffff):
     strs = [s.encode() if isinstance(s, str) else s for s in (addr, tls_cert, tls_key, client_ca)]
-    return ADMIN_SETTINGS.pack(setuid, uid, gid, log_level, log_format, socket_mode,
+    return ADMIN_SETTINGS.pack(setuid, uid, gid, log_level, log_format, socket_mode, socket_gid,
                                *[len(s) for s in strs]) + b"".join(strs)
 
 

@@ -58,7 +58,8 @@ static struct config *load_text(const char *text, struct msgs *ms)
     }
     fputs(text, f);
     fclose(f);
-    return config_load(tmpfile_path, collect, ms);
+    /* the values' meaning; the files an L7 route names are the integration tests' */
+    return config_load_no_files(tmpfile_path, collect, ms);
 }
 
 static struct config *load_fixture(const char *name, struct msgs *ms)
@@ -66,7 +67,7 @@ static struct config *load_fixture(const char *name, struct msgs *ms)
     char path[PATH_MAX];
 
     snprintf(path, sizeof(path), "%s/%s", fixtures, name);
-    return config_load(path, collect, ms);
+    return config_load_no_files(path, collect, ms);
 }
 
 /* out = a "/" b; the tests cannot go on with a cut path. */
@@ -167,6 +168,9 @@ static void test_full(void)
     T_OK(c->grpc.enabled && streq(c->grpc.addr, "127.0.0.1:9090") && c->grpc.unix_path == NULL,
          "full: grpc over TCP");
     T_OK(c->grpc.socket_mode == 0600, "full: grpc.socket_mode is octal");
+    T_OK(c->grpc.socket_group != NULL && strcmp(c->grpc.socket_group, "mc-proxy-ops") == 0 &&
+             c->grpc.user != NULL && strcmp(c->grpc.user, "mc-proxy-admin") == 0,
+         "full: grpc.socket_group and grpc.user");
     T_OK(path_is(c->grpc.tls_cert, dir, "admin.pem") &&
              path_is(c->grpc.tls_key, dir, "admin.key") &&
              streq(c->grpc.client_ca, "/etc/mc-proxy/ca.pem"),
@@ -265,7 +269,7 @@ static void test_multi_error(void)
 {
     static const char *const want[] = {
         "multi-error.yaml:3: listeners[0].bogus: unknown key",
-        "multi-error.yaml:9: listeners[1].max_connections: expected an unsigned integer",
+        "multi-error.yaml:9: listeners[1].max_connections: expected a number from 0 (unlimited) to",
         "multi-error.yaml:14: listeners[1].routes[1].backend: invalid backend",
         "multi-error.yaml:16: proxy.idle_timeout: invalid duration",
         "multi-error.yaml:18: log.level: expected one of debug, info, warn, error",
@@ -329,7 +333,7 @@ static const struct bad_case bad_cases[] = {
     {"mapping where a scalar goes", DB "user: {name: x}\n", ":2: user: expected a string"},
     {"bool", DB "cpu_affinity: maybe\n", ":2: cpu_affinity: expected true or false, got \"maybe\""},
     {"negative integer", DB "listeners:\n  - addr: \":443\"\n    max_connections: -1\n",
-     ":4: listeners[0].max_connections: expected an unsigned integer, got \"-1\""},
+     ":4: listeners[0].max_connections: must be from 0 (unlimited) to 4294967295, got -1"},
     {"integer with junk", DB "firewall: {rate_limit: 5x}\n",
      ":2: firewall.rate_limit: expected an unsigned integer"},
     {"integer overflow", DB "firewall: {rate_limit: 4294967296}\n",
@@ -421,11 +425,12 @@ static const struct bad_case bad_cases[] = {
      L1 "      - hostname: a.example\n        backend: 127.0.0.1:1\n        mode: l7\n        "
         "tls_cert: c\n        tls_key: k\n        l7_policies:\n          - {type: "
         "block_user_agent, value: \"\"}\n",
-     ":11: listeners[0].routes[0].l7_policies[0].value: must not be empty"},
+     ":11: listeners[0].routes[0].l7_policies[0].value: invalid block_user_agent value \"\": "
+     "printable ASCII text is required"},
     {"tls_cert empty",
      L1 "      - hostname: a.example\n        backend: 127.0.0.1:1\n        mode: l7\n        "
         "tls_cert: \"\"\n        tls_key: k\n",
-     ":8: listeners[0].routes[0].tls_cert: must not be empty"},
+     ":8: listeners[0].routes[0].tls_cert: required when mode is l7"},
     {"proxy_protocol without trusted_proxies",
      DB "listeners:\n  - addr: \":443\"\n    proxy_protocol: true\n",
      ":3: listeners[0].trusted_proxies: required and non-empty when proxy_protocol is true"},
@@ -480,6 +485,13 @@ static const struct bad_case bad_cases[] = {
      ":4: grpc.socket_mode: invalid mode \"0999\""},
     {"grpc socket_mode setuid", DB "grpc:\n  addr: unix:/run/a.sock\n  socket_mode: \"4755\"\n",
      ":4: grpc.socket_mode: invalid mode"},
+    {"grpc socket_mode open to all",
+     DB "grpc:\n  addr: unix:/run/a.sock\n  socket_mode: \"0666\"\n",
+     ":4: grpc.socket_mode: \"0666\" lets every local account connect, the workers' included"},
+    {"grpc socket_group empty", DB "grpc:\n  addr: unix:/run/a.sock\n  socket_group: \"\"\n",
+     ":4: grpc.socket_group: must not be empty"},
+    {"grpc user empty", DB "grpc:\n  addr: unix:/run/a.sock\n  user: \"\"\n",
+     ":4: grpc.user: must not be empty"},
     {"metrics not loopback", DB "metrics:\n  addr: 10.0.0.1:9091\n",
      ":3: metrics.addr: \"10.0.0.1:9091\" is not a loopback address"},
     {"metrics IPv6 not loopback", DB "metrics:\n  addr: \"[2001:db8::1]:9091\"\n",
