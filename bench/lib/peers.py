@@ -19,7 +19,7 @@ import subprocess
 import time
 
 from . import clients
-from .proc import Notify, Proc
+from .proc import Notify, Proc, comm, cpu_ns
 
 DOMAIN = "bench.test"
 LIVE = ("tls", "raw", "bulk", "idle")
@@ -476,11 +476,21 @@ class McProxy(Peer):
             self.stop()
             raise RuntimeError(f"mc-proxy sent no READY=1 (see {log})")
         ready = time.monotonic() - t0
+        cpu = self._ready_cpu()
         # READY=1 promises every worker accepts; check that a route works
         if wait_routed(self.addr("raw"), self.proc, 10) is None:
             self.stop()
             raise RuntimeError(f"mc-proxy is READY but does not route (see {log})")
-        return {"startup_s": time.monotonic() - t0, "ready_s": ready}
+        return dict({"startup_s": time.monotonic() - t0, "ready_s": ready}, **cpu)
+
+    def _ready_cpu(self):
+        """CPU seconds spent until READY=1 by the master and by one worker
+        (their mean): unlike the wall time, not stretched by a busy machine."""
+        workers = [p for p in self.proc.tree() if comm(p) == self.worker_comm]
+        r = {"ready_cpu_master_s": cpu_ns([self.proc.pid]) / 1e9}
+        if workers:
+            r["ready_cpu_worker_s"] = cpu_ns(workers) / 1e9 / len(workers)
+        return r
 
     def stop(self):
         rc = super().stop()

@@ -333,6 +333,8 @@ def fw_table(d):
         ("raw: errors", "rawcps", "errors"),
         ("start-up s (restart)", "start", "startup_s"),
         ("READY s (restart)", "start", "ready_s"),
+        ("CPU s until READY, master (restart)", "start", "ready_cpu_master_s"),
+        ("CPU s until READY, per worker (restart)", "start", "ready_cpu_worker_s"),
         ("first start s (seeds the database)", "start", "first_start_s"),
         ("restart s, rules in the database only", "start", "db_rules_start_s"),
         ("RSS KiB, whole tree (fresh)", "start", "rss_kib"),
