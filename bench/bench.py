@@ -2,7 +2,8 @@
 """mc-proxy benchmark: direct / HAProxy / nginx / mc-proxy in interleaved rounds.
 
   bench/bench.py [--smoke] [--rounds N] [--peers direct,haproxy,nginx,mc-proxy]
-                 [--mc-proxy build-release/mc-proxy] [--out DIR]
+                 [--mc-proxy build-release/mc-proxy] [--out DIR] [--no-big]
+                 [--no-fw] [--fw-rules N]
 
 Loopback only; every process it starts is stopped by PID. Methodology and
 the meaning of each column: bench/README.md. A full run writes
