@@ -184,8 +184,9 @@ def main():
     if a.rounds:
         dur["rounds"] = a.rounds
     if a.fw_rules is not None:
-        if a.fw_rules < 1:
-            ap.error("--fw-rules must be at least 1")
+        if a.fw_rules < peers.FW_PATH_RULES:
+            ap.error(f"--fw-rules must be at least {peers.FW_PATH_RULES} (the rules on the"
+                     " clients' path, which the check that the rules are in force relies on)")
         dur["fw_rules"] = a.fw_rules
     names = [n.strip() for n in a.peers.split(",") if n.strip()]
     for n in names:

@@ -47,6 +47,7 @@ def route_table(n, backends):
 CLIENT_IP = "127.0.0.1"
 FW_PROBE = "127.0.0.2"
 FW_SEED = 11
+FW_PATH_RULES = 24  # /9../32 along CLIENT_IP's path, see firewall_cidrs()
 
 
 def firewall_cidrs(n, seed=FW_SEED):
@@ -58,7 +59,7 @@ def firewall_cidrs(n, seed=FW_SEED):
     neither ::1 nor an IPv4-mapped address is covered)."""
     client = int(ipaddress.IPv4Address(CLIENT_IP))
     out = [str(ipaddress.IPv4Network(((client >> (32 - plen) ^ 1) << (32 - plen), plen)))
-           for plen in range(9, 33)][:n]
+           for plen in range(33 - FW_PATH_RULES, 33)][:n]
     seen = set(out)
     rng = random.Random(seed)
     while len(out) < n:
@@ -124,6 +125,20 @@ def can_route(addr, sni, timeout=1.0, source=None):
             return data.endswith(RAW_REPLY.encode()[-8:])
     except OSError:
         return False
+
+
+def is_reset(addr, sni, source, timeout=1.0):
+    """True if a connection from source to addr is reset with no byte
+    received after it sends a ClientHello for sni (a firewall block)."""
+    try:
+        with socket.create_connection(addr, timeout=timeout, source_address=(source, 0)) as s:
+            s.sendall(clients.client_hello(sni))
+            s.recv(4096)
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except OSError:
+        return False
+    return False  # a byte or an orderly close: not a block
 
 
 def wait_routed(addr, proc, timeout):
@@ -251,6 +266,9 @@ class Peer:
 
     def pids(self):
         return self.proc.tree() if self.proc else []
+
+    def worker_pids(self):
+        return [p for p in self.pids() if self.worker_comm and comm(p) == self.worker_comm]
 
     def write_config(self, routes, tag):
         raise NotImplementedError
@@ -486,7 +504,7 @@ class McProxy(Peer):
     def _ready_cpu(self):
         """CPU seconds spent until READY=1 by the master and by one worker
         (their mean): unlike the wall time, not stretched by a busy machine."""
-        workers = [p for p in self.proc.tree() if comm(p) == self.worker_comm]
+        workers = self.worker_pids()
         r = {"ready_cpu_master_s": cpu_ns([self.proc.pid]) / 1e9}
         if workers:
             r["ready_cpu_worker_s"] = cpu_ns(workers) / 1e9 / len(workers)

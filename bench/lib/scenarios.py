@@ -17,7 +17,7 @@ import time
 
 from . import peers
 from .peers import CLIENTS, PY, host
-from .proc import Meter, Proc, comm, mem_kib, run, run_many, tids
+from .proc import Meter, Proc, mem_kib, run, run_many, tids
 
 T_LIB = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                      "t", "lib")
@@ -196,7 +196,7 @@ def memory(peer):
     pids = peer.pids()
     rss, pss = mem_kib(pids)
     r = {"procs": len(pids), "rss_kib": rss, "pss_kib": pss}
-    workers = [p for p in pids if peer.worker_comm and comm(p) == peer.worker_comm]
+    workers = peer.worker_pids()
     if workers:
         wrss, wpss = mem_kib(workers)
         r.update(workers=len(workers), worker_rss_kib=wrss / len(workers),
@@ -206,20 +206,24 @@ def memory(peer):
 
 def fw_check(ctx, peer):
     """The rule table is in force on every worker: FW_PROBE (in a blocked
-    /31) is reset while the peer has rules and routed while it has none,
-    and the benchmark's own client address still routes. SO_REUSEPORT
-    spreads the probes' source ports over the workers."""
+    /31) is reset, with no byte sent, while the peer has rules, and routed
+    while it has none; the benchmark's own client address routes.
+    SO_REUSEPORT spreads the probes' source ports over the workers."""
     addr = peer.addr("raw")
     probes = 32
-    blocked = sum(not peers.can_route(addr, host("raw"), source=peers.FW_PROBE)
-                  for _ in range(probes))
-    want = probes if peer.fw_cidrs else 0
-    if blocked != want:
-        raise RuntimeError(f"{blocked} of {probes} connections from {peers.FW_PROBE} refused,"
-                           f" expected {want} ({len(peer.fw_cidrs)} rules)")
+    if peer.fw_cidrs:
+        ok = sum(peers.is_reset(addr, host("raw"), peers.FW_PROBE) for _ in range(probes))
+        what = "reset"
+    else:
+        ok = sum(peers.can_route(addr, host("raw"), source=peers.FW_PROBE)
+                 for _ in range(probes))
+        what = "routed"
+    if ok != probes:
+        raise RuntimeError(f"{ok} of {probes} connections from {peers.FW_PROBE} {what}"
+                           f" with {len(peer.fw_cidrs)} rules")
     if not peers.can_route(addr, host("raw")):
         raise RuntimeError(f"{peers.CLIENT_IP} does not route with {len(peer.fw_cidrs)} rules")
-    return {"probes": probes, "refused": blocked}
+    return {"probes": probes, "refused": ok if peer.fw_cidrs else 0}
 
 
 def idle(ctx, peer, fresh):
