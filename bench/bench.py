@@ -2,7 +2,8 @@
 """mc-proxy benchmark: direct / HAProxy / nginx / mc-proxy in interleaved rounds.
 
   bench/bench.py [--smoke] [--rounds N] [--peers direct,haproxy,nginx,mc-proxy]
-                 [--mc-proxy build-release/mc-proxy] [--out DIR]
+                 [--mc-proxy build-release/mc-proxy] [--out DIR] [--no-big]
+                 [--no-fw] [--fw-rules N]
 
 Loopback only; every process it starts is stopped by PID. Methodology and
 the meaning of each column: bench/README.md. A full run writes
@@ -35,14 +36,14 @@ FULL = {"rounds": 3, "routes": 100, "big_routes": 10000,
         "bulk_file_mib": 512, "bulk_reqs": 2,
         "rawcps": 3, "rawcps_conns": 50, "rawcps_procs": 2,
         "rawbulk_mib": 1024, "rawbulk_reps": 2,
-        "idle_conns": 5000, "strace": 1, "settle": 0.3,
+        "idle_conns": 5000, "strace": 1, "settle": 0.3, "fw_rules": 100000,
         "strace_phases": ("ka", "cps", "rawcps", "tlsbulk", "rawbulk")}
 SMOKE = {"rounds": 1, "routes": 100, "big_routes": 1000,
          "ka": 1, "ka_conns": 20, "lat": 0.3, "cps": 1, "cps_conns": 10,
          "bulk_file_mib": 16, "bulk_reqs": 1,
          "rawcps": 0.3, "rawcps_conns": 10, "rawcps_procs": 2,
          "rawbulk_mib": 32, "rawbulk_reps": 1,
-         "idle_conns": 200, "strace": 0.3, "settle": 0,
+         "idle_conns": 200, "strace": 0.3, "settle": 0, "fw_rules": 10000,
          "strace_phases": ("rawcps",)}
 
 
@@ -93,11 +94,13 @@ def package_versions():
     return out.strip()
 
 
-def run_peer_round(ctx, res, peer, routes, pass_name, rnd, plan, dur):
-    """Start peer, run the plan's scenarios, stop it; record everything."""
-    base = {"pass": pass_name, "round": rnd, "peer": peer.name}
+def run_peer_round(ctx, res, peer, routes, pass_name, rnd, plan, dur, tags=None):
+    """Start peer, run the plan's scenarios, stop it; record everything
+    (each row also carries tags)."""
+    base = dict({"pass": pass_name, "round": rnd, "peer": peer.name}, **(tags or {}))
+    tag = "-".join([pass_name, f"r{rnd}"] + [f"{k}{v}" for k, v in (tags or {}).items()])
     try:
-        info = peer.start(routes, f"{pass_name}-r{rnd}")
+        info = peer.start(routes, tag)
     except Exception as e:  # noqa: BLE001 -- one peer failing must not end the run
         res.add(**base, scenario="start", error=str(e))
         return
@@ -137,9 +140,10 @@ def run_peer_round(ctx, res, peer, routes, pass_name, rnd, plan, dur):
 
 SCENARIOS = {"ka": scenarios.keepalive, "lat": scenarios.latency, "cps": scenarios.tls_cps,
              "tlsbulk": scenarios.tls_bulk, "rawcps": scenarios.raw_cps,
-             "rawbulk": scenarios.raw_bulk}
+             "rawbulk": scenarios.raw_bulk, "fwcheck": scenarios.fw_check}
 PLAN_SMALL = ("idle", "ka", "lat", "cps", "tlsbulk", "rawcps", "rawbulk", "after")
 PLAN_BIG = ("cps", "rawcps")
+PLAN_FW = ("rawcps",)  # after fwcheck, which is not optional: it proves the rules are in force
 
 
 def main():
@@ -157,20 +161,33 @@ def main():
     ap.add_argument("--strace", help="peers whose syscalls to count (default: every proxy;"
                     " --smoke: mc-proxy); 'none' to skip")
     ap.add_argument("--no-big", action="store_true", help="skip the 10,000-route pass")
+    ap.add_argument("--no-fw", action="store_true",
+                    help="skip the firewall pass (mc-proxy with and without CIDR rules)")
+    ap.add_argument("--fw-rules", type=int,
+                    help="CIDR rules in the firewall pass (default 100,000; --smoke: 10,000)")
     ap.add_argument("--only", help="comma list of steps to run, from "
-                    + ",".join(PLAN_SMALL + ("addroute", "strace")))
+                    + ",".join(("start",) + PLAN_SMALL + ("addroute", "strace"))
+                    + " (start: start-up and fresh memory only)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     a = ap.parse_args()
 
     only = set(a.only.split(",")) if a.only else None
-    steps = set(PLAN_SMALL + ("addroute", "strace"))
+    steps = set(("start",) + PLAN_SMALL + ("addroute", "strace"))
     if only and not only <= steps:
         ap.error(f"unknown step in --only: {','.join(sorted(only - steps))}")
     plan_small = [s for s in PLAN_SMALL if only is None or s in only]
     plan_big = [s for s in PLAN_BIG if only is None or s in only]
+    plan_fw = ["fwcheck"] + [s for s in PLAN_FW if only is None or s in only]
+    # a pass runs when it has a selected step; every pass measures start-up
+    run_start = only is None or "start" in only
     dur = dict(SMOKE if a.smoke else FULL)
     if a.rounds:
         dur["rounds"] = a.rounds
+    if a.fw_rules is not None:
+        if a.fw_rules < peers.FW_PATH_RULES:
+            ap.error(f"--fw-rules must be at least {peers.FW_PATH_RULES} (the rules on the"
+                     " clients' path, which the check that the rules are in force relies on)")
+        dur["fw_rules"] = a.fw_rules
     names = [n.strip() for n in a.peers.split(",") if n.strip()]
     for n in names:
         if n not in peers.PEERS:
@@ -242,13 +259,15 @@ def main():
             for p in plist:
                 say(f"[{time.monotonic() - t_start:6.1f}s] {dur['routes']} routes, round {rnd}: {p.name}")
                 run_peer_round(ctx, res, p, small, str(dur["routes"]), rnd, plan_small, dur)
-        if not a.no_big and plan_big:
+        if not a.no_big and (plan_big or run_start):
             bigt = peers.route_table(dur["big_routes"], backends.backend_map())
             for rnd in range(1, dur["rounds"] + 1):
                 for p in plist:
                     say(f"[{time.monotonic() - t_start:6.1f}s] {dur['big_routes']} routes, round {rnd}: {p.name}")
                     run_peer_round(ctx, res, p, bigt, str(dur["big_routes"]), rnd, plan_big, dur)
         mc = next((p for p in plist if p.name == "mc-proxy"), None)
+        if mc is not None and not a.no_fw and (len(plan_fw) > 1 or run_start):
+            run_fw_pass(ctx, res, mc, small, plan_fw, dur, t_start)
         if mc is not None and (only is None or "addroute" in only):
             # its own instances, with the admin API: the data-plane rounds run
             # every proxy without an admin or stats interface
@@ -288,6 +307,24 @@ def main():
     errors = [r for r in res.rows if "error" in r]
     say(f"bench: {len(errors)} failed step(s), {time.monotonic() - t_start:.0f} s")
     return 1 if errors else 0
+
+
+def run_fw_pass(ctx, res, mc, routes, plan, dur, t_start):
+    """mc-proxy with no rules and with dur["fw_rules"] CIDR rules, the two
+    interleaved in each round (in alternating order, so a drift of the
+    machine's speed within a round does not favour either); rows carry
+    fw_rules. The other peers have equivalents (haproxy's src ACLs, nginx's
+    geo) that the benchmark does not configure."""
+    cidrs = peers.firewall_cidrs(dur["fw_rules"])
+    for rnd in range(1, dur["rounds"] + 1):
+        order = (0, len(cidrs)) if rnd % 2 else (len(cidrs), 0)
+        for n in order:
+            say(f"[{time.monotonic() - t_start:6.1f}s] firewall, {n} CIDR rules, round {rnd}: {mc.name}")
+            mc.fw_cidrs, mc.restart_without_rules = (cidrs if n else ()), True
+            try:
+                run_peer_round(ctx, res, mc, routes, "fw", rnd, plan, dur, tags={"fw_rules": n})
+            finally:
+                mc.fw_cidrs, mc.restart_without_rules = (), False
 
 
 def run_strace(ctx, res, peer, routes, dur):

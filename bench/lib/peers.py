@@ -10,14 +10,16 @@ Live targets (hostname -> backend):
   idle  python: write one byte, hold the connection
 """
 
+import ipaddress
 import os
+import random
 import signal
 import socket
 import subprocess
 import time
 
 from . import clients
-from .proc import Notify, Proc
+from .proc import Notify, Proc, comm, cpu_ns
 
 DOMAIN = "bench.test"
 LIVE = ("tls", "raw", "bulk", "idle")
@@ -38,6 +40,45 @@ def route_table(n, backends):
     routes = [(f"r{i:05d}.{DOMAIN}", DEAD_BACKEND) for i in range(fill)]
     routes += [(host(t), backends[t]) for t in LIVE]
     return routes
+
+
+# The benchmark's clients all connect from this address (the kernel's choice
+# for a connection to 127.0.0.1); FW_PROBE is blocked by the rule table.
+CLIENT_IP = "127.0.0.1"
+FW_PROBE = "127.0.0.2"
+FW_SEED = 11
+FW_PATH_RULES = 24  # /9../32 along CLIENT_IP's path, see firewall_cidrs()
+
+
+def firewall_cidrs(n, seed=FW_SEED):
+    """n distinct canonical CIDRs, the same for a given (n, seed): the 24
+    IPv4 siblings of CLIENT_IP's path (/9../32: each shares all but its last
+    bit with CLIENT_IP, so a lookup for it walks the trie to full depth and
+    still misses; FW_PROBE falls in the /31), then half random IPv4 /8../32
+    outside 127.0.0.0/8 and half random IPv6 /16../128 outside ::/16 (so
+    neither ::1 nor an IPv4-mapped address is covered)."""
+    client = int(ipaddress.IPv4Address(CLIENT_IP))
+    out = [str(ipaddress.IPv4Network(((client >> (32 - plen) ^ 1) << (32 - plen), plen)))
+           for plen in range(33 - FW_PATH_RULES, 33)][:n]
+    seen = set(out)
+    rng = random.Random(seed)
+    while len(out) < n:
+        if len(out) % 2:
+            plen = rng.randint(8, 32)
+            net = rng.getrandbits(32) >> (32 - plen) << (32 - plen)
+            if net >> 24 == 127:
+                continue
+            text = str(ipaddress.IPv4Network((net, plen)))
+        else:
+            plen = rng.randint(16, 128)
+            net = rng.getrandbits(128) >> (128 - plen) << (128 - plen)
+            if net >> 112 == 0:
+                continue
+            text = ipaddress.IPv6Network((net, plen)).compressed
+        if text not in seen:
+            seen.add(text)
+            out.append(text)
+    return out
 
 
 def sh(argv):
@@ -68,10 +109,12 @@ def make_file(path, size):
     return path
 
 
-def can_route(addr, sni, timeout=1.0):
-    """True if a ClientHello for sni at addr gets the raw backend's reply."""
+def can_route(addr, sni, timeout=1.0, source=None):
+    """True if a ClientHello for sni at addr (from source, an address) gets
+    the raw backend's reply."""
     try:
-        with socket.create_connection(addr, timeout=timeout) as s:
+        with socket.create_connection(addr, timeout=timeout,
+                                      source_address=(source, 0) if source else None) as s:
             s.sendall(clients.client_hello(sni))
             data = b""
             while True:
@@ -82,6 +125,20 @@ def can_route(addr, sni, timeout=1.0):
             return data.endswith(RAW_REPLY.encode()[-8:])
     except OSError:
         return False
+
+
+def is_reset(addr, sni, source, timeout=1.0):
+    """True if a connection from source to addr is reset with no byte
+    received after it sends a ClientHello for sni (a firewall block)."""
+    try:
+        with socket.create_connection(addr, timeout=timeout, source_address=(source, 0)) as s:
+            s.sendall(clients.client_hello(sni))
+            s.recv(4096)
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except OSError:
+        return False
+    return False  # a byte or an orderly close: not a block
 
 
 def wait_routed(addr, proc, timeout):
@@ -197,6 +254,7 @@ class Peer:
 
     name = "?"
     stop_signal = signal.SIGTERM
+    worker_comm = None  # /proc/PID/comm of its worker processes, where it has them
 
     def __init__(self, workdir, port):
         self.workdir = workdir
@@ -208,6 +266,9 @@ class Peer:
 
     def pids(self):
         return self.proc.tree() if self.proc else []
+
+    def worker_pids(self):
+        return [p for p in self.pids() if self.worker_comm and comm(p) == self.worker_comm]
 
     def write_config(self, routes, tag):
         raise NotImplementedError
@@ -346,6 +407,7 @@ class McProxy(Peer):
     """mc-proxy; ready when it says READY=1 on $NOTIFY_SOCKET."""
 
     name = "mc-proxy"
+    worker_comm = "mc-proxy-worker"
 
     def __init__(self, workdir, port, binary, ctl=None, workers=2, name=None):
         super().__init__(workdir, port)
@@ -356,6 +418,10 @@ class McProxy(Peer):
         self.workers = workers
         self.socket = None
         self.admin = False  # configure the admin API (grpc:) on the next start
+        self.fw_cidrs = ()  # firewall.blocked_cidrs of the next start
+        # also time a restart whose config has no rules (they come from the
+        # database alone, as after `mcproxyctl firewall add`)
+        self.restart_without_rules = False
         self.notify = None
         self.runs = 0
 
@@ -374,18 +440,29 @@ class McProxy(Peer):
             sockdir = f"{w}/admin"
             os.makedirs(sockdir, exist_ok=True)
             self.socket = f"{sockdir}/mc-proxy.sock"
+        self._write_yaml(conf, db, routes, self.fw_cidrs)
+        if self.restart_without_rules:
+            self._write_yaml(self._norules(conf), db, routes, ())
+        return conf
+
+    @staticmethod
+    def _norules(conf):
+        return conf[:-len(".yaml")] + "-norules.yaml"
+
+    def _write_yaml(self, conf, db, routes, cidrs):
         lines = [f"database: {{path: {db}}}", "user: nobody", f"workers: {self.workers}",
                  "log: {level: warn}",
                  "proxy: {connect_timeout: 5s, handshake_timeout: 10s, idle_timeout: 300s,"
                  " shutdown_timeout: 2s}"]
         if self.socket:
             lines.append(f'grpc: {{addr: "unix:{self.socket}"}}')
+        if cidrs:
+            lines += ["firewall:", "  blocked_cidrs:"] + [f'    - "{c}"' for c in cidrs]
         lines += ["listeners:", f'  - addr: "127.0.0.1:{self.port}"', "    routes:"]
         for h, b in routes:
             lines.append(f'      - {{hostname: {h}, backend: "{b}"}}')
         with open(conf, "w") as f:
             f.write("\n".join(lines) + "\n")
-        return conf
 
     def argv(self, conf):
         return [self.binary, "server", "-c", conf]
@@ -394,11 +471,17 @@ class McProxy(Peer):
         """Starts twice: the first start seeds a fresh database from the config
         (once in a deployment's life), is timed and stopped; the second, the
         one measured as start-up and kept running, loads that database, as
-        every restart does."""
+        every restart does. With restart_without_rules, a restart from the
+        config without its firewall rules is timed in between."""
         conf = self.write_config(routes, tag)
         first = self._start_once(conf, f"{tag}-first")
         self.stop()
-        return dict(self._start_once(conf, tag), first_start_s=first["startup_s"])
+        extra = {}
+        if self.restart_without_rules:
+            extra["db_rules_start_s"] = self._start_once(self._norules(conf),
+                                                         f"{tag}-norules")["startup_s"]
+            self.stop()
+        return dict(self._start_once(conf, tag), first_start_s=first["startup_s"], **extra)
 
     def _start_once(self, conf, tag):
         notify = Notify(f"{self.workdir}/notify.sock")
@@ -411,11 +494,21 @@ class McProxy(Peer):
             self.stop()
             raise RuntimeError(f"mc-proxy sent no READY=1 (see {log})")
         ready = time.monotonic() - t0
+        cpu = self._ready_cpu()
         # READY=1 promises every worker accepts; check that a route works
         if wait_routed(self.addr("raw"), self.proc, 10) is None:
             self.stop()
             raise RuntimeError(f"mc-proxy is READY but does not route (see {log})")
-        return {"startup_s": time.monotonic() - t0, "ready_s": ready}
+        return dict({"startup_s": time.monotonic() - t0, "ready_s": ready}, **cpu)
+
+    def _ready_cpu(self):
+        """CPU seconds spent until READY=1 by the master and by one worker
+        (their mean): unlike the wall time, not stretched by a busy machine."""
+        workers = self.worker_pids()
+        r = {"ready_cpu_master_s": cpu_ns([self.proc.pid]) / 1e9}
+        if workers:
+            r["ready_cpu_worker_s"] = cpu_ns(workers) / 1e9 / len(workers)
+        return r
 
     def stop(self):
         rc = super().stop()

@@ -86,6 +86,15 @@ def cpu_ns(pids):
     return total
 
 
+def comm(pid):
+    """The process's name (/proc/PID/comm), None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def mem_kib(pids):
     """(RSS, PSS) in KiB summed over pids."""
     rss = pss = 0

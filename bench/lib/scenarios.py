@@ -191,8 +191,39 @@ def raw_bulk(ctx, peer):
 
 
 def memory(peer):
-    rss, pss = mem_kib(peer.pids())
-    return {"procs": len(peer.pids()), "rss_kib": rss, "pss_kib": pss}
+    """RSS/PSS of the proxy tree; where the peer names its workers, also
+    their number and the mean RSS/PSS of one worker."""
+    pids = peer.pids()
+    rss, pss = mem_kib(pids)
+    r = {"procs": len(pids), "rss_kib": rss, "pss_kib": pss}
+    workers = peer.worker_pids()
+    if workers:
+        wrss, wpss = mem_kib(workers)
+        r.update(workers=len(workers), worker_rss_kib=wrss / len(workers),
+                 worker_pss_kib=wpss / len(workers))
+    return r
+
+
+def fw_check(ctx, peer):
+    """The rule table is in force on every worker: FW_PROBE (in a blocked
+    /31) is reset, with no byte sent, while the peer has rules, and routed
+    while it has none; the benchmark's own client address routes.
+    SO_REUSEPORT spreads the probes' source ports over the workers."""
+    addr = peer.addr("raw")
+    probes = 32
+    if peer.fw_cidrs:
+        ok = sum(peers.is_reset(addr, host("raw"), peers.FW_PROBE) for _ in range(probes))
+        what = "reset"
+    else:
+        ok = sum(peers.can_route(addr, host("raw"), source=peers.FW_PROBE)
+                 for _ in range(probes))
+        what = "routed"
+    if ok != probes:
+        raise RuntimeError(f"{ok} of {probes} connections from {peers.FW_PROBE} {what}"
+                           f" with {len(peer.fw_cidrs)} rules")
+    if not peers.can_route(addr, host("raw")):
+        raise RuntimeError(f"{peers.CLIENT_IP} does not route with {len(peer.fw_cidrs)} rules")
+    return {"probes": probes, "refused": ok if peer.fw_cidrs else 0}
 
 
 def idle(ctx, peer, fresh):

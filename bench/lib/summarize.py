@@ -109,10 +109,11 @@ class Data:
                 if direct.get(r["round"]) is not None and r.get(key) is not None]
 
     def passes(self):
+        """The route-table passes (each with every peer)."""
         out = []
         for r in self.rows:
             p = r.get("pass")
-            if p and p not in ("strace", "admin") and p not in out:
+            if p and p not in ("strace", "admin", "fw") and p not in out:
                 out.append(p)
         return out
 
@@ -304,6 +305,69 @@ def size_effect(d, small, big):
                    f"proxy CPU us/conn @{small}", f"@{big}"], rows))
 
 
+def fw_paired(d, scen, key, n):
+    """{round: (value at 0 rules, value at n rules)} of the firewall pass."""
+    by = {}
+    for r in d.get("fw", scen, "mc-proxy"):
+        if r.get(key) is not None and r.get("fw_rules") in (0, n):
+            by.setdefault(r["round"], {})[r["fw_rules"]] = r[key]
+    return {rnd: (v[0], v[n]) for rnd, v in by.items() if len(v) == 2}
+
+
+def fw_rule_count(d):
+    return max((r.get("fw_rules", 0) for r in d.get("fw", "start", "mc-proxy")), default=0)
+
+
+def fw_table(d):
+    """mc-proxy at 0 and at n CIDR rules, same rounds: each side's median
+    [min-max], the per-round ratio and difference n vs 0."""
+    n = fw_rule_count(d)
+    if not n:
+        return ""
+    metrics = [
+        ("raw conn/s", "rawcps", "conn_s"),
+        ("raw: p50 ms", "rawcps", "p50_ms"),
+        ("raw: p99 ms", "rawcps", "p99_ms"),
+        ("raw: proxy CPU us/conn", "rawcps", "proxy_us"),
+        ("raw: all CPU us/conn", "rawcps", "all_us"),
+        ("raw: errors", "rawcps", "errors"),
+        ("start-up s (restart)", "start", "startup_s"),
+        ("READY s (restart)", "start", "ready_s"),
+        ("CPU s until READY, master (restart)", "start", "ready_cpu_master_s"),
+        ("CPU s until READY, per worker (restart)", "start", "ready_cpu_worker_s"),
+        ("first start s (seeds the database)", "start", "first_start_s"),
+        ("restart s, rules in the database only", "start", "db_rules_start_s"),
+        ("RSS KiB, whole tree (fresh)", "start", "rss_kib"),
+        ("PSS KiB, whole tree (fresh)", "start", "pss_kib"),
+        ("RSS KiB per worker (fresh)", "start", "worker_rss_kib"),
+        ("PSS KiB per worker (fresh)", "start", "worker_pss_kib"),
+    ]
+    rows = []
+    for label, scen, key in metrics:
+        pairs = fw_paired(d, scen, key, n)
+        if not pairs:
+            continue
+        zero, many = [a for a, _ in pairs.values()], [b for _, b in pairs.values()]
+        ratios = [b / a for a, b in pairs.values() if a]
+        rows.append([label, cell(zero), cell(many), cell(ratios) if ratios else "-",
+                     cell([b - a for a, b in pairs.values()])])
+    if not rows:
+        return ""
+    workers = d.vals("fw", "start", "mc-proxy", "workers")
+    refused = [r for r in d.get("fw", "fwcheck", "mc-proxy") if r.get("fw_rules") == n]
+    check = (f" Rules in force: {sum(r['refused'] for r in refused)} of "
+             f"{sum(r['probes'] for r in refused)} probes from a blocked loopback address "
+             "were reset, spread over the workers, while the benchmark's client address "
+             "routed." if refused else "")
+    return (f"### Firewall: {n:,} CIDR rules against none (mc-proxy only)\n\n"
+            f"The same mc-proxy ({d.env.get('routes')} routes, "
+            f"{fmt(max(workers)) if workers else '?'} workers) without rules and with {n:,} "
+            "random CIDR rules in `firewall.blocked_cidrs` (fixed seed), interleaved in each "
+            "round; ratio and difference are per round (with rules vs without). The other "
+            "peers are not configured with rules." + check + "\n\n" +
+            table(["metric", "0 rules", f"{n:,} rules", "ratio", "difference"], rows))
+
+
 def strace_table(d):
     rows = []
     for r in d.rows:
@@ -406,6 +470,13 @@ def headline(d, pas):
             [f"{big} routes: TLS conn/s x d (proxy us/conn)"] + _ratio_cpu(d, big, "cps", peers),
             [f"{big} routes: raw conn/s x d (proxy us/conn)"] + _ratio_cpu(d, big, "rawcps", peers),
         ]
+    n = fw_rule_count(d)
+    if n:
+        r = [b / a for a, b in fw_paired(d, "rawcps", "conn_s", n).values() if a]
+        c = [b for _, b in fw_paired(d, "rawcps", "proxy_us", n).values()]
+        fw = [f"{statistics.median(r):.2f} ({fmt(statistics.median(c))})"
+              if p == "mc-proxy" and r and c else "-" for p in peers]
+        rows.append([f"{n:,} CIDR rules: raw conn/s x 0 rules (proxy us/conn)"] + fw)
     add = []
     for p in peers:
         v = [x for x in d.vals("admin", "addroute", p, "all_ok_ms") if x is not None]
@@ -469,6 +540,9 @@ def render(rows):
         t = size_effect(d, passes[0], passes[1])
         if t:
             parts.append(t)
+    t = fw_table(d)
+    if t:
+        parts.append(t)
     admin = [t for t in (addroute_table(d, "admin"), memory_table(d, "admin")) if t]
     if admin:
         parts.append(f"### mc-proxy with the admin API ({d.env.get('routes')} routes, "
