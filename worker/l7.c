@@ -62,6 +62,8 @@ struct l7 {
     bool handshaken;
     bool want_write; /* OpenSSL waits for the client socket to be writable */
     bool client_eof, backend_eof, backend_shut;
+    SSL *bssl;        /* backend_tls: the backend connection's TLS */
+    bool bhandshaken; /* ... and its handshake is done */
     bool connecting;  /* backend connect() in progress */
     bool close_after; /* close once everything for the client is written */
     bool tunnel;      /* after a WebSocket 101: bytes both ways as they are */
@@ -160,6 +162,7 @@ void l7_free(struct conn *c)
     if (l == NULL)
         return;
     SSL_free(l->ssl);
+    SSL_free(l->bssl);
     l7_buf_free(&l->in);
     l7_buf_free(&l->bout);
     l7_buf_free(&l->bin);
@@ -210,6 +213,9 @@ static void l7_backend_close(struct conn *c)
         close(c->bev.fd); /* also leaves epoll */
         c->bev.fd = -1;
     }
+    SSL_free(l->bssl);
+    l->bssl = NULL;
+    l->bhandshaken = false;
     l->connecting = false;
     l->backend_eof = l->backend_shut = false;
     l->bin.len = 0;
@@ -372,24 +378,41 @@ static bool l7_put_request(struct conn *c, const uint8_t *buf)
                          h->upgrade_websocket ? "upgrade" : "keep-alive");
 }
 
-/* send_proxy_protocol: a v2 header in front of everything for a new backend connection. */
-static bool l7_put_proxy_header(struct conn *c)
+/* send_proxy_protocol: the v2 header for this client into hdr; its length, or 0. */
+static size_t l7_proxy_header(struct conn *c, uint8_t hdr[PROXY_PROTO_V2_HDR + 36])
 {
-    struct l7_buf *out = &c->l7->bout;
     struct mc_addr local = {.len = sizeof(local.ss)};
-    uint8_t hdr[PROXY_PROTO_V2_HDR + 36];
 
     if (c->proxied)
         local = c->local;
     else if (getsockname(c->cev.fd, (struct sockaddr *)&local.ss, &local.len) < 0)
-        return false;
-    size_t n = proxy_proto_build_v2(hdr, sizeof(hdr), &c->client, &local);
+        return 0;
+    return proxy_proto_build_v2(hdr, PROXY_PROTO_V2_HDR + 36, &c->client, &local);
+}
+
+/* A plaintext backend: the header goes in front of everything else to send. */
+static bool l7_put_proxy_header(struct conn *c)
+{
+    struct l7_buf *out = &c->l7->bout;
+    uint8_t hdr[PROXY_PROTO_V2_HDR + 36];
+    size_t n = l7_proxy_header(c, hdr);
+
     if (n == 0 || !l7_buf_room(out, n))
         return false;
     memmove(out->p + out->off + n, out->p + out->off, out->len - out->off);
     memcpy(out->p + out->off, hdr, n);
     out->len += n;
     return true;
+}
+
+/* A TLS backend: the header goes before the handshake, on a socket just
+ * connected, which takes 52 bytes whole. */
+static bool l7_send_proxy_header(struct conn *c)
+{
+    uint8_t hdr[PROXY_PROTO_V2_HDR + 36];
+    size_t n = l7_proxy_header(c, hdr);
+
+    return n > 0 && send(c->bev.fd, hdr, n, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)n;
 }
 
 static void l7_on_backend(struct ev *ev, uint32_t events);
@@ -416,7 +439,7 @@ static bool l7_connect(struct conn *c)
     l->connecting = true;
     if (loop_add(c->w->loop, &c->bev, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0)
         return false;
-    return !c->route->send_proxy_protocol || l7_put_proxy_header(c);
+    return !c->route->send_proxy_protocol || c->route->backend_tls || l7_put_proxy_header(c);
 }
 
 /* A complete request head: check it, then pass it on. */
@@ -720,6 +743,86 @@ static int l7_down_write(struct conn *c)
     return moved;
 }
 
+/*
+ * backend_tls: the client side of TLS to the backend, one context per
+ * worker. SNI is the route's name (the client's for a wildcard route);
+ * the backend's certificate is not verified (SPEC section 6), which the
+ * worker says once.
+ */
+static SSL *l7_backend_ssl(struct conn *c)
+{
+    static SSL_CTX *ctx;
+    static const uint8_t alpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+
+    if (ctx == NULL) {
+        if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL)
+            return NULL;
+        SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        /* many backends close without close_notify: that is an end, not an error */
+        SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+        SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn));
+        SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        log_warn("backend_tls: backend certificates are not verified");
+    }
+    SSL *ssl = SSL_new(ctx);
+    const char *name = c->route->hostname[0] == '*' ? c->sni : c->route->hostname;
+    if (ssl == NULL || SSL_set_fd(ssl, c->bev.fd) != 1 ||
+        (name != NULL && SSL_set_tlsext_host_name(ssl, name) != 1)) {
+        SSL_free(ssl);
+        ERR_clear_error();
+        return NULL;
+    }
+    SSL_set_connect_state(ssl);
+    return ssl;
+}
+
+/* One send to the backend: bytes taken, 0 when it would block, -1 on error. */
+static ssize_t l7_backend_send(struct conn *c, const uint8_t *p, size_t n)
+{
+    struct l7 *l = c->l7;
+
+    if (l->bssl != NULL) {
+        int r = SSL_write(l->bssl, p, (int)n);
+        if (r > 0)
+            return r;
+        int e = SSL_get_error(l->bssl, r);
+        ERR_clear_error();
+        return e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? 0 : -1;
+    }
+    for (;;) {
+        ssize_t r = send(c->bev.fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (r >= 0)
+            return r;
+        if (errno != EINTR)
+            return errno == EAGAIN ? 0 : -1;
+    }
+}
+
+/* One read from the backend: bytes read, 0 at EOF, MC_AGAIN when it would block, -1 on error. */
+static ssize_t l7_backend_recv(struct conn *c, uint8_t *p, size_t n)
+{
+    struct l7 *l = c->l7;
+
+    if (l->bssl != NULL) {
+        int r = SSL_read(l->bssl, p, (int)n);
+        if (r > 0)
+            return r;
+        int e = SSL_get_error(l->bssl, r);
+        ERR_clear_error();
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            return MC_AGAIN;
+        return e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && r == 0) ? 0 : -1;
+    }
+    for (;;) {
+        ssize_t r = recv(c->bev.fd, p, n, MSG_DONTWAIT);
+        if (r >= 0)
+            return r;
+        if (errno != EINTR)
+            return errno == EAGAIN ? MC_AGAIN : -1;
+    }
+}
+
 /* Backend bytes into bin; bout to the backend. */
 static int l7_backend_io(struct conn *c)
 {
@@ -729,16 +832,27 @@ static int l7_backend_io(struct conn *c)
 
     if (c->bev.fd < 0 || l->connecting)
         return 0;
-    while (l->bout.off < l->bout.len) {
-        n = send(c->bev.fd, l->bout.p + l->bout.off, l->bout.len - l->bout.off,
-                 MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            if (errno == EAGAIN)
-                break;
+    if (l->bssl != NULL && !l->bhandshaken) {
+        int r = SSL_do_handshake(l->bssl);
+        if (r != 1) {
+            int e = SSL_get_error(l->bssl, r);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                return 0;
+            log_debug("TLS to backend %s failed: %s", c->route->backend,
+                      ERR_reason_error_string(ERR_peek_last_error())
+                          ? ERR_reason_error_string(ERR_peek_last_error())
+                          : "closed");
+            ERR_clear_error();
             return -1;
         }
+        l->bhandshaken = true;
+        moved = true;
+    }
+    while (l->bout.off < l->bout.len) {
+        if ((n = l7_backend_send(c, l->bout.p + l->bout.off, l->bout.len - l->bout.off)) < 0)
+            return -1;
+        if (n == 0)
+            break;
         l->bout.off += (size_t)n;
         c->up.bytes += (uint64_t)n;
         atomic_fetch_add_explicit(&c->w->slot->bytes_in, (uint64_t)n, memory_order_relaxed);
@@ -747,18 +861,19 @@ static int l7_backend_io(struct conn *c)
     if (l->bout.off == l->bout.len)
         l->bout.len = l->bout.off = 0;
     if (l->tunnel && l->client_eof && l->bout.len == 0 && !l->backend_shut) {
-        shutdown(c->bev.fd, SHUT_WR);
+        /* the client is done sending: so are we (TLS: our close_notify) */
+        if (l->bssl != NULL)
+            SSL_shutdown(l->bssl);
+        else
+            shutdown(c->bev.fd, SHUT_WR);
         l->backend_shut = true;
     }
     while (!l->backend_eof && l7_buf_room(&l->bin, 1)) {
-        n = recv(c->bev.fd, l->bin.p + l->bin.len, l->bin.cap - l->bin.len, MSG_DONTWAIT);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            if (errno == EAGAIN)
-                break;
+        n = l7_backend_recv(c, l->bin.p + l->bin.len, l->bin.cap - l->bin.len);
+        if (n == MC_AGAIN)
+            break;
+        if (n < 0)
             return -1;
-        }
         if (n == 0) {
             l->backend_eof = true;
             moved = true;
@@ -941,6 +1056,12 @@ static void l7_on_backend(struct ev *ev, uint32_t events)
         }
         l->connecting = false;
         shm_observe_connect(c->w->slot, shm_clock_us() - c->t_connect_us);
+        if (c->route->backend_tls && ((c->route->send_proxy_protocol && !l7_send_proxy_header(c)) ||
+                                      (l->bssl = l7_backend_ssl(c)) == NULL)) {
+            l7_backend_failed(c, false);
+            l7_run(c);
+            return;
+        }
     }
     l7_run(c);
 }

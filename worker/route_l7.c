@@ -73,8 +73,9 @@ int route_l7_set_tls(struct route_l7 *l7, const uint8_t *cert, size_t cert_len, 
         route_l7_use_chain(ctx, cert, cert_len) == 0 && SSL_CTX_use_PrivateKey(ctx, pk) == 1 &&
         SSL_CTX_check_private_key(ctx) == 1 &&
         SSL_CTX_set_tlsext_ticket_keys(ctx, (void *)ticket_keys, 80) == 1) {
+        /* clients that close without close_notify end, they do not fail */
         SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-                                     SSL_OP_NO_COMPRESSION);
+                                     SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
         SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                   SSL_MODE_RELEASE_BUFFERS);
         SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"mc-proxy", 8);

@@ -405,6 +405,11 @@ def sighup_rereads_certificates_and_a_broken_one_keeps_the_old():
             assert second != first
             with open(cs.cert, "wb") as f:
                 f.write(b"broken")
+            # the config seeds the database only: without the route it reloads, and the
+            # route (in the database) has its files read again
+            cfg = mctest.base_config([mctest.listener(srv.listen_addr, [])])
+            with open(srv.config_path, "w") as f:
+                f.write(mctest.to_yaml(cfg))
             old = set(srv.worker_pids())
             srv.send_signal(1)
             mctest.wait_until(lambda: not (set(srv.worker_pids()) & old), 15,
@@ -414,5 +419,20 @@ def sighup_rereads_certificates_and_a_broken_one_keeps_the_old():
             assert fingerprint(srv, cs2) == second
 
 
+@test
+def backend_tls_reencrypts_with_the_route_name_as_sni():
+    with mctest.TempDir() as tmp:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        bcs = mctest.gen_ca_and_cert("backend.internal", directory=tmp.path)
+        be = mctest.TLSBackend(bcs.cert, bcs.key, mctest.http_handler(b"over tls\n"),
+                               alpn=["http/1.1"])
+        with be, mctest.proxy_server([l7_route(cs, be.addr, backend_tls=True)]) as srv:
+            status, body, _ = get(srv, cs, "/")
+            assert (status, body) == (200, b"over tls\n"), (status, body)
+            assert be.snis == ["a.test"], be.snis
+            srv.wait_log(lambda r: "not verified" in r.get("msg", ""), what="the notice")
+
+
 if __name__ == "__main__":
     mctest.main()
+

@@ -499,12 +499,16 @@ def connection_cap_holds():
         port = srv.metrics_port
         up(srv)
         pid = exporter_pid(srv)
-        held = len(mctest.proc_socket_inodes(pid))
         idle = [mctest.connect(port) for _ in range(CONN_MAX)]
+        mine = {(port, s.getsockname()[1]) for s in idle}
+
+        def accepted():
+            # the exporter holds the server side of each of ours
+            inodes = {inode for lport, rport, _, inode in mctest.tcp_table()
+                      if (lport, rport) in mine}
+            return len(inodes & mctest.proc_socket_inodes(pid)) == CONN_MAX
         try:
-            # the exporter has accepted them all: it holds that many more sockets
-            mctest.wait_until(lambda: len(mctest.proc_socket_inodes(pid)) >= held + CONN_MAX, 10,
-                              what="the exporter to accept %d connections" % CONN_MAX)
+            mctest.wait_until(accepted, 10, what="the exporter to accept %d connections" % CONN_MAX)
             extra = mctest.connect(port)
             mctest.send_may_fail(extra, b"GET /metrics HTTP/1.0\r\n\r\n")
             mctest.assert_closed_without_bytes(extra, timeout=3, what="connection over the cap")
