@@ -2,14 +2,11 @@
  * The master's watchdog over its children (proxy.worker_watchdog). A
  * worker shows progress by the beat count of its shared-memory slot,
  * which its loop bumps on every iteration and at least every SHM_BEAT_MS;
- * the admin process by answering MSG_PING. A child that shows none for
+ * the admin process and the metrics exporter by answering MSG_PING. A child that shows none for
  * the watchdog's time is killed with SIGKILL; its exit then replaces it
  * like any other death (a worker at once, on the same sockets, from the
  * full state). A stuck worker would otherwise keep receiving its share of
  * new connections and hold every change's reply.
- *
- * The metrics exporter is not watched: it has no writable shared memory
- * and never talks back; a stuck one costs only scrapes.
  */
 #include <signal.h>
 
@@ -56,14 +53,14 @@ static void watch_worker(struct master *m, struct worker_proc *w, uint64_t now, 
     child_chan_close(m->loop, &w->chan, &w->ev);
 }
 
-static void watch_admin(struct aux_proc *a, uint64_t now, uint64_t limit)
+static void watch_aux(struct aux_proc *a, uint64_t now, uint64_t limit)
 {
     if (limit == 0) {
         a->live.last_ms = now;
         return;
     }
     if (overdue(&a->live, now, limit)) {
-        log_error("admin (pid %d) showed no progress for %llu ms: killing it (watchdog)",
+        log_error("%s (pid %d) showed no progress for %llu ms: killing it (watchdog)", a->name,
                   (int)a->pid, (unsigned long long)(now - a->live.last_ms));
         a->live.killed = true;
         kill(a->pid, SIGKILL);
@@ -72,7 +69,7 @@ static void watch_admin(struct aux_proc *a, uint64_t now, uint64_t limit)
     if (a->chan.fd >= 0 && now - a->live.ping_ms >= SHM_BEAT_MS) {
         a->live.ping_ms = now;
         if (chan_send(&a->chan, MSG_PING, 0, NULL, 0, -1) == 0)
-            child_chan_flush(&a->chan, "admin", a->pid);
+            child_chan_flush(&a->chan, a->name, a->pid);
     }
 }
 
@@ -88,7 +85,9 @@ static void watchdog_tick(struct timer *t)
                 watch_worker(m, &m->workers[i], now, limit);
         }
         if (m->admin.pid != 0)
-            watch_admin(&m->admin, now, limit);
+            watch_aux(&m->admin, now, limit);
+        if (m->metrics.pid != 0)
+            watch_aux(&m->metrics, now, limit);
     }
     master_expire_waits(m);
     master_check_waits(m);

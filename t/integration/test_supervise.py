@@ -448,6 +448,25 @@ def stopped_admin_is_replaced():
 
 
 @test
+def stopped_exporter_is_replaced():
+    with mctest.RawBackend(mctest.hello_greet_handler(b"A")) as be, \
+            Node([("a.test", be.addr)], proxy={"worker_watchdog": "%ds" % WATCHDOG}) as node:
+        first = node.wait_settled(2)
+        exporter = first["metrics"][0]
+        os.kill(exporter, signal.SIGSTOP)
+        try:
+            mctest.wait_until(lambda: not mctest.proc_alive(exporter), WATCHDOG + 1.0,
+                              what="the stuck exporter to be killed")
+        finally:
+            if mctest.proc_alive(exporter):
+                os.kill(exporter, signal.SIGCONT)
+        after = node.wait_settled(2, timeout=20)
+        assert after["metrics"] != first["metrics"] and after["admin"] == first["admin"]
+        assert any(("metrics exporter (pid %d)" % exporter) in r["msg"]
+                   for r in watchdog_kills(node.srv))
+
+
+@test
 def watchdog_off_keeps_a_stuck_worker_and_says_the_change_is_committed():
     with mctest.RawBackend(mctest.hello_greet_handler(b"A")) as be, \
             Node([("a.test", be.addr)], proxy={"worker_watchdog": 0}) as node:
