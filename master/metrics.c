@@ -26,8 +26,7 @@ static int metrics_on_message(void *arg, struct chan_msg *msg)
     if (msg->fd >= 0)
         close(msg->fd);
     if (msg->hdr.type == MSG_PONG && msg->hdr.len == 0) {
-        x->live.last_ms = loop_now(x->m->loop);
-        x->live.shown = true;
+        watchdog_alive(&x->live, loop_now(x->m->loop));
         return 0;
     }
     log_error("metrics (pid %d): unexpected message type %u; killing it", (int)x->pid,

@@ -241,6 +241,19 @@ def routed(port, sni):
         s.close()
 
 
+def wait_reloads_done(node, start):
+    """Waits until the reload of a SIGHUP sent when the log had `start`
+    lines, and any queued behind it, completed."""
+    def done():
+        marks = [r["msg"] for r in node.srv.log_lines()[start:]
+                 if r.get("proc") == "master" and
+                 r.get("msg", "").startswith(("SIGHUP: ", "reload complete"))]
+        return any(m.startswith("SIGHUP: ") for m in marks) and \
+            marks[-1].startswith("reload complete")
+    node.srv.wait_log(lambda r: True, timeout=1)
+    mctest.wait_until(done, 30, interval=0.1, what="the last reload to complete")
+
+
 @test
 def route_changes_while_reloading_never_fail():
     with mctest.RawBackend(mctest.hello_greet_handler(b"A")) as be, \
@@ -269,8 +282,10 @@ def route_changes_while_reloading_never_fail():
             len(failures), reloads[0], failures[:5])
         mctest.note("%d route changes during %d reloads" % (
             sum(len(t.kept) + 2 * len(t.removed) for t in mutators), reloads[0]))
+        start = len(node.srv.log_lines())
         node.reconfigure(2)
         node.srv.send_signal(signal.SIGHUP)
+        wait_reloads_done(node, start)
         workers = node.wait_settled(2)["worker"]
         kept = {n for t in mutators for n in t.kept} | {"a.test"}
         removed = {n for t in mutators for n in t.removed}
@@ -278,9 +293,6 @@ def route_changes_while_reloading_never_fail():
         listed = {r["hostname"] for r in node.ctl("--json", "routes", "list",
                                                   node.listen_addr).json()["routes"]}
         assert listed == kept, listed ^ kept
-        # wait until the last reload's old generation has drained, so that
-        # every connection below is served by one of the final workers
-        node.srv.wait_log(lambda r: "reload complete" in r.get("msg", ""), timeout=20)
         for name in sorted(kept | removed):
             for _ in range(3):
                 got = routed(node.port, name)
@@ -351,8 +363,10 @@ def needed_admin_restart_answers_calls_in_flight():
         for p in calls:
             out, err = p.communicate(timeout=30)
             assert p.returncode == 0, "a call in flight failed: %r" % err
-        settled = node.wait_settled(2)
-        assert settled["admin"] != first["admin"], "the admin was not restarted"
+        # the old admin goes once it has been idle a moment; then the new one serves
+        mctest.wait_until(lambda: node.children()["admin"] not in ([], first["admin"]), 20,
+                          what="the new admin")
+        node.wait_settled(2)
         assert stat.S_IMODE(os.stat(node.sock).st_mode) == 0o600
         assert {"f1.test", "f2.test"} <= db_hostnames(node)
 
