@@ -536,7 +536,7 @@ FLOOD = 10000
 def busy_workers_are_not_killed():
     with mctest.RawBackend(bulk_backend(BULK)) as bulk, \
             Node([("bulk.test", bulk.addr)],
-                 proxy={"worker_watchdog": "1s", "idle_timeout": "60s",
+                 proxy={"worker_watchdog": "%ds" % WATCHDOG, "idle_timeout": "60s",
                         "handshake_timeout": "30s"}) as node:
         first = node.wait_settled(2)
         t0 = time.monotonic()
@@ -570,7 +570,7 @@ def busy_workers_are_not_killed():
 @test
 def reload_with_ten_thousand_routes_is_not_killed():
     routes = [("h%05d.test" % i, "127.0.0.1:9") for i in range(10000)]
-    with Node(routes, proxy={"worker_watchdog": "1s"}) as node:
+    with Node(routes, proxy={"worker_watchdog": "%ds" % WATCHDOG}) as node:
         node.wait_settled(2, timeout=60)
         for workers in (1, 2):
             node.reconfigure(workers)
