@@ -90,7 +90,7 @@ struct firewall_conf {
     uint64_t rate_window_ms;
 };
 
-/* The shortest proxy.worker_watchdog: children show life twice as often. */
+/* The shortest proxy.worker_watchdog: workers show life four times as often. */
 #define CONFIG_WATCHDOG_MIN_MS 1000
 
 struct proxy_conf {

@@ -144,7 +144,7 @@ static void watchdog(struct loader *ld, const char *raw, uint64_t *out)
             "invalid duration \"%s\": use a number and ms, s, m or h, e.g. \"5s\", or 0 for off",
             QUOTED(raw));
     else if (ms != 0 && ms < CONFIG_WATCHDOG_MIN_MS)
-        /* children prove progress every CONFIG_WATCHDOG_MIN_MS / 2 (shm.h) */
+        /* children prove progress every CONFIG_WATCHDOG_MIN_MS / 4 (shm.h) */
         bad(ld, "proxy", "worker_watchdog", "must be 0 (off) or at least %llums",
             (unsigned long long)CONFIG_WATCHDOG_MIN_MS);
     else if (ms > MAX_DURATION_MS)

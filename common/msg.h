@@ -47,9 +47,9 @@ enum msg_type {
     /* master -> metrics exporter: MSG_SHM (a read-only fd), then this, once */
     MSG_METRICS_SETTINGS, /* struct msg_metrics_settings + n_listeners x char[ADDR_STRLEN] */
 
-    /* master <-> admin process, liveness (proxy.worker_watchdog) */
-    MSG_PING, /* m->a: no payload; answered at once */
-    MSG_PONG, /* a->m: no payload */
+    /* master <-> admin process and metrics exporter, liveness (proxy.worker_watchdog) */
+    MSG_PING, /* m->child: no payload; answered at once */
+    MSG_PONG, /* child->m: no payload */
     MSG__COUNT
 };
 

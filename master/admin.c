@@ -30,8 +30,7 @@ static int admin_on_message(void *arg, struct chan_msg *msg)
 
     if (msg->fd >= 0)
         close(msg->fd);
-    a->live.last_ms = loop_now(a->m->loop); /* any message is a sign of life */
-    a->live.shown = true;
+    watchdog_alive(&a->live, loop_now(a->m->loop)); /* any message is a sign of life */
     if (msg->hdr.type == MSG_PONG && msg->hdr.len == 0)
         return 0;
     if (msg->hdr.type == MSG_ADMIN_LOG_DROPPED && msg->hdr.len == sizeof(uint64_t)) {

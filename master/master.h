@@ -23,7 +23,7 @@
 struct liveness {
     uint64_t seen;    /* workers: the beat count last read from shm */
     uint64_t last_ms; /* when it last showed progress (or started) */
-    uint64_t ping_ms; /* admin: when the last MSG_PING went out */
+    uint64_t ping_ms; /* admin, exporter: when the unanswered MSG_PING went out; 0: none */
     bool shown;       /* it has shown progress since it started */
     bool killed;      /* the watchdog sent it SIGKILL */
 };
@@ -180,6 +180,8 @@ void master_expire_waits(struct master *m);
 void watchdog_start(struct master *m);
 /* A child just started: its time to show progress starts now. */
 void watchdog_reset(struct liveness *l, uint64_t now_ms, uint64_t seen);
+/* The admin or the exporter said something: it is alive. */
+void watchdog_alive(struct liveness *l, uint64_t now_ms);
 
 /* workers.c */
 /* Starts a generation of m->n_workers workers in free slots; -1 if too few slots. */

@@ -1,7 +1,8 @@
 /*
  * The master's side of the metrics exporter (`mc-proxy __metrics`,
  * metrics/): start it with a read-only view of the shared counters and
- * its settings, and replace it when it dies. It never talks back.
+ * its settings, and replace it when it dies. It only answers the
+ * watchdog's pings.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +25,10 @@ static int metrics_on_message(void *arg, struct chan_msg *msg)
 
     if (msg->fd >= 0)
         close(msg->fd);
+    if (msg->hdr.type == MSG_PONG && msg->hdr.len == 0) {
+        watchdog_alive(&x->live, loop_now(x->m->loop));
+        return 0;
+    }
     log_error("metrics (pid %d): unexpected message type %u; killing it", (int)x->pid,
               msg->hdr.type);
     return -1;

@@ -2,14 +2,11 @@
  * The master's watchdog over its children (proxy.worker_watchdog). A
  * worker shows progress by the beat count of its shared-memory slot,
  * which its loop bumps on every iteration and at least every SHM_BEAT_MS;
- * the admin process by answering MSG_PING. A child that shows none for
+ * the admin process and the metrics exporter by answering MSG_PING. A child that shows none for
  * the watchdog's time is killed with SIGKILL; its exit then replaces it
  * like any other death (a worker at once, on the same sockets, from the
  * full state). A stuck worker would otherwise keep receiving its share of
  * new connections and hold every change's reply.
- *
- * The metrics exporter is not watched: it has no writable shared memory
- * and never talks back; a stuck one costs only scrapes.
  */
 #include <signal.h>
 
@@ -24,14 +21,22 @@
 
 void watchdog_reset(struct liveness *l, uint64_t now_ms, uint64_t seen)
 {
-    *l = (struct liveness){.seen = seen, .last_ms = now_ms, .ping_ms = now_ms};
+    *l = (struct liveness){.seen = seen, .last_ms = now_ms};
 }
 
-/* Whether l is past its time: limit_ms without progress (plus the grace before the first). */
-static bool overdue(const struct liveness *l, uint64_t now_ms, uint64_t limit_ms)
+void watchdog_alive(struct liveness *l, uint64_t now_ms)
+{
+    l->last_ms = now_ms;
+    l->ping_ms = 0;
+    l->shown = true;
+}
+
+/* Whether l is past its time: limit_ms since since_ms (plus the grace before
+ * the first sign of life). */
+static bool overdue(const struct liveness *l, uint64_t since_ms, uint64_t now_ms, uint64_t limit_ms)
 {
     uint64_t allowed = limit_ms + (l->shown ? 0 : WATCHDOG_START_GRACE_MS);
-    return !l->killed && now_ms - l->last_ms >= allowed;
+    return !l->killed && now_ms - since_ms >= allowed;
 }
 
 /* limit 0: the watchdog is off; progress is still recorded, so that turning
@@ -41,12 +46,12 @@ static void watch_worker(struct master *m, struct worker_proc *w, uint64_t now, 
     uint64_t beats = atomic_load_explicit(&m->shm->workers[w->id].beats, memory_order_relaxed);
 
     if (beats != w->live.seen || limit == 0) {
+        w->live.shown |= beats != w->live.seen;
         w->live.seen = beats;
         w->live.last_ms = now;
-        w->live.shown = true;
         return;
     }
-    if (!overdue(&w->live, now, limit))
+    if (!overdue(&w->live, w->live.last_ms, now, limit))
         return;
     log_error("worker %u (pid %d) showed no progress for %llu ms: killing it (watchdog)", w->id,
               (int)w->pid, (unsigned long long)(now - w->live.last_ms));
@@ -56,23 +61,28 @@ static void watch_worker(struct master *m, struct worker_proc *w, uint64_t now, 
     child_chan_close(m->loop, &w->chan, &w->ev);
 }
 
-static void watch_admin(struct aux_proc *a, uint64_t now, uint64_t limit)
+/* A ping goes out SHM_BEAT_MS after the last sign of life; each gets the
+ * whole watchdog's time to be answered. */
+static void watch_aux(struct aux_proc *a, uint64_t now, uint64_t limit)
 {
     if (limit == 0) {
         a->live.last_ms = now;
+        a->live.ping_ms = 0;
         return;
     }
-    if (overdue(&a->live, now, limit)) {
-        log_error("admin (pid %d) showed no progress for %llu ms: killing it (watchdog)",
-                  (int)a->pid, (unsigned long long)(now - a->live.last_ms));
-        a->live.killed = true;
-        kill(a->pid, SIGKILL);
+    if (a->live.ping_ms != 0) {
+        if (overdue(&a->live, a->live.ping_ms, now, limit)) {
+            log_error("%s (pid %d) showed no progress for %llu ms: killing it (watchdog)", a->name,
+                      (int)a->pid, (unsigned long long)(now - a->live.last_ms));
+            a->live.killed = true;
+            kill(a->pid, SIGKILL);
+        }
         return;
     }
-    if (a->chan.fd >= 0 && now - a->live.ping_ms >= SHM_BEAT_MS) {
+    if (a->chan.fd >= 0 && now - a->live.last_ms >= SHM_BEAT_MS) {
         a->live.ping_ms = now;
         if (chan_send(&a->chan, MSG_PING, 0, NULL, 0, -1) == 0)
-            child_chan_flush(&a->chan, "admin", a->pid);
+            child_chan_flush(&a->chan, a->name, a->pid);
     }
 }
 
@@ -88,7 +98,9 @@ static void watchdog_tick(struct timer *t)
                 watch_worker(m, &m->workers[i], now, limit);
         }
         if (m->admin.pid != 0)
-            watch_admin(&m->admin, now, limit);
+            watch_aux(&m->admin, now, limit);
+        if (m->metrics.pid != 0)
+            watch_aux(&m->metrics, now, limit);
     }
     master_expire_waits(m);
     master_check_waits(m);

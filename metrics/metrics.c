@@ -609,6 +609,13 @@ static int on_message(struct exporter *x, struct chan_msg *m)
         if (x->shm == NULL || x->configured)
             return -1;
         return configure(x, m);
+    case MSG_PING:
+        /* the master's watchdog: answered at once */
+        if (m->fd >= 0 || m->hdr.len != 0)
+            break;
+        return chan_send(&x->chan, MSG_PONG, 0, NULL, 0, -1) < 0 || chan_flush(&x->chan) == MC_ERROR
+                   ? -1
+                   : 0;
     }
     if (m->fd >= 0)
         close(m->fd);

@@ -241,6 +241,19 @@ def routed(port, sni):
         s.close()
 
 
+def wait_reloads_done(node, start):
+    """Waits until the reload of a SIGHUP sent when the log had `start`
+    lines, and any queued behind it, completed."""
+    def done():
+        marks = [r["msg"] for r in node.srv.log_lines()[start:]
+                 if r.get("proc") == "master" and
+                 r.get("msg", "").startswith(("SIGHUP: ", "reload complete"))]
+        return any(m.startswith("SIGHUP: ") for m in marks) and \
+            marks[-1].startswith("reload complete")
+    node.srv.wait_log(lambda r: True, timeout=1)
+    mctest.wait_until(done, 30, interval=0.1, what="the last reload to complete")
+
+
 @test
 def route_changes_while_reloading_never_fail():
     with mctest.RawBackend(mctest.hello_greet_handler(b"A")) as be, \
@@ -269,8 +282,10 @@ def route_changes_while_reloading_never_fail():
             len(failures), reloads[0], failures[:5])
         mctest.note("%d route changes during %d reloads" % (
             sum(len(t.kept) + 2 * len(t.removed) for t in mutators), reloads[0]))
+        start = len(node.srv.log_lines())
         node.reconfigure(2)
         node.srv.send_signal(signal.SIGHUP)
+        wait_reloads_done(node, start)
         workers = node.wait_settled(2)["worker"]
         kept = {n for t in mutators for n in t.kept} | {"a.test"}
         removed = {n for t in mutators for n in t.removed}
@@ -278,9 +293,6 @@ def route_changes_while_reloading_never_fail():
         listed = {r["hostname"] for r in node.ctl("--json", "routes", "list",
                                                   node.listen_addr).json()["routes"]}
         assert listed == kept, listed ^ kept
-        # wait until the last reload's old generation has drained, so that
-        # every connection below is served by one of the final workers
-        node.srv.wait_log(lambda r: "reload complete" in r.get("msg", ""), timeout=20)
         for name in sorted(kept | removed):
             for _ in range(3):
                 got = routed(node.port, name)
@@ -351,8 +363,10 @@ def needed_admin_restart_answers_calls_in_flight():
         for p in calls:
             out, err = p.communicate(timeout=30)
             assert p.returncode == 0, "a call in flight failed: %r" % err
-        settled = node.wait_settled(2)
-        assert settled["admin"] != first["admin"], "the admin was not restarted"
+        # the old admin goes once it has been idle a moment; then the new one serves
+        mctest.wait_until(lambda: node.children()["admin"] not in ([], first["admin"]), 20,
+                          what="the new admin")
+        node.wait_settled(2)
         assert stat.S_IMODE(os.stat(node.sock).st_mode) == 0o600
         assert {"f1.test", "f2.test"} <= db_hostnames(node)
 
@@ -448,6 +462,25 @@ def stopped_admin_is_replaced():
 
 
 @test
+def stopped_exporter_is_replaced():
+    with mctest.RawBackend(mctest.hello_greet_handler(b"A")) as be, \
+            Node([("a.test", be.addr)], proxy={"worker_watchdog": "%ds" % WATCHDOG}) as node:
+        first = node.wait_settled(2)
+        exporter = first["metrics"][0]
+        os.kill(exporter, signal.SIGSTOP)
+        try:
+            mctest.wait_until(lambda: not mctest.proc_alive(exporter), WATCHDOG + 1.0,
+                              what="the stuck exporter to be killed")
+        finally:
+            if mctest.proc_alive(exporter):
+                os.kill(exporter, signal.SIGCONT)
+        after = node.wait_settled(2, timeout=20)
+        assert after["metrics"] != first["metrics"] and after["admin"] == first["admin"]
+        assert any(("metrics exporter (pid %d)" % exporter) in r["msg"]
+                   for r in watchdog_kills(node.srv))
+
+
+@test
 def watchdog_off_keeps_a_stuck_worker_and_says_the_change_is_committed():
     with mctest.RawBackend(mctest.hello_greet_handler(b"A")) as be, \
             Node([("a.test", be.addr)], proxy={"worker_watchdog": 0}) as node:
@@ -503,7 +536,7 @@ FLOOD = 10000
 def busy_workers_are_not_killed():
     with mctest.RawBackend(bulk_backend(BULK)) as bulk, \
             Node([("bulk.test", bulk.addr)],
-                 proxy={"worker_watchdog": "1s", "idle_timeout": "60s",
+                 proxy={"worker_watchdog": "%ds" % WATCHDOG, "idle_timeout": "60s",
                         "handshake_timeout": "30s"}) as node:
         first = node.wait_settled(2)
         t0 = time.monotonic()
@@ -537,7 +570,7 @@ def busy_workers_are_not_killed():
 @test
 def reload_with_ten_thousand_routes_is_not_killed():
     routes = [("h%05d.test" % i, "127.0.0.1:9") for i in range(10000)]
-    with Node(routes, proxy={"worker_watchdog": "1s"}) as node:
+    with Node(routes, proxy={"worker_watchdog": "%ds" % WATCHDOG}) as node:
         node.wait_settled(2, timeout=60)
         for workers in (1, 2):
             node.reconfigure(workers)
