@@ -1,0 +1,247 @@
+/* The backend side of an L7 connection, plain TCP or TLS (l7.h). */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "l7.h"
+#include "log.h"
+#include "proxy_proto.h"
+
+void l7_backend_close(struct conn *c)
+{
+    struct l7 *l = c->l7;
+
+    if (c->bev.fd >= 0) {
+        close(c->bev.fd); /* also leaves epoll */
+        c->bev.fd = -1;
+    }
+    SSL_free(l->bssl);
+    l->bssl = NULL;
+    l->bhandshaken = false;
+    l->connecting = false;
+    l->backend_eof = l->backend_shut = false;
+    l->bin.len = 0;
+    l->bout.len = l->bout.off = 0;
+}
+
+/* send_proxy_protocol: the v2 header for this client into hdr; its length, or 0. */
+static size_t l7_backend_proxy_header(struct conn *c, uint8_t hdr[PROXY_PROTO_V2_HDR + 36])
+{
+    struct mc_addr local = {.len = sizeof(local.ss)};
+
+    if (c->proxied)
+        local = c->local;
+    else if (getsockname(c->cev.fd, (struct sockaddr *)&local.ss, &local.len) < 0)
+        return 0;
+    return proxy_proto_build_v2(hdr, PROXY_PROTO_V2_HDR + 36, &c->client, &local);
+}
+
+/* A plaintext backend: the header goes in front of everything else to send. */
+static bool l7_backend_put_proxy_header(struct conn *c)
+{
+    struct l7_buf *out = &c->l7->bout;
+    uint8_t hdr[PROXY_PROTO_V2_HDR + 36];
+    size_t n = l7_backend_proxy_header(c, hdr);
+
+    if (n == 0 || !l7_buf_room(out, n))
+        return false;
+    memmove(out->p + out->off + n, out->p + out->off, out->len - out->off);
+    memcpy(out->p + out->off, hdr, n);
+    out->len += n;
+    return true;
+}
+
+/* A TLS backend: the header goes before the handshake, on a socket just
+ * connected, which takes 52 bytes whole. */
+static bool l7_backend_send_proxy_header(struct conn *c)
+{
+    uint8_t hdr[PROXY_PROTO_V2_HDR + 36];
+    size_t n = l7_backend_proxy_header(c, hdr);
+
+    return n > 0 && send(c->bev.fd, hdr, n, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)n;
+}
+
+/* A backend connection for the request, unless the last one is still good. */
+bool l7_backend_connect(struct conn *c, ev_fn *cb)
+{
+    struct l7 *l = c->l7;
+    const struct mc_addr *to = &c->route->backend_addr;
+    int one = 1;
+
+    if (c->bev.fd >= 0)
+        return true;
+    int fd = socket(to->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->bev = (struct ev){.fd = fd, .cb = cb, .data = c};
+    c->t_connect_us = shm_clock_us();
+    if (connect(fd, (const struct sockaddr *)&to->ss, to->len) < 0 && errno != EINPROGRESS) {
+        log_errno(LOGL_DEBUG, errno, "connect() to %s", c->route->backend);
+        return false;
+    }
+    l->connecting = true;
+    if (loop_add(c->w->loop, &c->bev, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0)
+        return false;
+    return !c->route->send_proxy_protocol || c->route->backend_tls ||
+           l7_backend_put_proxy_header(c);
+}
+
+/*
+ * backend_tls: the client side of TLS to the backend, one context per
+ * worker. SNI is the route's name (the client's for a wildcard route);
+ * the backend's certificate is not verified (SPEC section 6), which the
+ * worker says once.
+ */
+static SSL *l7_backend_ssl(struct conn *c)
+{
+    static SSL_CTX *ctx;
+    static const uint8_t alpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+
+    if (ctx == NULL) {
+        if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL)
+            return NULL;
+        SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        /* many backends close without close_notify: that is an end, not an error */
+        SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+        SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn));
+        SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        log_warn("backend_tls: backend certificates are not verified");
+    }
+    SSL *ssl = SSL_new(ctx);
+    const char *name = c->route->hostname[0] == '*' ? c->sni : c->route->hostname;
+    if (ssl == NULL || SSL_set_fd(ssl, c->bev.fd) != 1 ||
+        (name != NULL && SSL_set_tlsext_host_name(ssl, name) != 1)) {
+        SSL_free(ssl);
+        ERR_clear_error();
+        return NULL;
+    }
+    SSL_set_connect_state(ssl);
+    return ssl;
+}
+
+/* One send to the backend: bytes taken, 0 when it would block, -1 on error. */
+static ssize_t l7_backend_send(struct conn *c, const uint8_t *p, size_t n)
+{
+    struct l7 *l = c->l7;
+
+    if (l->bssl != NULL) {
+        int r = SSL_write(l->bssl, p, (int)n);
+        if (r > 0)
+            return r;
+        int e = SSL_get_error(l->bssl, r);
+        ERR_clear_error();
+        return e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? 0 : -1;
+    }
+    for (;;) {
+        ssize_t r = send(c->bev.fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (r >= 0)
+            return r;
+        if (errno != EINTR)
+            return errno == EAGAIN ? 0 : -1;
+    }
+}
+
+/* One read from the backend: bytes read, 0 at EOF, MC_AGAIN when it would block, -1 on error. */
+static ssize_t l7_backend_recv(struct conn *c, uint8_t *p, size_t n)
+{
+    struct l7 *l = c->l7;
+
+    if (l->bssl != NULL) {
+        int r = SSL_read(l->bssl, p, (int)n);
+        if (r > 0)
+            return r;
+        int e = SSL_get_error(l->bssl, r);
+        ERR_clear_error();
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+            return MC_AGAIN;
+        return e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && r == 0) ? 0 : -1;
+    }
+    for (;;) {
+        ssize_t r = recv(c->bev.fd, p, n, MSG_DONTWAIT);
+        if (r >= 0)
+            return r;
+        if (errno != EINTR)
+            return errno == EAGAIN ? MC_AGAIN : -1;
+    }
+}
+
+/* Backend bytes into bin; bout to the backend. */
+int l7_backend_io(struct conn *c)
+{
+    struct l7 *l = c->l7;
+    bool moved = false;
+    ssize_t n;
+
+    if (c->bev.fd < 0 || l->connecting)
+        return 0;
+    if (l->bssl != NULL && !l->bhandshaken) {
+        int r = SSL_do_handshake(l->bssl);
+        if (r != 1) {
+            int e = SSL_get_error(l->bssl, r);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                return 0;
+            log_debug("TLS to backend %s failed: %s", c->route->backend,
+                      ERR_reason_error_string(ERR_peek_last_error())
+                          ? ERR_reason_error_string(ERR_peek_last_error())
+                          : "closed");
+            ERR_clear_error();
+            return -1;
+        }
+        l->bhandshaken = true;
+        moved = true;
+    }
+    while (l->bout.off < l->bout.len) {
+        if ((n = l7_backend_send(c, l->bout.p + l->bout.off, l->bout.len - l->bout.off)) < 0)
+            return -1;
+        if (n == 0)
+            break;
+        l->bout.off += (size_t)n;
+        c->up.bytes += (uint64_t)n;
+        atomic_fetch_add_explicit(&c->w->slot->bytes_in, (uint64_t)n, memory_order_relaxed);
+        moved = true;
+    }
+    if (l->bout.off == l->bout.len)
+        l->bout.len = l->bout.off = 0;
+    if (l->tunnel && l->client_eof && l->bout.len == 0 && !l->backend_shut) {
+        /* the client is done sending: so are we (TLS: our close_notify) */
+        if (l->bssl != NULL)
+            SSL_shutdown(l->bssl);
+        else
+            shutdown(c->bev.fd, SHUT_WR);
+        l->backend_shut = true;
+    }
+    while (!l->backend_eof && l7_buf_room(&l->bin, 1)) {
+        n = l7_backend_recv(c, l->bin.p + l->bin.len, l->bin.cap - l->bin.len);
+        if (n == MC_AGAIN)
+            break;
+        if (n < 0)
+            return -1;
+        if (n == 0) {
+            l->backend_eof = true;
+            moved = true;
+            break;
+        }
+        l->bin.len += (size_t)n;
+        moved = true;
+    }
+    return moved;
+}
+
+bool l7_backend_connected(struct conn *c)
+{
+    struct l7 *l = c->l7;
+
+    l->connecting = false;
+    shm_observe_connect(c->w->slot, shm_clock_us() - c->t_connect_us);
+    if (!c->route->backend_tls)
+        return true;
+    return (!c->route->send_proxy_protocol || l7_backend_send_proxy_header(c)) &&
+           (l->bssl = l7_backend_ssl(c)) != NULL;
+}
