@@ -21,13 +21,12 @@ from mctest import test  # noqa: E402
 
 SETPRIV = "/usr/bin/setpriv"
 
-CAP_CHOWN, CAP_KILL, CAP_SETGID, CAP_SETUID, CAP_NET_BIND_SERVICE = 0, 5, 6, 7, 10
+CAP_KILL, CAP_SETGID, CAP_SETUID, CAP_NET_BIND_SERVICE = 5, 6, 7, 10
 # ARCHITECTURE.md, "Privileges": what a root master keeps, and what it uses itself.
-MASTER_PERMITTED = sum(1 << c for c in (CAP_NET_BIND_SERVICE, CAP_KILL, CAP_SETUID, CAP_SETGID,
-                                        CAP_CHOWN))
+MASTER_PERMITTED = sum(1 << c for c in (CAP_NET_BIND_SERVICE, CAP_KILL, CAP_SETUID, CAP_SETGID))
 MASTER_EFFECTIVE = (1 << CAP_NET_BIND_SERVICE) | (1 << CAP_KILL)
 # The unit's CapabilityBoundingSet (conf/mc-proxy.service), for setpriv.
-UNIT_BOUNDING = "-all,+net_bind_service,+kill,+setuid,+setgid,+chown"
+UNIT_BOUNDING = "-all,+net_bind_service,+kill,+setuid,+setgid"
 
 
 def need_root():
@@ -208,9 +207,10 @@ def root_master_keeps_only_its_set():
 def root_master_still_supervises():
     """What the kept capabilities are for: children exec'd by the
     restricted master switch to nobody (CAP_SETUID, CAP_SETGID), the admin
-    socket is root's with grpc.socket_group's group (CAP_CHOWN), a killed
-    worker is replaced under the new set, and SIGTERM stops the admin,
-    which runs as nobody, at once (CAP_KILL)."""
+    socket is root's with grpc.socket_group's group (created so, by
+    CAP_SETGID: no CAP_CHOWN), a killed worker is replaced under the new
+    set, and SIGTERM stops the admin, which runs as nobody, at once
+    (CAP_KILL)."""
     need_root()
     with server(grpc={"socket_group": "adm"}) as srv:
         children(srv)
@@ -234,14 +234,18 @@ def root_master_still_supervises():
 @test
 def root_under_the_unit_restrictions():
     """As systemd starts it (conf/mc-proxy.service): CapabilityBoundingSet
-    of the five and NoNewPrivileges, so no CAP_SETPCAP and children capped
+    of the four and NoNewPrivileges, so no CAP_SETPCAP and children capped
     at the master's permitted set."""
     need_root()
-    with server(["--bounding-set=" + UNIT_BOUNDING, "--no-new-privs"]) as srv:
+    with server(["--bounding-set=" + UNIT_BOUNDING, "--no-new-privs"],
+                grpc={"socket_group": "adm"}) as srv:
         for pid in children(srv):
             assert_unprivileged(pid, nobody().pw_uid, nobody().pw_gid)
         assert_restricted_master(srv)
         serves(srv)
+        # the socket's group without CAP_CHOWN anywhere in the unit
+        st = os.lstat(srv.sock)
+        assert (st.st_uid, st.st_gid) == (0, grp.getgrnam("adm").gr_gid), (st.st_uid, st.st_gid)
 
 
 @test
