@@ -410,6 +410,32 @@ def ordinary_user_serves_and_ignores_user():
 
 
 @test
+def ordinary_user_socket_group_is_one_of_its_own():
+    """Not root: grpc.user is ignored, grpc.socket_group applies when the
+    service user is in that group, and is refused at start otherwise."""
+    need_root()
+    nb, adm = nobody(), grp.getgrnam("adm")
+    srv = server(as_nobody(), grpc={"socket_group": "adm", "user": "daemon"})
+    srv.wait_ready = False
+    os.chown(srv.dir.path, nb.pw_uid, nb.pw_gid)
+    with srv:
+        assert srv.wait_exit(15) == 1, "exit status %s" % srv.returncode
+        srv.wait_log(lambda r: "not started as root, and the service user is not in that group"
+                     in r["msg"], 1, what="the socket_group refusal")
+    args = ["--reuid=%d" % nb.pw_uid, "--regid=%d" % nb.pw_gid, "--groups=%d" % adm.gr_gid]
+    srv = server(args, grpc={"socket_group": "adm", "user": "daemon"})
+    os.chown(srv.dir.path, nb.pw_uid, nb.pw_gid)
+    with srv:
+        children(srv)
+        admin = at.admin_pids(srv)[0]
+        st = os.lstat(srv.sock)
+        assert (st.st_uid, st.st_gid) == (nb.pw_uid, adm.gr_gid), (st.st_uid, st.st_gid)
+        assert at.proc_status(admin)["Uid"].split()[0] == str(nb.pw_uid), "grpc.user applied"
+        srv.wait_log(lambda r: r["msg"].startswith("not started as root: ignoring grpc.user")
+                     and "daemon" in r["msg"], 1, what="the notice that grpc.user is ignored")
+
+
+@test
 def ordinary_user_with_ambient_bind_cap_binds_a_low_port():
     need_root()
     nb = nobody()
