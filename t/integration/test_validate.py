@@ -67,7 +67,8 @@ RULE_CASES = [
     ("ip", "192.0.2.1"), ("ip", "2001:DB8::1"), ("ip", "::ffff:192.0.2.1"), ("ip", "1.2.3"),
     ("ip", "10.0.0.0/8"), ("ip", ""), ("cidr", "10.1.0.0/16"), ("cidr", "2001:db8::/32"),
     ("cidr", "10.1.0.1/16"), ("cidr", "10.0.0.0/33"), ("cidr", "2001:db8::1/32"),
-    ("cidr", "10.0.0.0"), ("cidr", "x/8"),
+    ("cidr", "10.0.0.0"), ("cidr", "x/8"), ("country", "US"), ("country", "de"),
+    ("country", "USA"), ("country", "U1"), ("country", ""),
 ]
 
 POLICY_CASES = [
@@ -79,7 +80,19 @@ POLICY_CASES = [
 
 MAX_CONNECTIONS_CASES = [0, 7, 4294967295, 4294967296, -1]
 
-FW_LIST = {"ip": "blocked_ips", "cidr": "blocked_cidrs"}
+FW_LIST = {"ip": "blocked_ips", "cidr": "blocked_cidrs", "country": "blocked_countries"}
+MKMMDB = os.path.join(mctest.REPO_ROOT, "t", "lib", "mkmmdb.pl")
+
+
+def geoip_db(directory):
+    """A GeoIP database (country rules need one, in the config and for the API)."""
+    path = os.path.join(directory, "geo.mmdb")
+    r = subprocess.run(["perl", MKMMDB, path, "127.0.0.8/29=DE"], capture_output=True,
+                       timeout=60)
+    if r.returncode != 0 and b"MaxMind/DB/Writer" in r.stderr:
+        mctest.skip("libmaxmind-db-writer-perl is not installed")
+    assert r.returncode == 0, r.stderr.decode()
+    return path
 
 
 class Verdict:
@@ -159,7 +172,8 @@ def routes_rules_policies_and_settings_get_one_verdict():
                    "tls_cert": certs[0].cert, "tls_key": certs[0].key}
         addr = "127.0.0.1:%d" % mctest.free_port()
         listeners = [mctest.listener(addr, [p_route])]
-        with at.admin_server(listeners=listeners) as srv:
+        geoip = geoip_db(tmp.path)
+        with at.admin_server(listeners=listeners, firewall={"geoip_db": geoip}) as srv:
             at.wait_admin(srv)
             api = ["--socket", srv.sock]
             verdicts = {"ok": 0, "refused": 0}
@@ -177,7 +191,7 @@ def routes_rules_policies_and_settings_get_one_verdict():
                     at.ctl_ok(*api, "routes", "remove", srv.listener, rt["hostname"])
 
             for typ, value in RULE_CASES:
-                cfg = config_verdict(tmp.path, firewall={FW_LIST[typ]: [value]})
+                cfg = config_verdict(tmp.path, firewall={FW_LIST[typ]: [value], "geoip_db": geoip})
                 res = api_verdict(at.ctl(*api, "--", "firewall", "add", typ, value))
                 same("%s rule %r" % (typ, value), cfg, res,
                      cfg_key_ends="%s[0]" % FW_LIST[typ])
