@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """One validator (SPEC section 12): the same routes, firewall rules, L7
 policies and listener settings, good and bad, go through the config
-loader (`mc-proxy check`) and through the admin API (AddRoute,
-AddFirewallRule, AddL7Policy, SetListenerMaxConnections over real gRPC,
-by mcproxyctl), and each gets the same verdict from both, a refusal with
+loader (`mc-proxy check`) and through the admin API over real gRPC
+(AddRoute, AddFirewallRule, AddL7Policy by mcproxyctl;
+SetListenerMaxConnections by grpcio, since mcproxyctl refuses a negative
+number itself), and each gets the same verdict from both, a refusal with
 the same message.
 Run: /usr/bin/python3 t/integration/test_validate.py"""
 
