@@ -405,10 +405,12 @@ static void rpc_shutdown(struct rpc_server *s)
 }
 
 /*
- * Gives the freshly bound unix socket its mode and group. Its owner stays
- * the creator: root when the master runs as root, so that neither the
- * workers' account nor the admin's own can connect unless the group or
- * the mode lets it.
+ * Gives the freshly bound unix socket its mode, and its group when
+ * creating it did not (a set-group-ID directory, or a master that is not
+ * root, whose children cannot take another group as their own). Its
+ * owner stays the creator: root when the master runs as root, so that
+ * neither the workers' account nor the admin's own can connect unless
+ * the group or the mode lets it.
  */
 static int unix_socket_perms(const char *path, const struct admin_settings *st)
 {
@@ -423,7 +425,8 @@ static int unix_socket_perms(const char *path, const struct admin_settings *st)
         log_errno(LOGL_ERROR, errno, "chmod(%s, %04o)", path, (unsigned)st->socket_mode);
         return -1;
     }
-    if (st->socket_gid != (gid_t)-1 && lchown(path, (uid_t)-1, st->socket_gid) < 0) {
+    if (st->socket_gid != (gid_t)-1 && sb.st_gid != st->socket_gid &&
+        lchown(path, (uid_t)-1, st->socket_gid) < 0) {
         log_errno(LOGL_ERROR, errno, "chown(%s) to group %u (grpc.socket_group)", path,
                   (unsigned)st->socket_gid);
         return -1;
@@ -441,9 +444,25 @@ static int rpc_bind(struct rpc_server *s, const struct admin_settings *st,
 
     if (path != NULL) {
         creds = grpc_insecure_server_credentials_create();
-        /* created owner-only; opened up to socket_mode once the owner is right */
+        /* created owner-only; opened up to socket_mode once the group is right */
         mode_t old = umask(0177);
+        /* A new file takes the creator's group: as root (CAP_SETGID, there for
+         * the switch to grpc.user anyway) create it as socket_group's, so that
+         * no process needs CAP_CHOWN. glibc applies setegid to every thread. */
+        gid_t egid = getegid();
+        bool as_group = st->setuid && st->socket_gid != (gid_t)-1 && st->socket_gid != egid;
+        if (as_group && setegid(st->socket_gid) < 0) {
+            log_errno(LOGL_ERROR, errno, "setegid(%u) for the admin socket's group",
+                      (unsigned)st->socket_gid);
+            umask(old);
+            grpc_server_credentials_release(creds);
+            return -1;
+        }
         port = grpc_server_add_http2_port(s->srv, st->addr, creds);
+        if (as_group && setegid(egid) < 0) {
+            log_errno(LOGL_ERROR, errno, "setegid(%u) back after binding", (unsigned)egid);
+            port = 0;
+        }
         umask(old);
     } else {
         grpc_ssl_pem_key_cert_pair pair = {.private_key = pem->key, .cert_chain = pem->cert};

@@ -266,7 +266,7 @@ static void conv_route(struct loader *ld, const struct raw_route *r, const char 
     if (tainted(ld, p))
         return;
     /* checked as the API checks it: strings as written, files resolved */
-    rc->hostname = (char *)r->hostname;
+    rc->hostname = r->hostname;
     rc->backend = r->backend;
     rc->mode = r->mode;
     rc->tls_cert = resolve_opt(ld, r->tls_cert);
@@ -281,15 +281,17 @@ static void conv_route(struct loader *ld, const struct raw_route *r, const char 
             return;
         }
         rc->n_policies = r->n_policies;
+        /* an item already reported may lack its value; it is not reported again */
         for (unsigned i = 0; i < r->n_policies; i++)
-            rc->policies[i] = (struct policy_conf){r->policies[i].type, r->policies[i].value};
+            rc->policies[i] = (struct policy_conf){
+                r->policies[i].type, r->policies[i].value ? r->policies[i].value : ""};
     }
     check_route(rc, host, &rep);
     /* from here rc owns copies, as listener_conf_free_array expects */
     rc->hostname = host[0] != '\0' ? dup_str(ld, host) : NULL;
     rc->backend = dup_str(ld, r->backend);
     for (unsigned i = 0; i < rc->n_policies; i++)
-        rc->policies[i].value = dup_str(ld, r->policies[i].value);
+        rc->policies[i].value = dup_str(ld, rc->policies[i].value);
 }
 
 static void listener_max(struct loader *ld, const char *p, const char *s, uint32_t *out)

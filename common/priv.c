@@ -23,9 +23,9 @@ static const struct {
     {CAP_NET_BIND_SERVICE, "CAP_NET_BIND_SERVICE", true, "to bind ports below 1024"},
     {CAP_KILL, "CAP_KILL", true, "to signal children that run as `user`"},
     {CAP_SETUID, "CAP_SETUID", false, "for its children to switch to `user`"},
-    {CAP_SETGID, "CAP_SETGID", false, "for its children to switch to the group of `user`"},
-    {CAP_CHOWN, "CAP_CHOWN", false,
-     "for the admin process to give its socket to grpc.socket_group"},
+    {CAP_SETGID, "CAP_SETGID", false,
+     "for its children to switch to the group of `user` (and the admin's socket to "
+     "grpc.socket_group's)"},
 };
 
 static bool master_keeps(cap_value_t cap)
@@ -137,6 +137,6 @@ int priv_restrict_master(void)
     if (seal_exec() < 0)
         return -1;
     log_info("running as root with CAP_NET_BIND_SERVICE and CAP_KILL; children start with "
-             "CAP_SETUID, CAP_SETGID and CAP_CHOWN as well and drop them all");
+             "CAP_SETUID and CAP_SETGID as well and drop them all");
     return 0;
 }

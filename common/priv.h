@@ -20,10 +20,10 @@ int priv_drop(bool do_setuid, uid_t uid, gid_t gid);
 /*
  * For the master, once its listeners are bound and before it starts any
  * child. Started as root (euid 0): keeps CAP_NET_BIND_SERVICE, CAP_KILL,
- * CAP_SETUID, CAP_SETGID and CAP_CHOWN in the permitted and bounding
- * sets, only the first two effective, nothing inheritable or ambient,
- * and sets PR_SET_NO_NEW_PRIVS. A child exec'd as uid 0 then starts with
- * exactly the five and drops them itself (priv_drop). Not root: does
+ * CAP_SETUID and CAP_SETGID in the permitted and bounding sets, only the
+ * first two effective, nothing inheritable or ambient, and sets
+ * PR_SET_NO_NEW_PRIVS. A child exec'd as uid 0 then starts with exactly
+ * the four and drops them itself (priv_drop). Not root: does
  * nothing (the children drop what they inherit). 0, or -1 (logged) when
  * a needed capability is missing or cannot be kept: the master must not
  * start children then.

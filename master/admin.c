@@ -8,6 +8,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
@@ -66,6 +67,21 @@ static bool group_holds_workers(const struct group *gr, const struct master *m)
     return false;
 }
 
+/* This process has gid as its effective or a supplementary group. */
+static bool in_group(gid_t gid)
+{
+    int n = getgroups(0, NULL);
+    gid_t *groups = n > 0 ? calloc((size_t)n, sizeof(*groups)) : NULL;
+    bool found = gid == getegid();
+
+    if (groups != NULL)
+        n = getgroups(n, groups);
+    for (int i = 0; groups != NULL && i < n && !found; i++)
+        found = groups[i] == gid;
+    free(groups);
+    return found;
+}
+
 int admin_accounts_resolve(const struct master *m, bool notices, struct admin_accounts *out)
 {
     const struct grpc_conf *g = &m->cfg->grpc;
@@ -100,6 +116,13 @@ int admin_accounts_resolve(const struct master *m, bool notices, struct admin_ac
     struct group *gr = getgrnam(g->socket_group);
     if (gr == NULL) {
         log_error("grpc.socket_group \"%s\" does not exist", g->socket_group);
+        return -1;
+    }
+    if (!m->setuid && !in_group(gr->gr_gid)) {
+        /* without root, a file's group can only become one of our own */
+        log_error("grpc.socket_group \"%s\": not started as root, and the service user is "
+                  "not in that group",
+                  g->socket_group);
         return -1;
     }
     if (m->setuid && group_holds_workers(gr, m)) {

@@ -436,7 +436,7 @@ class McProxy(Peer):
         self.socket = None
         if self.admin and self.ctl:
             # the admin binds as root (its master keeps no CAP_DAC_OVERRIDE, so the
-            # directory must be root's) and then hands the socket to `user`
+            # directory must be root's); the socket is root's, which mcproxyctl (as root) uses
             sockdir = f"{w}/admin"
             os.makedirs(sockdir, exist_ok=True)
             self.socket = f"{sockdir}/mc-proxy.sock"

@@ -21,13 +21,12 @@ from mctest import test  # noqa: E402
 
 SETPRIV = "/usr/bin/setpriv"
 
-CAP_CHOWN, CAP_KILL, CAP_SETGID, CAP_SETUID, CAP_NET_BIND_SERVICE = 0, 5, 6, 7, 10
+CAP_KILL, CAP_SETGID, CAP_SETUID, CAP_NET_BIND_SERVICE = 5, 6, 7, 10
 # ARCHITECTURE.md, "Privileges": what a root master keeps, and what it uses itself.
-MASTER_PERMITTED = sum(1 << c for c in (CAP_NET_BIND_SERVICE, CAP_KILL, CAP_SETUID, CAP_SETGID,
-                                        CAP_CHOWN))
+MASTER_PERMITTED = sum(1 << c for c in (CAP_NET_BIND_SERVICE, CAP_KILL, CAP_SETUID, CAP_SETGID))
 MASTER_EFFECTIVE = (1 << CAP_NET_BIND_SERVICE) | (1 << CAP_KILL)
 # The unit's CapabilityBoundingSet (conf/mc-proxy.service), for setpriv.
-UNIT_BOUNDING = "-all,+net_bind_service,+kill,+setuid,+setgid,+chown"
+UNIT_BOUNDING = "-all,+net_bind_service,+kill,+setuid,+setgid"
 
 
 def need_root():
@@ -208,9 +207,10 @@ def root_master_keeps_only_its_set():
 def root_master_still_supervises():
     """What the kept capabilities are for: children exec'd by the
     restricted master switch to nobody (CAP_SETUID, CAP_SETGID), the admin
-    socket is root's with grpc.socket_group's group (CAP_CHOWN), a killed
-    worker is replaced under the new set, and SIGTERM stops the admin,
-    which runs as nobody, at once (CAP_KILL)."""
+    socket is root's with grpc.socket_group's group (created so, by
+    CAP_SETGID: no CAP_CHOWN), a killed worker is replaced under the new
+    set, and SIGTERM stops the admin, which runs as nobody, at once
+    (CAP_KILL)."""
     need_root()
     with server(grpc={"socket_group": "adm"}) as srv:
         children(srv)
@@ -234,14 +234,18 @@ def root_master_still_supervises():
 @test
 def root_under_the_unit_restrictions():
     """As systemd starts it (conf/mc-proxy.service): CapabilityBoundingSet
-    of the five and NoNewPrivileges, so no CAP_SETPCAP and children capped
+    of the four and NoNewPrivileges, so no CAP_SETPCAP and children capped
     at the master's permitted set."""
     need_root()
-    with server(["--bounding-set=" + UNIT_BOUNDING, "--no-new-privs"]) as srv:
+    with server(["--bounding-set=" + UNIT_BOUNDING, "--no-new-privs"],
+                grpc={"socket_group": "adm"}) as srv:
         for pid in children(srv):
             assert_unprivileged(pid, nobody().pw_uid, nobody().pw_gid)
         assert_restricted_master(srv)
         serves(srv)
+        # the socket's group without CAP_CHOWN anywhere in the unit
+        st = os.lstat(srv.sock)
+        assert (st.st_uid, st.st_gid) == (0, grp.getgrnam("adm").gr_gid), (st.st_uid, st.st_gid)
 
 
 @test
@@ -403,6 +407,32 @@ def ordinary_user_serves_and_ignores_user():
                      and "nobody" in r["msg"], 1, what="the notice that user is ignored")
         st = os.stat(srv.dir.join("mc-proxy.db"))
         assert st.st_uid == nb.pw_uid, "database owner %d" % st.st_uid
+
+
+@test
+def ordinary_user_socket_group_is_one_of_its_own():
+    """Not root: grpc.user is ignored, grpc.socket_group applies when the
+    service user is in that group, and is refused at start otherwise."""
+    need_root()
+    nb, adm = nobody(), grp.getgrnam("adm")
+    srv = server(as_nobody(), grpc={"socket_group": "adm", "user": "daemon"})
+    srv.wait_ready = False
+    os.chown(srv.dir.path, nb.pw_uid, nb.pw_gid)
+    with srv:
+        assert srv.wait_exit(15) == 1, "exit status %s" % srv.returncode
+        srv.wait_log(lambda r: "not started as root, and the service user is not in that group"
+                     in r["msg"], 1, what="the socket_group refusal")
+    args = ["--reuid=%d" % nb.pw_uid, "--regid=%d" % nb.pw_gid, "--groups=%d" % adm.gr_gid]
+    srv = server(args, grpc={"socket_group": "adm", "user": "daemon"})
+    os.chown(srv.dir.path, nb.pw_uid, nb.pw_gid)
+    with srv:
+        children(srv)
+        admin = at.admin_pids(srv)[0]
+        st = os.lstat(srv.sock)
+        assert (st.st_uid, st.st_gid) == (nb.pw_uid, adm.gr_gid), (st.st_uid, st.st_gid)
+        assert at.proc_status(admin)["Uid"].split()[0] == str(nb.pw_uid), "grpc.user applied"
+        srv.wait_log(lambda r: r["msg"].startswith("not started as root: ignoring grpc.user")
+                     and "daemon" in r["msg"], 1, what="the notice that grpc.user is ignored")
 
 
 @test

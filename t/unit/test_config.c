@@ -427,6 +427,18 @@ static const struct bad_case bad_cases[] = {
         "block_user_agent, value: \"\"}\n",
      ":11: listeners[0].routes[0].l7_policies[0].value: invalid block_user_agent value \"\": "
      "printable ASCII text is required"},
+    {"policy value not printable",
+     L1 "      - hostname: a.example\n        backend: 127.0.0.1:1\n        mode: l7\n        "
+        "tls_cert: c\n        tls_key: k\n        l7_policies:\n          - {type: "
+        "block_user_agent, value: \"a\\tb\"}\n",
+     ":11: listeners[0].routes[0].l7_policies[0].value: invalid block_user_agent value "
+     "\"a\\x09b\": printable ASCII text is required"},
+    {"require_header not a header name",
+     L1 "      - hostname: a.example\n        backend: 127.0.0.1:1\n        mode: l7\n        "
+        "tls_cert: c\n        tls_key: k\n        l7_policies:\n          - {type: "
+        "require_header, value: X Key}\n",
+     ":11: listeners[0].routes[0].l7_policies[0].value: invalid require_header value "
+     "\"X Key\": a header name is required"},
     {"tls_cert empty",
      L1 "      - hostname: a.example\n        backend: 127.0.0.1:1\n        mode: l7\n        "
         "tls_cert: \"\"\n        tls_key: k\n",
@@ -654,6 +666,29 @@ static void test_relative_paths(void)
     msgs_clear(&ms);
 }
 
+/* config_load (not the _no_files table above) loads an L7 route's pair, as AddRoute does. */
+static void test_l7_files(void)
+{
+    static const char text[] = "database:\n  path: x.db\nlisteners:\n  - addr: \":443\"\n"
+                               "    routes:\n      - hostname: a.example\n"
+                               "        backend: 127.0.0.1:1\n        mode: l7\n"
+                               "        tls_cert: missing.pem\n        tls_key: missing.key\n";
+    struct msgs ms = {0};
+    struct config *c = load_text(text, &ms);
+
+    T_OK(c != NULL && ms.n == 0, "l7 files: not read by config_load_no_files");
+    config_free(c);
+    msgs_clear(&ms);
+    c = config_load(tmpfile_path, collect, &ms);
+    T_OK(c == NULL && ms.n == 1 &&
+             strstr(ms.m[0], ":9: listeners[0].routes[0].tls_cert: cannot load a PEM "
+                             "certificate chain from ") != NULL &&
+             strstr(ms.m[0], "/missing.pem (") != NULL,
+         "l7 files: config_load refuses a certificate that does not load");
+    config_free(c);
+    msgs_clear(&ms);
+}
+
 static void test_env(void)
 {
     struct msgs ms = {0};
@@ -827,6 +862,7 @@ int main(int argc, char **argv)
     test_accepted();
     test_too_many_listeners();
     test_relative_paths();
+    test_l7_files();
     test_env();
     test_durations();
     return tap_done();
