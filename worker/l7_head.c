@@ -92,12 +92,14 @@ bool l7_head_refused(const struct conn *c, const uint8_t *buf)
     return false;
 }
 
-/* The fields of h over buf that are forwarded, as "name: value" lines into out. */
-static bool l7_head_put_fields(struct l7_buf *out, const struct http1_head *h, const uint8_t *buf)
+/* The fields of h over buf that are forwarded, as "name: value" lines into
+ * out; with skip_host, not Host (written from the target's authority). */
+static bool l7_head_put_fields(struct l7_buf *out, const struct http1_head *h, const uint8_t *buf,
+                               bool skip_host)
 {
     for (size_t i = 0; i < h->nfields; i++) {
         const struct http1_field *f = &h->fields[i];
-        if (http1_must_drop(h, buf, i))
+        if (http1_must_drop(h, buf, i) || (skip_host && l7_head_field_is(buf, f, "Host")))
             continue;
         if (!l7_buf_put(out, buf + f->name.off, f->name.len) || !l7_buf_put(out, ": ", 2) ||
             !l7_buf_put(out, buf + f->value.off, f->value.len) || !l7_buf_put(out, "\r\n", 2))
@@ -148,17 +150,8 @@ bool l7_head_request(struct conn *c, const uint8_t *buf)
             !l7_buf_put(out, "\r\n", 2))
             return false;
     }
-    for (size_t i = 0; i < h->nfields; i++) {
-        if (h->target_form == HTTP1_TARGET_ABSOLUTE && l7_head_field_is(buf, &h->fields[i], "Host"))
-            continue;
-        const struct http1_field *f = &h->fields[i];
-        if (http1_must_drop(h, buf, i))
-            continue;
-        if (!l7_buf_put(out, buf + f->name.off, f->name.len) || !l7_buf_put(out, ": ", 2) ||
-            !l7_buf_put(out, buf + f->value.off, f->value.len) || !l7_buf_put(out, "\r\n", 2))
-            return false;
-    }
-    return l7_head_put_framing(out, h) &&
+    return l7_head_put_fields(out, h, buf, h->target_form == HTTP1_TARGET_ABSOLUTE) &&
+           l7_head_put_framing(out, h) &&
            l7_buf_printf(out,
                          "X-Forwarded-For: %s\r\nX-Real-IP: %s\r\nX-Forwarded-Proto: https\r\n", ip,
                          ip) &&
@@ -175,7 +168,7 @@ bool l7_head_response(struct conn *c)
 
     if (!l7_buf_printf(&l->cout, "HTTP/1.1 %u ", h->code) ||
         !l7_buf_put(&l->cout, buf + h->reason.off, h->reason.len) ||
-        !l7_buf_put(&l->cout, "\r\n", 2) || !l7_head_put_fields(&l->cout, h, buf))
+        !l7_buf_put(&l->cout, "\r\n", 2) || !l7_head_put_fields(&l->cout, h, buf, false))
         return false;
     if (h->code == 101)
         return l7_buf_printf(&l->cout, "Connection: upgrade\r\n\r\n");

@@ -184,6 +184,18 @@ def the_route_certificate_is_served_and_headers_are_set():
 
 
 @test
+def absolute_form_target_reaches_the_backend_in_origin_form():
+    with mctest.TempDir() as tmp, Backend() as be:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        with server(cs, be.addr) as srv:
+            out = raw(srv, cs, b"GET https://a.test/abs?x=1 HTTP/1.1\r\nHost: a.test\r\n"
+                               b"Connection: close\r\n\r\n")
+            assert out.startswith(b"HTTP/1.1 200 "), out[:200]
+            body = out.split(b"\r\n\r\n", 1)[1].decode()
+            assert "path=/abs?x=1\n" in body and body.count("Host: ") == 1, body
+
+
+@test
 def curl_http11_keep_alive_reuses_one_client_connection():
     with mctest.TempDir() as tmp, Backend() as be:
         cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
