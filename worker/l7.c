@@ -322,9 +322,10 @@ static bool l7_down_process(struct conn *c)
     return false;
 }
 
-static bool l7_want_client_bytes(const struct l7 *l)
+/* Whether to read the client now; makes room in `in` when it can. */
+static bool l7_want_client_bytes(struct l7 *l)
 {
-    return !l->client_eof && !l->close_after && l7_buf_room((struct l7_buf *)&l->in, 1);
+    return !l->client_eof && !l->close_after && l7_buf_room(&l->in, 1);
 }
 
 /* Decrypted client bytes into in, until OpenSSL has none or in is full. */
