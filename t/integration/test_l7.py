@@ -16,6 +16,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import admintest as at  # noqa: E402
 import mctest  # noqa: E402
 from mctest import test  # noqa: E402
 
@@ -429,6 +430,27 @@ def sighup_rereads_certificates_and_a_broken_one_keeps_the_old():
             srv.wait_log(lambda r: "copy read before stays in use" in r.get("msg", ""),
                          what="the broken-file error")
             assert fingerprint(srv, cs2) == second
+
+
+@test
+def addroute_with_new_certificate_files_rotates_on_every_worker():
+    with mctest.TempDir() as tmp, Backend() as be:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        addr = "127.0.0.1:%d" % mctest.free_port()
+        listeners = [mctest.listener(addr, [l7_route(cs, be.addr)])]
+        with at.admin_server(listeners=listeners, workers=2) as srv:
+            at.wait_admin(srv)
+            srv.port = int(addr.rsplit(":", 1)[1])
+            first = fingerprint(srv, cs)
+            os.makedirs(tmp.join("new"))
+            cs2 = mctest.gen_ca_and_cert("a.test", directory=tmp.join("new"))
+            at.ctl_ok("--socket", srv.sock, "routes", "add", addr, "a.test", be.addr, "--mode",
+                      "l7", "--tls-cert", cs2.cert, "--tls-key", cs2.key)
+            # at once, whichever worker a connection reaches
+            prints = {fingerprint(srv, cs2) for _ in range(8)}
+            assert len(prints) == 1 and first not in prints, prints
+            status, _, _ = get(srv, cs2, "/")
+            assert status == 200
 
 
 @test
