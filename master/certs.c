@@ -12,6 +12,7 @@
 #include "certs.h"
 #include "log.h"
 #include "msg.h"
+#include "state.h"
 
 /* The whole file at path, at most MSG_PEM_MAX bytes; NULL with *why. */
 static uint8_t *certs_read_file(const char *path, size_t *len, const char **why)
@@ -143,7 +144,43 @@ const struct cert_pem *certs_get(struct certs *cs, const struct route_conf *r)
     return NULL;
 }
 
-void certs_mark_stale(struct certs *cs)
+static void certs_mark_all_stale(struct certs *cs);
+
+/* Whether some l7 route of st names this pair. */
+static bool certs_in_use(const struct cert_pem *p, const struct state *st)
+{
+    for (unsigned i = 0; i < st->n_listeners; i++) {
+        const struct listener_conf *l = &st->listeners[i];
+        for (unsigned j = 0; j < l->n_routes; j++) {
+            const struct route_conf *r = &l->routes[j];
+            if (r->mode == ROUTE_L7 && r->tls_cert != NULL && r->tls_key != NULL &&
+                strcmp(r->tls_cert, p->cert_path) == 0 && strcmp(r->tls_key, p->key_path) == 0)
+                return true;
+        }
+    }
+    return false;
+}
+
+void certs_mark_stale(struct certs *cs, const struct state *st)
+{
+    unsigned k = 0;
+
+    /* copies no route names any more go: route churn must not grow the master */
+    for (unsigned i = 0; i < cs->n; i++) {
+        if (!certs_in_use(&cs->v[i], st)) {
+            free(cs->v[i].cert_path);
+            free(cs->v[i].key_path);
+            free(cs->v[i].cert);
+            free(cs->v[i].key);
+            continue;
+        }
+        cs->v[k++] = cs->v[i];
+    }
+    cs->n = k;
+    certs_mark_all_stale(cs);
+}
+
+static void certs_mark_all_stale(struct certs *cs)
 {
     for (unsigned i = 0; i < cs->n; i++)
         cs->v[i].stale = true;

@@ -16,6 +16,8 @@
 
 #include "config.h"
 
+struct state;
+
 struct cert_pem {
     char *cert_path, *key_path;
     uint8_t *cert, *key;
@@ -31,7 +33,9 @@ struct certs {
 /* The PEM of r's tls_cert and tls_key, or NULL when there is none good
  * (logged). Borrowed: valid until the next certs_* call. */
 const struct cert_pem *certs_get(struct certs *cs, const struct route_conf *r);
-void certs_mark_stale(struct certs *cs);
+/* Everything is read again when next asked for; copies for pairs no route
+ * of st names are dropped. */
+void certs_mark_stale(struct certs *cs, const struct state *st);
 void certs_free(struct certs *cs);
 
 #endif

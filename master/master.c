@@ -241,7 +241,7 @@ int master_publish(struct master *m, master_done_fn *done, void *arg)
     m->state = st;
     m->gen++;
     /* an admin change reads the certificates of the routes it sends again */
-    certs_mark_stale(&m->certs);
+    certs_mark_stale(&m->certs, m->state);
     *w = (struct publish_wait){
         .gen = m->gen, .started_ms = loop_now(m->loop), .done = done, .arg = arg};
     struct publish_wait **tail = &m->waits;
@@ -576,7 +576,7 @@ static void master_reload(struct master *m)
     config_drop_seed(next);
     /* the new workers get new copies; a file that fails keeps the old one */
     master_geoip_load(m, next);
-    certs_mark_stale(&m->certs);
+    certs_mark_stale(&m->certs, m->state);
 
     struct config *prev = m->cfg;
     bool prev_setuid = m->setuid;
