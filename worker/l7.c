@@ -447,13 +447,17 @@ static void l7_run(struct conn *c)
             return;
         }
         moved |= rc > 0;
-        moved |= l7_up_process(c);
+        /* parse and move all that is there before writing: a head and the body
+         * bytes behind it leave in one write (one TLS record) */
+        while (l7_up_process(c))
+            moved = true;
         if ((rc = l7_backend_io(c)) < 0) {
             l7_lost_backend(c, false);
             moved = true;
         }
         moved |= rc > 0;
-        moved |= l7_down_process(c);
+        while (l7_down_process(c))
+            moved = true;
         if (l->backend_eof && c->bev.fd >= 0 && l->bin.len == 0 && !l->tunnel) {
             if (l->rs == RS_BODY && l->resp.body == HTTP1_BODY_CLOSE) {
                 l->rs = RS_DONE;
@@ -545,6 +549,8 @@ static void l7_on_backend(struct ev *ev, uint32_t events)
     struct conn *c = ev->data;
     struct l7 *l = c->l7;
 
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        l->bready = true;
     if (l->connecting) {
         int err = 0;
         socklen_t len = sizeof(err);

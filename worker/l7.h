@@ -36,6 +36,7 @@ struct l7 {
     bool client_eof, backend_eof, backend_shut;
     SSL *bssl;        /* backend_tls: the backend connection's TLS */
     bool bhandshaken; /* ... and its handshake is done */
+    bool bready;      /* the backend socket may have bytes: it raised an edge since it drained */
     bool connecting;  /* backend connect() in progress */
     bool close_after; /* close once everything for the client is written */
     bool tunnel;      /* after a WebSocket 101: bytes both ways as they are */

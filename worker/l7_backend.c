@@ -108,6 +108,7 @@ static SSL *l7_backend_ssl(struct conn *c)
             return NULL;
         SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
         SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+        SSL_CTX_set_read_ahead(ctx, 1); /* a record's header and body in one read */
         /* many backends close without close_notify: that is an end, not an error */
         SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
         SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn));
@@ -217,10 +218,13 @@ int l7_backend_io(struct conn *c)
             shutdown(c->bev.fd, SHUT_WR);
         l->backend_shut = true;
     }
-    while (!l->backend_eof && l7_buf_room(&l->bin, 1)) {
-        n = l7_backend_recv(c, l->bin.p + l->bin.len, l->bin.cap - l->bin.len);
-        if (n == MC_AGAIN)
+    while (!l->backend_eof && (l->bready || l->bssl != NULL) && l7_buf_room(&l->bin, 1)) {
+        size_t room = l->bin.cap - l->bin.len;
+        n = l7_backend_recv(c, l->bin.p + l->bin.len, room);
+        if (n == MC_AGAIN) {
+            l->bready = false;
             break;
+        }
         if (n < 0)
             return -1;
         if (n == 0) {
@@ -230,6 +234,12 @@ int l7_backend_io(struct conn *c)
         }
         l->bin.len += (size_t)n;
         moved = true;
+        /* a short read of a plain socket drained it: no read just to see EAGAIN
+         * (the next segment raises a new edge); OpenSSL's reads say nothing of the socket */
+        if (l->bssl == NULL && (size_t)n < room) {
+            l->bready = false;
+            break;
+        }
     }
     return moved;
 }
@@ -239,6 +249,7 @@ bool l7_backend_connected(struct conn *c)
     struct l7 *l = c->l7;
 
     l->connecting = false;
+    l->bready = true;
     shm_observe_connect(c->w->slot, shm_clock_us() - c->t_connect_us);
     if (!c->route->backend_tls)
         return true;

@@ -79,6 +79,7 @@ int route_l7_set_tls(struct route_l7 *l7, const uint8_t *cert, size_t cert_len, 
         SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                   SSL_MODE_RELEASE_BUFFERS);
         SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"mc-proxy", 8);
+        SSL_CTX_set_read_ahead(ctx, 1); /* a record's header and body in one read */
         SSL_CTX_set_alpn_select_cb(ctx, route_l7_alpn, NULL);
         SSL_CTX_free(l7->ctx);
         l7->ctx = ctx;
