@@ -3,7 +3,7 @@
 
   bench/bench.py [--smoke] [--rounds N] [--peers direct,haproxy,nginx,mc-proxy]
                  [--mc-proxy build-release/mc-proxy] [--out DIR] [--no-big]
-                 [--no-fw] [--fw-rules N]
+                 [--no-fw] [--fw-rules N] [--no-l7] [--only STEPS]
 
 Loopback only; every process it starts is stopped by PID. Methodology and
 the meaning of each column: bench/README.md. A full run writes
@@ -37,14 +37,15 @@ FULL = {"rounds": 3, "routes": 100, "big_routes": 10000,
         "rawcps": 3, "rawcps_conns": 50, "rawcps_procs": 2,
         "rawbulk_mib": 1024, "rawbulk_reps": 2,
         "idle_conns": 5000, "strace": 1, "settle": 0.3, "fw_rules": 100000,
-        "strace_phases": ("ka", "cps", "rawcps", "tlsbulk", "rawbulk")}
+        "strace_phases": ("ka", "cps", "rawcps", "tlsbulk", "rawbulk"),
+        "l7_strace_phases": ("l7ka", "l7cps")}
 SMOKE = {"rounds": 1, "routes": 100, "big_routes": 1000,
          "ka": 1, "ka_conns": 20, "lat": 0.3, "cps": 1, "cps_conns": 10,
          "bulk_file_mib": 16, "bulk_reqs": 1,
          "rawcps": 0.3, "rawcps_conns": 10, "rawcps_procs": 2,
          "rawbulk_mib": 32, "rawbulk_reps": 1,
          "idle_conns": 200, "strace": 0.3, "settle": 0, "fw_rules": 10000,
-         "strace_phases": ("rawcps",)}
+         "strace_phases": ("rawcps",), "l7_strace_phases": ("l7cps",)}
 
 
 class Results:
@@ -140,8 +141,10 @@ def run_peer_round(ctx, res, peer, routes, pass_name, rnd, plan, dur, tags=None)
 
 SCENARIOS = {"ka": scenarios.keepalive, "lat": scenarios.latency, "cps": scenarios.tls_cps,
              "tlsbulk": scenarios.tls_bulk, "rawcps": scenarios.raw_cps,
-             "rawbulk": scenarios.raw_bulk, "fwcheck": scenarios.fw_check}
+             "rawbulk": scenarios.raw_bulk, "fwcheck": scenarios.fw_check,
+             "l7ka": scenarios.l7_keepalive, "l7cps": scenarios.l7_cps}
 PLAN_SMALL = ("idle", "ka", "lat", "cps", "tlsbulk", "rawcps", "rawbulk", "after")
+PLAN_L7 = ("l7ka", "l7cps")  # each proxy terminates TLS and proxies HTTP/1.1
 PLAN_BIG = ("cps", "rawcps")
 PLAN_FW = ("rawcps",)  # after fwcheck, which is not optional: it proves the rules are in force
 
@@ -165,19 +168,22 @@ def main():
                     help="skip the firewall pass (mc-proxy with and without CIDR rules)")
     ap.add_argument("--fw-rules", type=int,
                     help="CIDR rules in the firewall pass (default 100,000; --smoke: 10,000)")
+    ap.add_argument("--no-l7", action="store_true",
+                    help="skip the L7 pass (TLS terminated by each proxy, HTTP/1.1 to the backend)")
     ap.add_argument("--only", help="comma list of steps to run, from "
-                    + ",".join(("start",) + PLAN_SMALL + ("addroute", "strace"))
+                    + ",".join(("start",) + PLAN_SMALL + PLAN_L7 + ("addroute", "strace"))
                     + " (start: start-up and fresh memory only)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     a = ap.parse_args()
 
     only = set(a.only.split(",")) if a.only else None
-    steps = set(("start",) + PLAN_SMALL + ("addroute", "strace"))
+    steps = set(("start",) + PLAN_SMALL + PLAN_L7 + ("addroute", "strace"))
     if only and not only <= steps:
         ap.error(f"unknown step in --only: {','.join(sorted(only - steps))}")
     plan_small = [s for s in PLAN_SMALL if only is None or s in only]
     plan_big = [s for s in PLAN_BIG if only is None or s in only]
     plan_fw = ["fwcheck"] + [s for s in PLAN_FW if only is None or s in only]
+    plan_l7 = [s for s in PLAN_L7 if not a.no_l7 and (only is None or s in only)]
     # a pass runs when it has a selected step; every pass measures start-up
     run_start = only is None or "start" in only
     dur = dict(SMOKE if a.smoke else FULL)
@@ -210,7 +216,7 @@ def main():
             sys.exit(f"bench: {tool} missing (bench/deps.sh installs it)")
 
     proc.install_cleanup()
-    ports = {t: a.port_base + i for i, t in enumerate(peers.LIVE)}
+    ports = {t: a.port_base + i for i, t in enumerate(peers.LIVE + ("http",))}
     peer_ports = {n: a.port_base + 10 + i for i, n in enumerate(peers.PEERS)}
     busy = [p for p in list(ports.values()) + list(peer_ports.values()) if not proc.port_free(p)]
     if busy:
@@ -225,7 +231,7 @@ def main():
     hosts = os.path.join(workdir, "hosts")
     with open(hosts, "w") as f:
         f.write("127.0.0.1 localhost\n::1 localhost\n")
-        f.write("".join(f"127.0.0.1 {peers.host(t)}\n" for t in peers.LIVE))
+        f.write("".join(f"127.0.0.1 {peers.host(t)}\n" for t in peers.LIVE + (peers.L7_TARGET,)))
 
     t_start = time.monotonic()
     load_before = load_avg()
@@ -242,7 +248,7 @@ def main():
         env = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "host": machine_info(), "mode": mode, "rounds": dur["rounds"],
                "routes": dur["routes"], "big_routes": dur["big_routes"],
-               "durations": {k: v for k, v in dur.items() if k != "strace_phases"},
+               "durations": {k: v for k, v in dur.items() if not k.endswith("strace_phases")},
                "load_before": load_before, "packages": package_versions(),
                "python": platform.python_version(),
                "versions": {p.name: p.version() for p in plist},
@@ -256,9 +262,21 @@ def main():
 
         small = peers.route_table(dur["routes"], backends.backend_map())
         for rnd in range(1, dur["rounds"] + 1):
+            if not plan_small and not run_start:
+                break  # e.g. --only l7ka: this pass has nothing to measure
             for p in plist:
                 say(f"[{time.monotonic() - t_start:6.1f}s] {dur['routes']} routes, round {rnd}: {p.name}")
                 run_peer_round(ctx, res, p, small, str(dur["routes"]), rnd, plan_small, dur)
+        l7peers = [p for p in plist if p.l7_capable]
+        if not a.no_l7 and (plan_l7 or run_start):
+            for rnd in range(1, dur["rounds"] + 1):
+                for p in l7peers:
+                    say(f"[{time.monotonic() - t_start:6.1f}s] L7, round {rnd}: {p.name}")
+                    p.l7 = True
+                    try:
+                        run_peer_round(ctx, res, p, (), "l7", rnd, plan_l7, dur)
+                    finally:
+                        p.l7 = False
         if not a.no_big and (plan_big or run_start):
             bigt = peers.route_table(dur["big_routes"], backends.backend_map())
             for rnd in range(1, dur["rounds"] + 1):
@@ -285,10 +303,22 @@ def main():
                   ["mc-proxy"] if a.smoke else [p.name for p in plist if p.name != "direct"])
         targets = [p for p in plist if p.name in wanted and p.name != "direct"
                    and (only is None or "strace" in only)]
-        if targets:
-            for p in targets:
+        # with --only naming load steps, strace counts those steps alone
+        named = only and only & set(dur["strace_phases"] + dur["l7_strace_phases"])
+        l4_phases = [s for s in dur["strace_phases"] if not named or s in only]
+        l7_phases = [s for s in dur["l7_strace_phases"]
+                     if not a.no_l7 and (not named or s in only)]
+        for p in targets:
+            if l4_phases:
                 say(f"[{time.monotonic() - t_start:6.1f}s] strace: {p.name}")
-                run_strace(ctx, res, p, small, dur)
+                run_strace(ctx, res, p, small, l4_phases)
+            if l7_phases and p.l7_capable:
+                say(f"[{time.monotonic() - t_start:6.1f}s] strace, L7: {p.name}")
+                p.l7 = True
+                try:
+                    run_strace(ctx, res, p, (), l7_phases)
+                finally:
+                    p.l7 = False
         res.add(scenario="end", load_after=load_avg(), wall_s=time.monotonic() - t_start)
     finally:
         if backends:
@@ -327,7 +357,7 @@ def run_fw_pass(ctx, res, mc, routes, plan, dur, t_start):
                 mc.fw_cidrs, mc.restart_without_rules = (), False
 
 
-def run_strace(ctx, res, peer, routes, dur):
+def run_strace(ctx, res, peer, routes, phases):
     base = {"pass": "strace", "round": 1, "peer": peer.name}
     try:
         peer.start(routes, "strace")
@@ -335,7 +365,7 @@ def run_strace(ctx, res, peer, routes, dur):
         res.add(**base, scenario="strace", error=str(e))
         return
     try:
-        for phase in dur["strace_phases"]:
+        for phase in phases:
             try:
                 r = scenarios.strace_phase(ctx, peer, phase)
                 res.add(**base, scenario="strace", **r)

@@ -8,6 +8,10 @@ Live targets (hostname -> backend):
   raw   nginx stream: ssl_preread, then a fixed reply and close
   bulk  python: sendfile a fixed number of bytes, then close
   idle  python: write one byte, hold the connection
+
+The L7 pass (each proxy terminates TLS with the same certificate and
+speaks HTTP/1.1 to a plain-HTTP backend) has one route, L7_TARGET, served
+by the backend nginx's plain-HTTP server on the "http" port.
 """
 
 import ipaddress
@@ -15,6 +19,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import subprocess
 import time
 
@@ -23,6 +28,7 @@ from .proc import Notify, Proc, comm, cpu_ns
 
 DOMAIN = "bench.test"
 LIVE = ("tls", "raw", "bulk", "idle")
+L7_TARGET = "l7"  # the L7 pass's one route; its backend is the plain-HTTP port "http"
 RAW_REPLY = "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"
 BODY = "x" * 63 + "\n"  # 64 B response body for the keep-alive scenarios
 DEAD_BACKEND = "127.0.0.1:9"  # nothing listens there; filler routes only
@@ -141,6 +147,42 @@ def is_reset(addr, sni, source, timeout=1.0):
     return False  # a byte or an orderly close: not a block
 
 
+def can_get(addr, sni, timeout=1.0):
+    """True if GET / over TLS (SNI sni, certificate not checked) at addr
+    answers 200 with the benchmark's body: an L7 route works end to end."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection(addr, timeout=timeout) as raw, \
+                ctx.wrap_socket(raw, server_hostname=sni) as s:
+            s.sendall(f"GET / HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            return data.startswith(b"HTTP/1.1 200") and data.endswith(BODY.encode())
+    except (OSError, ssl.SSLError):
+        return False
+
+
+def wait_ready(peer, proc, timeout):
+    """Poll until peer serves (raw.<domain> routed; in L7 mode, GET / over
+    TLS through its L7 route). Returns seconds waited or None."""
+    if not peer.l7:
+        return wait_routed(peer.addr("raw"), proc, timeout)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc is not None and not proc.alive():
+            return None
+        if can_get(peer.addr(L7_TARGET), host(L7_TARGET), timeout=0.5):
+            return time.monotonic() - t0
+        time.sleep(0.005)
+    return None
+
+
 def wait_routed(addr, proc, timeout):
     """Poll until raw.<domain> is routed through addr. Returns seconds waited or None."""
     t0 = time.monotonic()
@@ -172,9 +214,15 @@ class Backends:
     def backend_map(self):
         return {t: f"127.0.0.1:{self.ports[t]}" for t in LIVE}
 
+    def http_backend(self):
+        """The plain-HTTP backend of the L7 pass, host:port."""
+        return f"127.0.0.1:{self.ports['http']}"
+
     def start(self, big_file):
         w = self.workdir
         crt, key = make_cert(w)
+        # the L7 proxies terminate TLS with this same certificate (SAN *.bench.test)
+        self.cert, self.key = crt, key
         conf = os.path.join(w, "backend-nginx.conf")
         with open(conf, "w") as f:
             f.write(f"""# TLS backend and raw-reply backend for the benchmark.
@@ -207,6 +255,11 @@ http {{
         location = / {{ return 200 "{BODY[:-1]}\\n"; }}
         location = /big {{ alias {big_file}; }}
     }}
+    server {{
+        listen 127.0.0.1:{self.ports['http']} reuseport;
+        default_type text/plain;
+        location = / {{ return 200 "{BODY[:-1]}\\n"; }}
+    }}
 }}
 stream {{
     server {{
@@ -227,7 +280,7 @@ stream {{
         self.procs = [self.nginx, self.bulk, self.hold]
         if wait_routed(self.addr("raw"), self.nginx, 10) is None:
             raise RuntimeError(f"backend nginx did not start, see {w}/backend-nginx.err")
-        for t in ("bulk", "idle", "tls"):
+        for t in ("bulk", "idle", "tls", "http"):
             _wait_port(self.addr(t), 10)
 
     def pids(self):
@@ -255,11 +308,14 @@ class Peer:
     name = "?"
     stop_signal = signal.SIGTERM
     worker_comm = None  # /proc/PID/comm of its worker processes, where it has them
+    l7_capable = True  # has an L7 (TLS-terminating HTTP/1.1) configuration
 
     def __init__(self, workdir, port):
         self.workdir = workdir
         self.port = port
         self.proc = None
+        self.l7 = False  # the next start terminates TLS and proxies HTTP/1.1 (L7 pass)
+        self.backends = None  # set by make_peer: the L7 configs need the cert and backend
 
     def addr(self, target):
         return ("127.0.0.1", self.port)
@@ -280,7 +336,7 @@ class Peer:
         conf = self.write_config(routes, tag)
         t0 = time.monotonic()
         self.proc = Proc(self.name, self.argv(conf), f"{self.workdir}/{self.name}-{tag}.log")
-        waited = wait_routed(self.addr("raw"), self.proc, 60)
+        waited = wait_ready(self, self.proc, 60)
         if waited is None:
             self.stop()
             raise RuntimeError(f"{self.name} did not start routing ({self.workdir}/{self.name}-{tag}.log)")
@@ -305,7 +361,8 @@ class Direct(Peer):
         self.backends = backends
 
     def addr(self, target):
-        return self.backends.addr(target)
+        # L7 pass: the TLS backend serves the same body itself
+        return self.backends.addr("tls" if target == L7_TARGET else target)
 
     def start(self, routes, tag):
         return {}
@@ -325,11 +382,13 @@ class HAProxy(Peer):
         w = self.workdir
         mapf = f"{w}/{self.name}-{tag}.map"
         conf = f"{w}/{self.name}-{tag}.cfg"
+        lines = ["global", "    nbthread 2", "    maxconn 9000",
+                 "    user nobody", "    group nogroup"]
+        if self.l7:
+            return self._write_l7(conf, lines)
         with open(mapf, "w") as f:
             for i, (h, _) in enumerate(routes):
                 f.write(f"{h} b{i}\n")
-        lines = ["global", "    nbthread 2", "    maxconn 9000",
-                 "    user nobody", "    group nogroup"]
         if self.splice:
             lines.append("    maxpipes 500")
         lines += ["defaults", "    mode tcp", "    timeout connect 5s",
@@ -346,6 +405,30 @@ class HAProxy(Peer):
             f.write("\n".join(lines) + "\n")
         return conf
 
+    def _write_l7(self, conf, lines):
+        """mode http: TLS terminated on the bind line, the same forwarding
+        headers as mc-proxy sets, idle backend connections shared by every
+        client connection (http-reuse always: the first request of a client
+        connection may reuse one too)."""
+        pem = f"{self.workdir}/{self.name}-l7.pem"  # haproxy wants chain and key in one file
+        with open(pem, "w") as f:
+            for part in (self.backends.cert, self.backends.key):
+                with open(part) as src:
+                    f.write(src.read())
+        os.chmod(pem, 0o600)
+        lines += ["defaults", "    mode http", "    option http-keep-alive",
+                  "    http-reuse always", "    timeout connect 5s", "    timeout client 300s",
+                  "    timeout server 300s", "    timeout http-keep-alive 300s",
+                  "frontend fe", f"    bind 127.0.0.1:{self.port} ssl crt {pem} alpn http/1.1",
+                  "    option forwardfor",
+                  "    http-request set-header X-Real-IP %[src]",
+                  "    http-request set-header X-Forwarded-Proto https",
+                  "    default_backend be",
+                  "backend be", f"    server s {self.backends.http_backend()}"]
+        with open(conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return conf
+
     def argv(self, conf):
         return ["haproxy", "-db", "-f", conf]
 
@@ -356,6 +439,7 @@ class HAProxy(Peer):
 class HAProxySplice(HAProxy):
     name = "haproxy-splice"
     splice = True
+    l7_capable = False  # the same as haproxy once TLS is terminated
 
 
 class Nginx(Peer):
@@ -373,12 +457,16 @@ worker_processes 2;
 worker_rlimit_nofile 20000;
 pid {w}/{self.name}.pid;
 error_log {w}/{self.name}-{tag}.err warn;
-load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-events {{ worker_connections 12000; }}
-stream {{
+""")
+            if self.l7:
+                self._write_l7(f)
+                return conf
+            f.write("""load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+events { worker_connections 12000; }
+stream {
     map_hash_max_size 65536;
     map_hash_bucket_size 128;
-    map $ssl_preread_server_name $backend {{
+    map $ssl_preread_server_name $backend {
         hostnames;
 """)
             for h, b in routes:
@@ -395,6 +483,45 @@ stream {{
 }}
 """)
         return conf
+
+    def _write_l7(self, f):
+        """http + proxy_pass: TLS terminated by the server, the same
+        forwarding headers as mc-proxy sets, an upstream keepalive pool
+        shared by every client connection."""
+        w = self.workdir
+        f.write(f"""events {{ worker_connections 12000; }}
+http {{
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    client_body_temp_path {w}/tmp-body;
+    proxy_temp_path {w}/tmp-proxy;
+    fastcgi_temp_path {w}/tmp-fastcgi;
+    uwsgi_temp_path {w}/tmp-uwsgi;
+    scgi_temp_path {w}/tmp-scgi;
+    upstream be {{
+        server {self.backends.http_backend()};
+        keepalive 128;
+        keepalive_requests 100000000;
+    }}
+    server {{
+        listen 127.0.0.1:{self.port} ssl reuseport;
+        server_name {host(L7_TARGET)};
+        ssl_certificate {self.backends.cert};
+        ssl_certificate_key {self.backends.key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {{
+            proxy_pass http://be;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_set_header X-Forwarded-Proto https;
+            proxy_connect_timeout 5s;
+        }}
+    }}
+}}
+""")
 
     def argv(self, conf):
         return ["nginx", "-e", f"{self.workdir}/{self.name}.err", "-p", self.workdir, "-c", conf]
@@ -459,6 +586,13 @@ class McProxy(Peer):
         if cidrs:
             lines += ["firewall:", "  blocked_cidrs:"] + [f'    - "{c}"' for c in cidrs]
         lines += ["listeners:", f'  - addr: "127.0.0.1:{self.port}"', "    routes:"]
+        if self.l7:
+            # its one route; the backend connection is kept per client connection
+            # (mc-proxy has no pool shared between client connections yet)
+            lines.append(f'      - {{hostname: {host(L7_TARGET)}, backend:'
+                         f' "{self.backends.http_backend()}", mode: l7,'
+                         f' tls_cert: {self.backends.cert}, tls_key: {self.backends.key}}}')
+            routes = ()
         for h, b in routes:
             lines.append(f'      - {{hostname: {h}, backend: "{b}"}}')
         with open(conf, "w") as f:
@@ -496,7 +630,7 @@ class McProxy(Peer):
         ready = time.monotonic() - t0
         cpu = self._ready_cpu()
         # READY=1 promises every worker accepts; check that a route works
-        if wait_routed(self.addr("raw"), self.proc, 10) is None:
+        if wait_ready(self, self.proc, 10) is None:
             self.stop()
             raise RuntimeError(f"mc-proxy is READY but does not route (see {log})")
         return dict({"startup_s": time.monotonic() - t0, "ready_s": ready}, **cpu)
@@ -527,6 +661,12 @@ DEFAULT_PEERS = ("direct", "haproxy", "nginx", "mc-proxy")
 
 
 def make_peer(name, workdir, port, backends, mcproxy, mcproxyctl, mcproxy_b=None):
+    p = _new_peer(name, workdir, port, backends, mcproxy, mcproxyctl, mcproxy_b)
+    p.backends = backends
+    return p
+
+
+def _new_peer(name, workdir, port, backends, mcproxy, mcproxyctl, mcproxy_b):
     if name == "direct":
         return Direct(workdir, backends)
     if name == "haproxy":

@@ -73,13 +73,13 @@ def parse_wrk(out):
     return r
 
 
-def _wrk(ctx, peer, name, conns, secs, close):
-    port = peer.addr("tls")[1]
+def _wrk(ctx, peer, name, conns, secs, close, target="tls"):
+    port = peer.addr(target)[1]
     secs = max(1, int(round(secs)))  # wrk takes whole seconds
     argv = ["wrk", "-t2", f"-c{conns}", f"-d{secs}s", "--latency", "--timeout", "2s"]
     if close:
         argv += ["-H", "Connection: close"]
-    argv.append(f"https://{host('tls')}:{port}/")
+    argv.append(f"https://{host(target)}:{port}/")
     with measure(ctx, peer) as m:
         rc, out, client_cpu, _ = run(name, with_hosts(ctx, argv), ctx.log(f"{name}-{peer.name}"),
                                      timeout=secs + 15)
@@ -122,6 +122,32 @@ def tls_cps(ctx, peer):
     n = r["count"]
     return {"conn_s": r["rate"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
             "proxy_us": m.cpu_s["proxy"] / n * 1e6,
+            "all_us": (m.cpu_s["proxy"] + m.cpu_s["backend"] + ccpu) / n * 1e6,
+            "errors": r["errors"], "steal_pct": m.steal_pct}
+
+
+def l7_keepalive(ctx, peer):
+    """L7: keep-alive small requests, TLS terminated by the proxy, HTTP/1.1
+    to the plain-HTTP backend (direct: the TLS backend serves them itself)."""
+    r, m, ccpu = _wrk(ctx, peer, "l7ka", ctx.dur["ka_conns"], ctx.dur["ka"], close=False,
+                      target=peers.L7_TARGET)
+    n = r["count"]
+    return {"req_s": r["rate"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
+            "proxy_us": m.cpu_s["proxy"] / n * 1e6,
+            "backend_us": m.cpu_s["backend"] / n * 1e6,
+            "all_us": (m.cpu_s["proxy"] + m.cpu_s["backend"] + ccpu) / n * 1e6,
+            "errors": r["errors"], "steal_pct": m.steal_pct}
+
+
+def l7_cps(ctx, peer):
+    """L7: a new TLS connection per request (`Connection: close`), full
+    handshake with the proxy; the backend side as each proxy keeps it."""
+    r, m, ccpu = _wrk(ctx, peer, "l7cps", ctx.dur["cps_conns"], ctx.dur["cps"], close=True,
+                      target=peers.L7_TARGET)
+    n = r["count"]
+    return {"conn_s": r["rate"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"],
+            "proxy_us": m.cpu_s["proxy"] / n * 1e6,
+            "backend_us": m.cpu_s["backend"] / n * 1e6,
             "all_us": (m.cpu_s["proxy"] + m.cpu_s["backend"] + ccpu) / n * 1e6,
             "errors": r["errors"], "steal_pct": m.steal_pct}
 
@@ -367,6 +393,10 @@ def strace_phase(ctx, peer, phase):
         elif phase == "cps":
             r, _, _ = _wrk(ctx, peer, "cps-strace", 10, ctx.dur["strace"], close=True)
             unit, n = "conn", r["count"]
+        elif phase in ("l7ka", "l7cps"):  # the peer runs in L7 mode
+            r, _, _ = _wrk(ctx, peer, f"{phase}-strace", 10, ctx.dur["strace"],
+                           close=phase == "l7cps", target=peers.L7_TARGET)
+            unit, n = "req" if phase == "l7ka" else "conn", r["count"]
         elif phase == "rawcps":
             h, port = peer.addr("raw")
             rc, o, _, _ = run("rawcps", [PY, CLIENTS, "rawcps", "--host", h, "--port", str(port),

@@ -113,7 +113,7 @@ class Data:
         out = []
         for r in self.rows:
             p = r.get("pass")
-            if p and p not in ("strace", "admin", "fw") and p not in out:
+            if p and p not in ("strace", "admin", "fw", "l7") and p not in out:
                 out.append(p)
         return out
 
@@ -148,6 +148,10 @@ TITLES = {
     "tlsbulk": "c. bulk TLS download through the proxy (1 conn, h2load, {bulk_reqs}x{bulk_file_mib} MiB)",
     "rawcps": "TCP-level connections/s (ClientHello -> fixed reply -> close, no crypto, {rawcps_conns} conns)",
     "rawbulk": "TCP-level bulk (backend sendfile, no crypto, 1 conn, {rawbulk_reps}x{rawbulk_mib} MiB)",
+    "l7ka": "L7 keep-alive requests/s (TLS terminated by the proxy, HTTP/1.1 to a plain backend;"
+            " {ka_conns} conns, 2 wrk threads, 64 B body; saturated)",
+    "l7cps": "L7 new TLS connections/s (full handshake with the proxy, 1 req/conn,"
+             " `Connection: close`, {cps_conns} conns, wrk)",
 }
 
 
@@ -185,6 +189,34 @@ def scenario_tables(d, pas):
             if lat:
                 out.append(lat)
     return out
+
+
+def l7_tables(d):
+    """The L7 pass: each proxy terminates TLS itself; direct = the TLS backend."""
+    pas = "l7"
+    out = []
+    tail = ["x direct", "spread", "errors"]
+    for scen, rate_h, rate_k, unit in (("l7ka", "req/s", "req_s", "req"),
+                                       ("l7cps", "conn/s", "conn_s", "conn")):
+        cols = [("p50 ms", "p50_ms", 1), ("p99 ms", "p99_ms", 1),
+                (f"proxy CPU us/{unit}", "proxy_us", 1),
+                (f"backend CPU us/{unit}", "backend_us", 1), (f"all CPU us/{unit}", "all_us", 1)]
+        rows = _rate_table(d, pas, scen, rate_k, cols)
+        if rows:
+            out.append(f"#### {_title(d, scen)}\n\n" +
+                       table(["peer", rate_h] + [c[0] for c in cols] + tail, rows))
+    t = memory_table(d, pas)
+    if t:
+        out.append(t)
+    if not out:
+        return []
+    return ["### L7 HTTP/1.1: TLS terminated by each proxy (same ECDSA P-256 certificate),"
+            " plain HTTP/1.1 to an nginx backend\n\n"
+            "`direct` = the client against the TLS backend itself (no proxy, no second hop). "
+            "Backend connections: nginx `keepalive` upstream pool and HAProxy `http-reuse "
+            "always` share idle ones between client connections; mc-proxy keeps one per "
+            "client connection (no shared pool yet), so with `Connection: close` it connects "
+            "to the backend once per request."] + out
 
 
 def latency_table(d, pas):
@@ -240,7 +272,8 @@ def memory_table(d, pas):
                      cell([r["stop_s"] for r in stop]) if stop else "-"])
     if not rows:
         return ""
-    what = "with the admin process" if pas == "admin" else f"{pas} routes"
+    what = ("with the admin process" if pas == "admin" else "L7 pass, 1 route" if pas == "l7"
+            else f"{pas} routes")
     return (f"#### Proxy start-up, memory and stop ({what})\n\n"
             "start-up = from exec until a ClientHello for the last route is relayed; "
             "READY = mc-proxy's READY=1 on $NOTIFY_SOCKET; mc-proxy's start-up and READY "
@@ -404,7 +437,7 @@ def headline(d, pas):
     """One row per scenario, one column per peer."""
     peers = d.peers
 
-    def col(scen, key, ratio=True, scale=1.0):
+    def col(scen, key, ratio=True, scale=1.0, pas=pas):
         out = []
         for p in peers:
             v = [x * scale for x in d.vals(pas, scen, p, key) if x is not None]
@@ -453,6 +486,10 @@ def headline(d, pas):
         ["raw: proxy CPU s per GB"] + col("rawbulk", "proxy_s_gb", False),
         ["raw TCP conn/s"] + col("rawcps", "conn_s"),
         ["raw: proxy CPU us per connection"] + col("rawcps", "proxy_us", False),
+        ["L7 keep-alive req/s"] + col("l7ka", "req_s", pas="l7"),
+        ["L7: proxy CPU us per request"] + col("l7ka", "proxy_us", False, pas="l7"),
+        ["L7 new TLS conn/s (1 req each)"] + col("l7cps", "conn_s", pas="l7"),
+        ["L7: proxy CPU us per TLS connection"] + col("l7cps", "proxy_us", False, pas="l7"),
         ["d idle RSS / PSS KiB, fresh"] + pair("start", "rss_kib", "pss_kib"),
         ["d: RSS / PSS KiB with idle conns"] + pair("idle", "rss_kib", "pss_kib"),
         ["d: PSS KiB per idle conn (vs fresh)"] + col("idle", "pss_per_conn", False),
@@ -536,6 +573,7 @@ def render(rows):
         for t in (idle_table(d, pas), memory_table(d, pas)):
             if t:
                 parts.append(t)
+    parts += l7_tables(d)
     if len(passes) > 1:
         t = size_effect(d, passes[0], passes[1])
         if t:
