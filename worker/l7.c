@@ -334,7 +334,9 @@ static int l7_up_read(struct conn *c)
     struct l7 *l = c->l7;
     bool moved = false;
 
-    while (l7_want_client_bytes(l)) {
+    /* the socket raised an edge since OpenSSL last drained it, or OpenSSL
+     * holds bytes it read ahead: else a read would only see EAGAIN */
+    while ((c->up.src_ready || SSL_has_pending(l->ssl)) && l7_want_client_bytes(l)) {
         int n = SSL_read(l->ssl, l->in.p + l->in.len, (int)(l->in.cap - l->in.len));
         if (n > 0) {
             l->in.len += (size_t)n;
@@ -343,6 +345,7 @@ static int l7_up_read(struct conn *c)
         }
         switch (SSL_get_error(l->ssl, n)) {
         case SSL_ERROR_WANT_READ:
+            c->up.src_ready = false;
             return moved;
         case SSL_ERROR_WANT_WRITE:
             l->want_write = true;
@@ -531,6 +534,7 @@ static void l7_handshake(struct conn *c)
         return;
     }
     l->handshaken = true;
+    c->up.src_ready = true; /* a request may have come with the Finished message */
     http1_request_init(&l->req, l->req_fields, L7_FIELDS);
     loop_timer_set(c->w->loop, &c->timer, c->w->settings.idle_timeout_ms);
     l7_run(c);
