@@ -439,8 +439,8 @@ def keepalive_handler(on_request=None, proxy_header=False):
     "conn=N" (N: this backend connection's number, from 0), keeping the
     connection, until EOF, which it records in backend.results as
     ("eof", N). on_request(n, i, head, backend) runs before the i-th
-    answer on connection n: False closes without answering, "close"
-    closes after it. proxy_header: a PROXY v2 header comes first, its
+    answer on connection n: False closes without answering, an Event
+    closes once it is set, after answering. proxy_header: a PROXY v2 header comes first, its
     source port recorded as ("proxy", N, port)."""
     numbers = itertools.count()
 
@@ -483,8 +483,8 @@ def keepalive_handler(on_request=None, proxy_header=False):
                 return
             body = b"conn=%d\n" % n
             sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-            if what == "close":
-                backend.results.append(("closed", n))
+            if isinstance(what, threading.Event):
+                what.wait(30)
                 return
     return handler
 
@@ -560,17 +560,20 @@ def the_pool_keeps_at_most_16_idle_connections_per_backend():
 
 @test
 def a_backend_closing_idle_pooled_connections_fails_no_request():
-    port = []
+    closes = [threading.Event() for _ in range(3)]
     with mctest.TempDir() as tmp, mctest.RawBackend(keepalive_handler(
-            lambda n, i, head, be: "close")) as be:
+            lambda n, i, head, be: closes[n])) as be:
         cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
-        port.append(int(be.addr.rsplit(":", 1)[1]))
+        port = int(be.addr.rsplit(":", 1)[1])
         with server(cs, be.addr, workers=1) as srv:
             for k in range(3):
                 status, body, _ = get(srv, cs, "/")
                 assert (status, body) == (200, b"conn=%d\n" % k), (status, body)
-                # the worker sees the close while pooled, well before its idle timeout
-                mctest.wait_until(lambda: not worker_backend_sockets(srv, port[0]), 3,
+                # answered, so pooled: the backend closes it now, and the worker
+                # sees that well before the pool's idle timeout
+                assert worker_backend_sockets(srv, port)
+                closes[k].set()
+                mctest.wait_until(lambda: not worker_backend_sockets(srv, port), 3,
                                   what="the pooled connection closed")
             assert be.accepted == 3, be.accepted
 
