@@ -12,8 +12,8 @@
  *            X-Forwarded-Proto set) and sent with its body, streamed
  *   RESPONSE a head within response_timeout (else 504), rewritten the
  *            same way, its body streamed; then the next request on the
- *            same connection (keep-alive), the backend connection kept
- *            for it when both sides allow
+ *            same connection (keep-alive), the backend connection to
+ *            the worker's pool (l7_pool.c) when it can serve another
  *   TUNNEL   after a 101 to a WebSocket upgrade, bytes both ways as is
  *
  * Four buffers per connection, each allocated on first use and bounded
