@@ -9,6 +9,7 @@ import http.client
 import http.server
 import itertools
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -611,6 +612,23 @@ def idle_pooled_connections_are_closed_after_a_few_seconds():
             mctest.wait_until(lambda: eofs(be), 20, what="the idle connection closed")
             assert time.monotonic() - t0 >= 3.0, time.monotonic() - t0
             assert srv.running()
+
+
+@test
+def drain_closes_pooled_connections_at_once():
+    with mctest.TempDir() as tmp, mctest.RawBackend(keepalive_handler()) as be:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        with server(cs, be.addr, workers=1,
+                    proxy={"shutdown_timeout": "20s", "idle_timeout": "30s"}) as srv:
+            assert get(srv, cs, "/")[:2] == (200, b"conn=0\n")
+            held = https(srv, cs)  # an idle client keeps the worker draining
+            held.connect()
+            srv.send_signal(signal.SIGTERM)
+            # not the pool's idle timeout: the drain closed it
+            mctest.wait_until(lambda: eofs(be), 3, what="the pooled connection closed")
+            assert srv.running(), "exited with a client connection open"
+            held.close()
+            assert srv.wait_exit(10) == 0
 
 
 @test
