@@ -12,8 +12,8 @@
  *            X-Forwarded-Proto set) and sent with its body, streamed
  *   RESPONSE a head within response_timeout (else 504), rewritten the
  *            same way, its body streamed; then the next request on the
- *            same connection (keep-alive), the backend connection kept
- *            for it when both sides allow
+ *            same connection (keep-alive), the backend connection to
+ *            the worker's pool (l7_pool.c) when it can serve another
  *   TUNNEL   after a 101 to a WebSocket upgrade, bytes both ways as is
  *
  * Four buffers per connection, each allocated on first use and bounded
@@ -113,6 +113,12 @@ static void l7_answer(struct conn *c, unsigned status)
     loop_timer_set(c->w->loop, &c->timer, c->w->settings.idle_timeout_ms);
 }
 
+static bool l7_idempotent(enum http1_method m)
+{
+    return m == HTTP1_METHOD_GET || m == HTTP1_METHOD_HEAD || m == HTTP1_METHOD_PUT ||
+           m == HTTP1_METHOD_DELETE || m == HTTP1_METHOD_OPTIONS || m == HTTP1_METHOD_TRACE;
+}
+
 /* A complete request head: check it, then pass it on. */
 static void l7_request(struct conn *c)
 {
@@ -155,6 +161,8 @@ static void l7_request(struct conn *c)
     l->rs = RS_HEAD;
     l->req_bytes = h->len;
     l7_buf_consume(&l->in, h->len);
+    /* one that can go again if a reused connection turns out dead (RFC 9110 9.2.2) */
+    l->replay = l->reused && l->rq == RQ_DONE && l7_idempotent(h->method_id);
     l->t_sent = loop_now(c->w->loop);
     loop_timer_set(c->w->loop, &c->timer, c->w->settings.response_timeout_ms);
 }
@@ -403,13 +411,11 @@ static void l7_exchange_done(struct conn *c)
     struct l7 *l = c->l7;
 
     l7_log_request(c);
+    l7_backend_release(c);
     if (!l->keep || l->rq != RQ_DONE || l->close_after) {
         l->close_after = true;
         return;
     }
-    /* the backend connection serves the next request if it said it would */
-    if (!l->resp.keep_alive || l->bin.len > 0 || l->backend_eof || l->bout.len > 0)
-        l7_backend_close(c);
     l->rq = RQ_HEAD;
     l->rs = RS_IDLE;
     http1_request_init(&l->req, l->req_fields, L7_FIELDS);
@@ -425,6 +431,9 @@ static void l7_lost_backend(struct conn *c, bool connect)
         atomic_fetch_add_explicit(&c->w->slot->refused[REASON_BACKEND_CONNECT_FAILED], 1,
                                   memory_order_relaxed);
     if (l->rs == RS_HEAD) {
+        /* a reused connection the backend had closed, and nothing of an answer yet */
+        if (!connect && l->replay && l->bin.len == 0 && l7_backend_retry(c, l7_on_backend))
+            return;
         l7_answer(c, 502);
         return;
     }
@@ -553,6 +562,8 @@ static void l7_on_backend(struct ev *ev, uint32_t events)
     struct conn *c = ev->data;
     struct l7 *l = c->l7;
 
+    if (c->state != CS_L7)
+        return; /* closed earlier in this loop iteration */
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         l->bready = true;
     if (l->connecting) {

@@ -1,7 +1,8 @@
 /*
  * The parts of an L7 connection (l7.c) that its helper files share:
  * l7_buf.c (the bounded buffers), l7_head.c (what a head becomes when it
- * is passed on), l7_backend.c (the backend connection, plain or TLS).
+ * is passed on), l7_backend.c (the backend connection, plain or TLS),
+ * l7_pool.c (the worker's idle backend connections).
  */
 #ifndef MC_L7_H
 #define MC_L7_H
@@ -41,6 +42,8 @@ struct l7 {
     bool close_after; /* close once everything for the client is written */
     bool tunnel;      /* after a WebSocket 101: bytes both ways as they are */
     bool keep;        /* this exchange leaves both connections reusable */
+    bool reused;      /* the backend connection served an earlier request */
+    bool replay;      /* ... and bout keeps the request whole, to retry it on a new one */
     struct l7_buf in, bout, bin, cout;
     struct http1_head req, resp;
     struct http1_field req_fields[L7_FIELDS], resp_fields[L7_FIELDS];
@@ -74,14 +77,27 @@ bool l7_head_request(struct conn *c, const uint8_t *buf);
 bool l7_head_response(struct conn *c);
 
 /* l7_backend.c */
-/* A backend connection for the request unless the last one is still
- * open; cb gets its events. false when it cannot be started. */
+/* A backend connection for the request: the one kept for this client, an
+ * idle one from the pool, or a new one; cb gets its events. false when
+ * it cannot be started. */
 bool l7_backend_connect(struct conn *c, ev_fn *cb);
+/* The request in bout again, on a new connection. */
+bool l7_backend_retry(struct conn *c, ev_fn *cb);
+/* The exchange is over: the connection to the pool, kept, or closed. */
+void l7_backend_release(struct conn *c);
+/* backend_tls: the name the backend's handshake carries ("" for none). */
+const char *l7_backend_sni(const struct conn *c);
 /* Connected: a PROXY header and TLS where the route wants them. */
 bool l7_backend_connected(struct conn *c);
 /* Moves bout to the backend and the backend's bytes into bin: 1 when
  * something moved, 0 when nothing could, -1 when the backend failed. */
 int l7_backend_io(struct conn *c);
 void l7_backend_close(struct conn *c);
+
+/* l7_pool.c */
+/* c's backend connection, reusable, into the pool (or closed when draining). */
+void l7_pool_put(struct conn *c);
+/* An idle connection to c's backend into c->bev and bssl; false when none. */
+bool l7_pool_take(struct conn *c, ev_fn *cb);
 
 #endif

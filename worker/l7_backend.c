@@ -12,7 +12,8 @@
 #include "log.h"
 #include "proxy_proto.h"
 
-void l7_backend_close(struct conn *c)
+/* The socket and its TLS only: what was to be sent stays. */
+static void l7_backend_close_socket(struct conn *c)
 {
     struct l7 *l = c->l7;
 
@@ -26,7 +27,21 @@ void l7_backend_close(struct conn *c)
     l->connecting = false;
     l->backend_eof = l->backend_shut = false;
     l->bin.len = 0;
+}
+
+void l7_backend_close(struct conn *c)
+{
+    struct l7 *l = c->l7;
+
+    l7_backend_close_socket(c);
     l->bout.len = l->bout.off = 0;
+    l->replay = false;
+}
+
+const char *l7_backend_sni(const struct conn *c)
+{
+    const char *name = c->route->hostname[0] == '*' ? c->sni : c->route->hostname;
+    return name != NULL ? name : "";
 }
 
 /* send_proxy_protocol: the v2 header for this client into hdr; its length, or 0. */
@@ -66,15 +81,13 @@ static bool l7_backend_send_proxy_header(struct conn *c)
     return n > 0 && send(c->bev.fd, hdr, n, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)n;
 }
 
-/* A backend connection for the request, unless the last one is still good. */
-bool l7_backend_connect(struct conn *c, ev_fn *cb)
+/* A new connection to the route's backend. */
+static bool l7_backend_open(struct conn *c, ev_fn *cb)
 {
     struct l7 *l = c->l7;
     const struct mc_addr *to = &c->route->backend_addr;
     int one = 1;
 
-    if (c->bev.fd >= 0)
-        return true;
     int fd = socket(to->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return false;
@@ -90,6 +103,48 @@ bool l7_backend_connect(struct conn *c, ev_fn *cb)
         return false;
     return !c->route->send_proxy_protocol || c->route->backend_tls ||
            l7_backend_put_proxy_header(c);
+}
+
+/* The connection this client used last (a PROXY route's, kept for it),
+ * an idle one from the pool, or a new one. */
+bool l7_backend_connect(struct conn *c, ev_fn *cb)
+{
+    struct l7 *l = c->l7;
+
+    l->reused = c->bev.fd >= 0 || (!c->route->send_proxy_protocol && l7_pool_take(c, cb));
+    if (l->reused)
+        l->bready = true; /* it may have said something while it waited */
+    return l->reused || l7_backend_open(c, cb);
+}
+
+/* An idle connection that proved dead before any response byte: the
+ * request, kept whole in bout (l->replay), goes once more on a new one. */
+bool l7_backend_retry(struct conn *c, ev_fn *cb)
+{
+    struct l7 *l = c->l7;
+
+    log_debug("idle connection to %s was closed: request sent again", c->route->backend);
+    l7_backend_close_socket(c);
+    l->bout.off = 0;
+    l->replay = l->reused = false;
+    return l7_backend_open(c, cb);
+}
+
+/* The exchange is over: a connection fit for another request goes to the
+ * pool, or stays for this client when a PROXY header names it; else it
+ * is closed. */
+void l7_backend_release(struct conn *c)
+{
+    struct l7 *l = c->l7;
+    bool reusable = c->bev.fd >= 0 && !l->connecting && !l->tunnel && l->rs == RS_DONE &&
+                    l->resp.keep_alive && l->resp.body != HTTP1_BODY_CLOSE && l->rq == RQ_DONE &&
+                    l->bout.len == 0 && l->bin.len == 0 && !l->backend_eof &&
+                    (l->bssl == NULL || l->bhandshaken);
+
+    if (!reusable)
+        l7_backend_close(c);
+    else if (!c->route->send_proxy_protocol)
+        l7_pool_put(c);
 }
 
 /*
@@ -116,9 +171,9 @@ static SSL *l7_backend_ssl(struct conn *c)
         log_warn("backend_tls: backend certificates are not verified");
     }
     SSL *ssl = SSL_new(ctx);
-    const char *name = c->route->hostname[0] == '*' ? c->sni : c->route->hostname;
+    const char *name = l7_backend_sni(c);
     if (ssl == NULL || SSL_set_fd(ssl, c->bev.fd) != 1 ||
-        (name != NULL && SSL_set_tlsext_host_name(ssl, name) != 1)) {
+        (name[0] != '\0' && SSL_set_tlsext_host_name(ssl, name) != 1)) {
         SSL_free(ssl);
         ERR_clear_error();
         return NULL;
@@ -208,7 +263,7 @@ int l7_backend_io(struct conn *c)
         atomic_fetch_add_explicit(&c->w->slot->bytes_in, (uint64_t)n, memory_order_relaxed);
         moved = true;
     }
-    if (l->bout.off == l->bout.len)
+    if (l->bout.off == l->bout.len && !l->replay)
         l->bout.len = l->bout.off = 0;
     if (l->tunnel && l->client_eof && l->bout.len == 0 && !l->backend_shut) {
         /* the client is done sending: so are we (TLS: our close_notify) */
@@ -234,6 +289,12 @@ int l7_backend_io(struct conn *c)
         }
         l->bin.len += (size_t)n;
         moved = true;
+        if (l->replay) {
+            /* the backend answers: this connection was alive, no retry */
+            l->replay = false;
+            if (l->bout.off == l->bout.len)
+                l->bout.len = l->bout.off = 0;
+        }
         /* a short read of a plain socket drained it: no read just to see EAGAIN
          * (the next segment raises a new edge); OpenSSL's reads say nothing of the socket */
         if (l->bssl == NULL && (size_t)n < room) {

@@ -150,6 +150,7 @@ static void worker_drain(struct worker *w)
     w->draining = true;
     for (unsigned i = 0; i < w->n_socks; i++)
         sock_close(w->socks[i]);
+    l7_pool_close_all(); /* and l7_pool_put() pools no more */
     log_info("draining %u connection(s)", w->n_conns);
     if (w->n_conns > 0)
         loop_timer_set(w->loop, &w->drain_timer, w->settings.shutdown_timeout_ms);
@@ -603,6 +604,7 @@ static void worker_exit(struct worker *w, int code)
 {
     conn_close_all(w);
     conn_free_dead(w);
+    l7_pool_close_all();
     for (unsigned i = 0; i < w->n_socks; i++) {
         sock_close(w->socks[i]);
         free(w->socks[i]);

@@ -99,5 +99,7 @@ void conn_close_all(struct worker *w);
 void conn_free_dead(struct worker *w);
 /* l4.c: resumes the relays that yielded with work left */
 void l4_resume_all(struct timer *t);
+/* l7_pool.c: closes the idle backend connections (drain, exit) */
+void l7_pool_close_all(void);
 
 #endif

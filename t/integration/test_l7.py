@@ -7,7 +7,9 @@ Run: /usr/bin/python3 t/integration/test_l7.py [NAME...]"""
 import hashlib
 import http.client
 import http.server
+import itertools
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -465,6 +467,244 @@ def backend_tls_reencrypts_with_the_route_name_as_sni():
             assert (status, body) == (200, b"over tls\n"), (status, body)
             assert be.snis == ["a.test"], be.snis
             srv.wait_log(lambda r: "not verified" in r.get("msg", ""), what="the notice")
+
+
+def keepalive_handler(on_request=None, proxy_header=False):
+    """Answers HTTP/1.1 requests (bodies by Content-Length) with 200 and
+    "conn=N" (N: this backend connection's number, from 0), keeping the
+    connection, until EOF, which it records in backend.results as
+    ("eof", N). on_request(n, i, head, backend) runs before the i-th
+    answer on connection n: False closes without answering, an Event
+    closes once it is set, after answering. proxy_header: a PROXY v2 header comes first, its
+    source port recorded as ("proxy", N, port)."""
+    numbers = itertools.count()
+
+    def recv_exact(sock, buf, n):
+        while len(buf) < n:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return None
+            buf += chunk
+        return buf
+
+    def handler(sock, backend):
+        n = next(numbers)
+        buf = b""
+        if proxy_header:
+            buf = recv_exact(sock, buf, 16)
+            buf = buf and recv_exact(sock, buf, 16 + int.from_bytes(buf[14:16], "big"))
+            assert buf and buf[13] == 0x11, buf  # TCP over IPv4
+            backend.results.append(("proxy", n, int.from_bytes(buf[24:26], "big")))
+            buf = buf[16 + int.from_bytes(buf[14:16], "big"):]
+        for i in itertools.count():
+            while b"\r\n\r\n" not in buf:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    backend.results.append(("eof", n))
+                    return
+                buf += chunk
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            cl = 0
+            for line in head.split(b"\r\n")[1:]:
+                k, _, v = line.partition(b":")
+                if k.strip().lower() == b"content-length":
+                    cl = int(v)
+            buf = recv_exact(sock, buf, cl)
+            if buf is None:
+                return
+            buf = buf[cl:]
+            what = on_request(n, i, head, backend) if on_request else None
+            if what is False:
+                return
+            body = b"conn=%d\n" % n
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            if isinstance(what, threading.Event):
+                what.wait(30)
+                return
+    return handler
+
+
+def eofs(be):
+    return [r for r in list(be.results) if r[0] == "eof"]
+
+
+def worker_backend_sockets(srv, be_port):
+    """The workers' TCP sockets to the backend's port."""
+    inodes = set()
+    for pid in srv.worker_pids():
+        inodes |= mctest.proc_socket_inodes(pid)
+    return {i for _, rport, _, i in mctest.tcp_table() if rport == be_port and i in inodes}
+
+
+@test
+def sequential_client_connections_share_one_pooled_backend_connection():
+    with mctest.TempDir() as tmp, mctest.RawBackend(keepalive_handler()) as be:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        with server(cs, be.addr, workers=1) as srv:
+            for _ in range(5):
+                c = https(srv, cs)
+                c.request("GET", "/")
+                r = c.getresponse()
+                assert (r.status, r.read()) == (200, b"conn=0\n")
+                c.close()
+            c = https(srv, cs)  # a POST's connection is pooled too
+            c.request("POST", "/", body=b"x" * 1000)
+            r = c.getresponse()
+            assert (r.status, r.read()) == (200, b"conn=0\n")
+            c.close()
+            assert be.accepted == 1, be.accepted
+
+
+@test
+def the_pool_keeps_at_most_16_idle_connections_per_backend():
+    def all_at_once(n, i, head, be):
+        be.barrier.wait(30)  # every connection of the round is the backend's at once
+
+    with mctest.TempDir() as tmp, mctest.RawBackend(keepalive_handler(all_at_once)) as be:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        with server(cs, be.addr, workers=1) as srv:
+            # every client is connected first: the rounds are then only requests
+            clients = [https(srv, cs) for _ in range(40)]
+            for c in clients:
+                c.connect()
+
+            def round_of(cs_):
+                be.barrier = threading.Barrier(20)
+                out = []
+
+                def one(c):
+                    c.request("GET", "/")
+                    r = c.getresponse()
+                    out.append((r.status, r.read()))
+                    c.close()
+                threads = [threading.Thread(target=one, args=(c,)) for c in cs_]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(60)
+                assert len(out) == 20 and all(st == 200 for st, _ in out), out
+
+            round_of(clients[:20])  # 20 backend connections at once, then all idle
+            assert be.accepted == 20, be.accepted
+            mctest.wait_until(lambda: len(eofs(be)) >= 4, 10, what="4 closed")
+            assert len(eofs(be)) == 4, eofs(be)
+            round_of(clients[20:])  # 16 from the pool, 4 new
+            assert be.accepted == 24, be.accepted
+            mctest.wait_until(lambda: len(eofs(be)) >= 8, 10, what="4 more closed")
+
+
+@test
+def a_backend_closing_idle_pooled_connections_fails_no_request():
+    closes = [threading.Event() for _ in range(3)]
+    with mctest.TempDir() as tmp, mctest.RawBackend(keepalive_handler(
+            lambda n, i, head, be: closes[n])) as be:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        port = int(be.addr.rsplit(":", 1)[1])
+        with server(cs, be.addr, workers=1) as srv:
+            for k in range(3):
+                status, body, _ = get(srv, cs, "/")
+                assert (status, body) == (200, b"conn=%d\n" % k), (status, body)
+                # answered, so pooled: the backend closes it now, and the worker
+                # sees that well before the pool's idle timeout
+                assert worker_backend_sockets(srv, port)
+                closes[k].set()
+                mctest.wait_until(lambda: not worker_backend_sockets(srv, port), 3,
+                                  what="the pooled connection closed")
+            assert be.accepted == 3, be.accepted
+
+
+@test
+def a_pooled_connection_found_dead_retries_idempotent_requests_only():
+    # each backend connection answers one request and closes on reading the next
+    with mctest.TempDir() as tmp, mctest.RawBackend(keepalive_handler(
+            lambda n, i, head, be: i == 0)) as be:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        with server(cs, be.addr, workers=1) as srv:
+            assert get(srv, cs, "/")[:2] == (200, b"conn=0\n")
+            status, body, _ = get(srv, cs, "/")  # conn 0 is dead: sent again on conn 1
+            assert (status, body) == (200, b"conn=1\n"), (status, body)
+            c = https(srv, cs)
+            c.request("POST", "/", body=b"once")  # conn 1 is dead: not sent twice
+            r = c.getresponse()
+            assert r.status == 502, r.status
+            c.close()
+            c = https(srv, cs)
+            c.request("POST", "/", body=b"once")
+            r = c.getresponse()
+            assert (r.status, r.read()) == (200, b"conn=2\n")
+            c.close()
+            assert be.accepted == 3, be.accepted
+
+
+@test
+def idle_pooled_connections_are_closed_after_a_few_seconds():
+    with mctest.TempDir() as tmp, mctest.RawBackend(keepalive_handler()) as be:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        with server(cs, be.addr, workers=1) as srv:
+            assert get(srv, cs, "/")[:2] == (200, b"conn=0\n")
+            t0 = time.monotonic()
+            mctest.wait_until(lambda: eofs(be), 20, what="the idle connection closed")
+            assert time.monotonic() - t0 >= 3.0, time.monotonic() - t0
+            assert srv.running()
+
+
+@test
+def drain_closes_pooled_connections_at_once():
+    with mctest.TempDir() as tmp, mctest.RawBackend(keepalive_handler()) as be:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        with server(cs, be.addr, workers=1,
+                    proxy={"shutdown_timeout": "20s", "idle_timeout": "30s"}) as srv:
+            assert get(srv, cs, "/")[:2] == (200, b"conn=0\n")
+            held = https(srv, cs)  # an idle client keeps the worker draining
+            held.connect()
+            srv.send_signal(signal.SIGTERM)
+            # not the pool's idle timeout: the drain closed it
+            mctest.wait_until(lambda: eofs(be), 3, what="the pooled connection closed")
+            assert srv.running(), "exited with a client connection open"
+            held.close()
+            assert srv.wait_exit(10) == 0
+
+
+@test
+def send_proxy_protocol_routes_never_share_backend_connections():
+    with mctest.TempDir() as tmp, mctest.RawBackend(keepalive_handler(
+            proxy_header=True)) as be:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        route = l7_route(cs, be.addr, send_proxy_protocol=True)
+        with mctest.proxy_server([route], workers=1) as srv:
+            ports = []
+            for k in range(3):
+                c = https(srv, cs)
+                for _ in range(2):  # kept for this client's next request
+                    c.request("GET", "/")
+                    r = c.getresponse()
+                    assert (r.status, r.read()) == (200, b"conn=%d\n" % k)
+                ports.append(c.sock.getsockname()[1])
+                c.close()
+            assert be.accepted == 3, be.accepted
+            got = sorted((r[1], r[2]) for r in list(be.results) if r[0] == "proxy")
+            assert got == list(enumerate(ports)), (got, ports)
+
+
+@test
+def backend_tls_connections_are_pooled_per_sni():
+    with mctest.TempDir() as tmp:
+        csa = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        csb = mctest.gen_ca_and_cert("b.test", directory=tmp.path)
+        bcs = mctest.gen_ca_and_cert("backend.internal", directory=tmp.path)
+        be = mctest.TLSBackend(bcs.cert, bcs.key, keepalive_handler(), alpn=["http/1.1"])
+        routes = [l7_route(csa, be.addr, backend_tls=True),
+                  l7_route(csb, be.addr, hostname="b.test", backend_tls=True)]
+        with be, mctest.proxy_server(routes, workers=1) as srv:
+            for name, cs, want in (("a.test", csa, 0), ("b.test", csb, 1),
+                                   ("a.test", csa, 0), ("b.test", csb, 1)):
+                c = https(srv, cs, name)
+                c.request("GET", "/")
+                r = c.getresponse()
+                assert (r.status, r.read()) == (200, b"conn=%d\n" % want), name
+                c.close()
+            assert be.accepted == 2, be.accepted
+            assert be.snis == ["a.test", "b.test"], be.snis
 
 
 if __name__ == "__main__":
