@@ -18,10 +18,14 @@ struct route_policy {
     char *value; /* NUL-terminated too */
 };
 
+struct shm_http_counts;
+
 struct route_l7 {
     SSL_CTX *ctx; /* NULL: the master had no good certificate, connections are closed */
     struct route_policy *policies;
     unsigned n_policies;
+    /* this worker's response counters for the route (shm_http_route()), found on first use */
+    struct shm_http_counts *counts;
 };
 
 /* An empty L7 part (no context, no policies); NULL on ENOMEM. */
