@@ -100,8 +100,9 @@ struct master {
     int geoip_fd;                     /* sealed copy of firewall.geoip_db, or -1 */
     int ratelimit_fd;                 /* the workers' shared rate-limit table */
     void *ratelimit;
-    struct certs certs;               /* the L7 routes' certificates and keys */
-    uint8_t ticket_keys[80];          /* TLS session tickets, the same in every worker */
+    struct certs certs;                 /* the L7 routes' certificates and keys */
+    struct msg_ticket_keys ticket_keys; /* TLS session tickets, the same in every worker */
+    struct timer ticket_rotate;
     uint32_t gen;
     struct publish_wait *waits; /* oldest first */
 
@@ -228,6 +229,12 @@ int master_geoip_load(struct master *m, const struct config *cfg);
 /* accesslog.c: log.access_file. accesslog_open at start (-1: cannot open it);
  * accesslog_send gives a starting worker the file; accesslog_reopen (SIGUSR1,
  * reload) opens the configured path again and gives every worker the new fd. */
+/* ticketkeys.c: the session ticket keys, drawn (-1 when getrandom() fails) and rotated */
+int ticketkeys_start(struct master *m);
+void ticketkeys_send(struct master *m, struct worker_proc *w);
+/* previous = current, current = next */
+void ticketkeys_rotate(struct msg_ticket_keys *k, const uint8_t next[MSG_TICKET_KEY_LEN]);
+
 int accesslog_open(struct master *m);
 void accesslog_close(struct master *m);
 void accesslog_send(struct master *m, struct worker_proc *w);
