@@ -226,15 +226,15 @@ void aux_free(struct aux_proc *x);
  * keeps a copy already loaded (logged); -1 only when there is none. */
 int master_geoip_load(struct master *m, const struct config *cfg);
 
+/* ticketkeys.c: the session ticket keys. ticketkeys_start draws the first
+ * (-1 when getrandom() fails) and arms the rotation; ticketkeys_send gives a
+ * starting worker the current and previous key. */
+int ticketkeys_start(struct master *m);
+void ticketkeys_send(struct master *m, struct worker_proc *w);
+
 /* accesslog.c: log.access_file. accesslog_open at start (-1: cannot open it);
  * accesslog_send gives a starting worker the file; accesslog_reopen (SIGUSR1,
  * reload) opens the configured path again and gives every worker the new fd. */
-/* ticketkeys.c: the session ticket keys, drawn (-1 when getrandom() fails) and rotated */
-int ticketkeys_start(struct master *m);
-void ticketkeys_send(struct master *m, struct worker_proc *w);
-/* previous = current, current = next */
-void ticketkeys_rotate(struct msg_ticket_keys *k, const uint8_t next[MSG_TICKET_KEY_LEN]);
-
 int accesslog_open(struct master *m);
 void accesslog_close(struct master *m);
 void accesslog_send(struct master *m, struct worker_proc *w);

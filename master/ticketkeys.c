@@ -25,6 +25,14 @@ void ticketkeys_send(struct master *m, struct worker_proc *w)
         chan_send(&w->chan, MSG_TICKET_KEYS, 0, &m->ticket_keys, sizeof(m->ticket_keys), -1);
 }
 
+/* The previous key goes, the current becomes the previous, next the current. */
+static void ticketkeys_rotate(struct msg_ticket_keys *k, const uint8_t next[MSG_TICKET_KEY_LEN])
+{
+    memcpy(k->previous, k->current, sizeof(k->previous));
+    k->has_previous = 1;
+    memcpy(k->current, next, sizeof(k->current));
+}
+
 static void ticketkeys_rotate_cb(struct timer *t)
 {
     struct master *m = t->data;
@@ -46,13 +54,6 @@ static void ticketkeys_rotate_cb(struct timer *t)
     }
     log_info("session ticket key rotated: tickets issued before the previous rotation no "
              "longer resume");
-}
-
-void ticketkeys_rotate(struct msg_ticket_keys *k, const uint8_t next[MSG_TICKET_KEY_LEN])
-{
-    memcpy(k->previous, k->current, sizeof(k->previous));
-    k->has_previous = 1;
-    memcpy(k->current, next, sizeof(k->current));
 }
 
 int ticketkeys_start(struct master *m)
