@@ -37,6 +37,7 @@ enum msg_type {
     MSG_GEOIP,         /* m->w, fd: the GeoIP database, a sealed memfd; no payload */
     MSG_RATELIMIT,     /* m->w, fd: the rate-limit table memfd; struct msg_shm */
     MSG_LOG_FILE,      /* m->w, fd or none: where access lines go from now on; no payload */
+    MSG_TICKET_KEYS,   /* m->w: struct msg_ticket_keys, after MSG_SETTINGS and at each rotation */
 
     /* master <-> admin process */
     MSG_ADMIN_SETTINGS, /* m->a: struct msg_admin_settings + addr, tls_cert, tls_key, client_ca */
@@ -77,9 +78,22 @@ struct msg_settings {
     uint32_t rate_limit; /* new connections per source per rate_window; 0 = off */
     uint64_t rate_window_ms;
     uint64_t response_timeout_ms;
-    /* L7: the session ticket keys (name, HMAC, AES), the same in every
-     * worker so that a client resumes whichever worker it reaches */
-    uint8_t ticket_keys[80];
+};
+
+/*
+ * L7: the session ticket keys (each a name, an HMAC and an AES key), the
+ * same in every worker so that a client resumes whichever worker it
+ * reaches. The master draws a new current key every
+ * MSG_TICKET_ROTATE_MS; the previous one still decrypts, so a ticket
+ * survives one rotation and not two.
+ */
+#define MSG_TICKET_KEY_LEN   80
+#define MSG_TICKET_ROTATE_MS (12ull * 3600 * 1000)
+
+struct msg_ticket_keys {
+    uint8_t current[MSG_TICKET_KEY_LEN];
+    uint8_t previous[MSG_TICKET_KEY_LEN];
+    uint8_t has_previous;
 };
 
 struct msg_listener {

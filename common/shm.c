@@ -105,3 +105,32 @@ void shm_observe_connect(struct shm_worker *w, uint64_t usec)
     atomic_fetch_add_explicit(&w->connect_buckets[i], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&w->connect_sum_us, usec, memory_order_relaxed);
 }
+
+struct shm_http_counts *shm_http_route(struct shm_worker *w, unsigned listener, const char *route)
+{
+    uint32_t used = atomic_load_explicit(&w->http_routes_used, memory_order_relaxed);
+
+    for (uint32_t i = 0; i < used; i++) {
+        struct shm_http_route *e = &w->http_routes[i];
+        if (e->listener == listener && strcmp(e->route, route) == 0)
+            return &e->n;
+    }
+    size_t len = strlen(route);
+    if (used == SHM_HTTP_ROUTES || len > MC_HOSTNAME_MAX)
+        return &w->http_other[listener];
+    struct shm_http_route *e = &w->http_routes[used];
+    e->listener = listener;
+    memcpy(e->route, route, len + 1);
+    atomic_store_explicit(&w->http_routes_used, used + 1, memory_order_release);
+    return &e->n;
+}
+
+void shm_http_count(struct shm_http_counts *c, unsigned status, bool policy_block)
+{
+    unsigned k = status / 100 - 1;
+
+    if (k < SHM_HTTP_CLASSES)
+        atomic_fetch_add_explicit(&c->responses[k], 1, memory_order_relaxed);
+    if (policy_block)
+        atomic_fetch_add_explicit(&c->policy_blocks, 1, memory_order_relaxed);
+}

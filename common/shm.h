@@ -15,18 +15,45 @@
 #define MC_SHM_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "mc.h"
 #include "reason.h"
 
 #define SHM_MAGIC   0x6d637078u /* "mcpx" */
-#define SHM_VERSION 4
+#define SHM_VERSION 5
 
 /* Upper bounds (microseconds) of the backend connect latency buckets; one
  * more bucket past the last holds everything slower. */
 #define SHM_CONNECT_BOUNDS 12
 extern const uint32_t shm_connect_bounds_us[SHM_CONNECT_BOUNDS];
+
+/*
+ * L7 responses by route and status class, and policy blocks. Routes
+ * come and go while running, so each worker keeps a bounded table of
+ * the (listener, route) pairs it has answered for since its slot was
+ * first used, in the order it met them; a pair that finds the table
+ * full is counted in its listener's overflow bucket instead (exported
+ * as route="(other)", which no hostname can be). An entry is written
+ * whole before http_routes_used publishes it (release; the exporter
+ * acquires), and never changes its name after: only its counters move.
+ * A respawned worker in the same slot finds its predecessor's entries
+ * and goes on counting in them.
+ */
+#define SHM_HTTP_ROUTES  128
+#define SHM_HTTP_CLASSES 5 /* 1xx .. 5xx */
+
+struct shm_http_counts {
+    _Atomic uint64_t responses[SHM_HTTP_CLASSES];
+    _Atomic uint64_t policy_blocks;
+};
+
+struct shm_http_route {
+    uint32_t listener;
+    char route[MC_HOSTNAME_MAX + 1];
+    struct shm_http_counts n;
+};
 
 struct shm_listener {
     _Atomic int64_t active;
@@ -48,6 +75,9 @@ struct shm_worker {
      * every SHM_BEAT_MS; the master's watchdog kills a worker whose count
      * stops moving (proxy.worker_watchdog). */
     _Atomic uint64_t beats;
+    _Atomic uint32_t http_routes_used;
+    struct shm_http_route http_routes[SHM_HTTP_ROUTES];
+    struct shm_http_counts http_other[MC_MAX_LISTENERS];
 };
 
 /* How often an idle worker's loop wakes to show life: a quarter of the
@@ -93,5 +123,12 @@ static inline void shm_beat(struct shm_worker *w)
 uint64_t shm_clock_us(void);
 /* Counts one completed backend connect that took usec. */
 void shm_observe_connect(struct shm_worker *w, uint64_t usec);
+
+/* The counters of a (listener, route) pair in this worker's table: its
+ * entry, added if new, or the listener's overflow bucket when the table
+ * is full. Only the worker that owns the slot calls it. */
+struct shm_http_counts *shm_http_route(struct shm_worker *w, unsigned listener, const char *route);
+/* Counts one response (status 100..599) in c, and a policy block if it was one. */
+void shm_http_count(struct shm_http_counts *c, unsigned status, bool policy_block);
 
 #endif

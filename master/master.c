@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -717,7 +716,7 @@ int master_run(struct config *cfg)
     m.shm_fd = shm_create(&m.shm);
     m.ratelimit_fd = ratelimit_create(&m.ratelimit);
     if (m.shm_fd < 0 || m.ratelimit_fd < 0 || master_geoip_load(&m, m.cfg) < 0 ||
-        getrandom(m.ticket_keys, sizeof(m.ticket_keys), 0) != sizeof(m.ticket_keys))
+        ticketkeys_start(&m) < 0)
         goto fail;
     master_warn_countries(&m);
     /* bound: from here on the master keeps only what supervising needs */

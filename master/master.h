@@ -100,8 +100,9 @@ struct master {
     int geoip_fd;                     /* sealed copy of firewall.geoip_db, or -1 */
     int ratelimit_fd;                 /* the workers' shared rate-limit table */
     void *ratelimit;
-    struct certs certs;               /* the L7 routes' certificates and keys */
-    uint8_t ticket_keys[80];          /* TLS session tickets, the same in every worker */
+    struct certs certs;                 /* the L7 routes' certificates and keys */
+    struct msg_ticket_keys ticket_keys; /* TLS session tickets, the same in every worker */
+    struct timer ticket_rotate;
     uint32_t gen;
     struct publish_wait *waits; /* oldest first */
 
@@ -224,6 +225,12 @@ void aux_free(struct aux_proc *x);
 /* geoip.c: (re)loads cfg's GeoIP database into m->geoip_fd. A failure
  * keeps a copy already loaded (logged); -1 only when there is none. */
 int master_geoip_load(struct master *m, const struct config *cfg);
+
+/* ticketkeys.c: the session ticket keys. ticketkeys_start draws the first
+ * (-1 when getrandom() fails) and arms the rotation; ticketkeys_send gives a
+ * starting worker the current and previous key. */
+int ticketkeys_start(struct master *m);
+void ticketkeys_send(struct master *m, struct worker_proc *w);
 
 /* accesslog.c: log.access_file. accesslog_open at start (-1: cannot open it);
  * accesslog_send gives a starting worker the file; accesslog_reopen (SIGUSR1,

@@ -35,7 +35,6 @@ static void worker_send_settings(struct master *m, struct worker_proc *w)
         .rate_window_ms = cfg->firewall.rate_window_ms,
         .response_timeout_ms = cfg->proxy.response_timeout_ms,
     };
-    memcpy(s.ticket_keys, m->ticket_keys, sizeof(s.ticket_keys));
     chan_send(&w->chan, MSG_SETTINGS, 0, &s, sizeof(s), -1);
 }
 
@@ -342,6 +341,7 @@ void worker_spawn(struct master *m, struct worker_proc *w)
     if (m->geoip_fd >= 0)
         chan_send(&w->chan, MSG_GEOIP, 0, NULL, 0, m->geoip_fd);
     worker_send_settings(m, w);
+    ticketkeys_send(m, w);
     accesslog_send(m, w);
     for (unsigned i = 0; i < m->n_bound; i++) {
         struct msg_listener ml = {.id = i};

@@ -273,12 +273,124 @@ static void render_sums(struct sbuf *b, const struct shm *s)
     sb_printf(b, "mcproxy_backend_connect_seconds_count %llu\n", (unsigned long long)count);
 }
 
+/* One (listener, route) pair's counters, summed over the worker slots. */
+struct http_row {
+    uint32_t listener;
+    const char *route;
+    uint64_t responses[SHM_HTTP_CLASSES], policy_blocks;
+};
+
+static int http_row_cmp(const void *a, const void *b)
+{
+    const struct http_row *x = a, *y = b;
+
+    if (x->listener != y->listener)
+        return x->listener < y->listener ? -1 : 1;
+    return strcmp(x->route, y->route);
+}
+
+static void http_row_add(struct http_row *r, const struct shm_http_counts *n)
+{
+    for (unsigned k = 0; k < SHM_HTTP_CLASSES; k++)
+        r->responses[k] += LOAD(&n->responses[k]);
+    r->policy_blocks += LOAD(&n->policy_blocks);
+}
+
+/* name{listener="...",route="..." (the caller closes the braces) */
+static void http_row_labels(struct sbuf *b, const char *name, const struct exporter *x,
+                            const struct http_row *r)
+{
+    sb_printf(b, "%s{listener=\"", name);
+    sb_label_value(b, x->listeners[r->listener]);
+    sb_printf(b, "\",route=\"");
+    sb_label_value(b, r->route);
+    sb_printf(b, "\"");
+}
+
+/*
+ * Every worker's route table, merged by (listener, route), then each
+ * listener's overflow bucket as route="(other)" when it counted
+ * anything. Rows come sorted, so the output is stable between scrapes.
+ */
+static void render_http(struct sbuf *b, const struct exporter *x)
+{
+    const struct shm *s = x->shm;
+    size_t n = 0, cap = 0;
+
+    /* a slot that never accepted a connection has answered nothing: its pages stay untouched */
+    for (unsigned i = 0; i < MC_MAX_WORKERS; i++)
+        if (LOAD(&s->workers[i].total) != 0)
+            cap +=
+                MC_MIN(atomic_load_explicit(&s->workers[i].http_routes_used, memory_order_acquire),
+                       (uint32_t)SHM_HTTP_ROUTES);
+    struct http_row *rows = calloc(cap + x->n_listeners + 1, sizeof(*rows));
+    if (rows == NULL) {
+        b->failed = true;
+        return;
+    }
+    for (unsigned i = 0; i < MC_MAX_WORKERS && n < cap; i++) {
+        const struct shm_worker *w = &s->workers[i];
+        if (LOAD(&w->total) == 0)
+            continue;
+        uint32_t used = MC_MIN(atomic_load_explicit(&w->http_routes_used, memory_order_acquire),
+                               (uint32_t)SHM_HTTP_ROUTES);
+        for (uint32_t j = 0; j < used && n < cap; j++) {
+            const struct shm_http_route *e = &w->http_routes[j];
+            /* the worker wrote the name whole and terminated before publishing it */
+            if (e->listener >= x->n_listeners || memchr(e->route, '\0', sizeof(e->route)) == NULL)
+                continue;
+            rows[n].listener = e->listener;
+            rows[n].route = e->route;
+            http_row_add(&rows[n++], &e->n);
+        }
+    }
+    qsort(rows, n, sizeof(*rows), http_row_cmp);
+    size_t m = 0; /* merge equal neighbours */
+    for (size_t i = 0; i < n; i++) {
+        if (m > 0 && http_row_cmp(&rows[m - 1], &rows[i]) == 0) {
+            for (unsigned k = 0; k < SHM_HTTP_CLASSES; k++)
+                rows[m - 1].responses[k] += rows[i].responses[k];
+            rows[m - 1].policy_blocks += rows[i].policy_blocks;
+        } else {
+            rows[m++] = rows[i];
+        }
+    }
+    for (unsigned l = 0; l < x->n_listeners; l++) {
+        struct http_row o = {.listener = l, .route = "(other)"};
+        for (unsigned i = 0; i < MC_MAX_WORKERS; i++)
+            if (LOAD(&s->workers[i].total) != 0)
+                http_row_add(&o, &s->workers[i].http_other[l]);
+        uint64_t any = o.policy_blocks;
+        for (unsigned k = 0; k < SHM_HTTP_CLASSES; k++)
+            any += o.responses[k];
+        if (any > 0)
+            rows[m++] = o;
+    }
+
+    sb_family(b, "mcproxy_http_responses_total", "counter",
+              "L7 responses (the backend's and our own), by listener, route and status class.");
+    for (size_t i = 0; i < m; i++) {
+        for (unsigned k = 0; k < SHM_HTTP_CLASSES; k++) {
+            http_row_labels(b, "mcproxy_http_responses_total", x, &rows[i]);
+            sb_printf(b, ",code=\"%uxx\"} %llu\n", k + 1, (unsigned long long)rows[i].responses[k]);
+        }
+    }
+    sb_family(b, "mcproxy_policy_blocks_total", "counter",
+              "L7 requests refused by a route policy (403), by listener and route.");
+    for (size_t i = 0; i < m; i++) {
+        http_row_labels(b, "mcproxy_policy_blocks_total", x, &rows[i]);
+        sb_printf(b, "} %llu\n", (unsigned long long)rows[i].policy_blocks);
+    }
+    free(rows);
+}
+
 static void render(struct sbuf *b, const struct exporter *x)
 {
     const struct shm *s = x->shm;
 
     render_listeners(b, x);
     render_sums(b, s);
+    render_http(b, x);
     sb_family(b, "mcproxy_reloads_total", "counter", "Configuration reloads.");
     sb_printf(b, "mcproxy_reloads_total %llu\n", (unsigned long long)LOAD(&s->reloads));
     sb_family(b, "mcproxy_worker_restarts_total", "counter",

@@ -35,6 +35,7 @@
 #include "l7.h"
 #include "log.h"
 #include "route_l7.h"
+#include "shm.h"
 
 static void l7_on_backend(struct ev *ev, uint32_t events);
 
@@ -88,6 +89,16 @@ static void l7_log_request(struct conn *c)
     l->status = 0;
 }
 
+/* Counts a final response (the backend's or ours) in the route's metrics. */
+static void l7_count(struct conn *c, unsigned status, bool policy_block)
+{
+    struct route_l7 *r = c->route->l7;
+
+    if (r->counts == NULL)
+        r->counts = shm_http_route(c->w->slot, c->l->id, c->route->hostname);
+    shm_http_count(r->counts, status, policy_block);
+}
+
 /*
  * Answers the request with a small error of our own and closes the
  * connection once it is written: what the client sent next cannot be
@@ -104,6 +115,7 @@ static void l7_answer(struct conn *c, unsigned status)
                   "Connection: close\r\n\r\n%u %s\n",
                   status, reason, strlen(reason) + 5, status, reason);
     l->status = status;
+    l7_count(c, status, status == 403); /* our only 403 is a policy's */
     l->resp_bytes = l->cout.len;
     l->rq = RQ_DONE;
     l->rs = RS_DONE;
@@ -266,6 +278,7 @@ static void l7_response(struct conn *c)
         return;
     }
     l->status = h->code;
+    l7_count(c, h->code, false);
     l->resp_left = h->content_length;
     http1_chunked_init(&l->resp_chunked);
     l->rs = h->body == HTTP1_BODY_NONE || h->code == 101 ||

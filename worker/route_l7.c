@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "route_l7.h"
+#include "tickets.h"
 
 /* TLS 1.2 suites with forward secrecy and AEAD only; TLS 1.3's are all modern. */
 #define ROUTE_L7_CIPHERS                                                                           \
@@ -61,7 +62,7 @@ static int route_l7_use_chain(SSL_CTX *ctx, const uint8_t *pem, size_t len)
 }
 
 int route_l7_set_tls(struct route_l7 *l7, const uint8_t *cert, size_t cert_len, const uint8_t *key,
-                     size_t key_len, const uint8_t ticket_keys[80])
+                     size_t key_len)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     BIO *kb = BIO_new_mem_buf(key, (int)key_len);
@@ -71,8 +72,7 @@ int route_l7_set_tls(struct route_l7 *l7, const uint8_t *cert, size_t cert_len, 
     if (ctx != NULL && pk != NULL && SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) == 1 &&
         SSL_CTX_set_cipher_list(ctx, ROUTE_L7_CIPHERS) == 1 &&
         route_l7_use_chain(ctx, cert, cert_len) == 0 && SSL_CTX_use_PrivateKey(ctx, pk) == 1 &&
-        SSL_CTX_check_private_key(ctx) == 1 &&
-        SSL_CTX_set_tlsext_ticket_keys(ctx, (void *)ticket_keys, 80) == 1) {
+        SSL_CTX_check_private_key(ctx) == 1) {
         /* clients that close without close_notify end, they do not fail */
         SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                      SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
@@ -80,6 +80,10 @@ int route_l7_set_tls(struct route_l7 *l7, const uint8_t *cert, size_t cert_len, 
                                   SSL_MODE_RELEASE_BUFFERS);
         SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"mc-proxy", 8);
         SSL_CTX_set_read_ahead(ctx, 1); /* a record's header and body in one read */
+        /* tickets resume on any worker; a cache of this worker's sessions would only
+         * let a session outlive its ticket key */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+        tickets_use(ctx);
         SSL_CTX_set_alpn_select_cb(ctx, route_l7_alpn, NULL);
         SSL_CTX_free(l7->ctx);
         l7->ctx = ctx;

@@ -18,18 +18,23 @@ struct route_policy {
     char *value; /* NUL-terminated too */
 };
 
+struct shm_http_counts;
+
 struct route_l7 {
     SSL_CTX *ctx; /* NULL: the master had no good certificate, connections are closed */
     struct route_policy *policies;
     unsigned n_policies;
+    /* this worker's response counters for the route (shm_http_route()), found on first use */
+    struct shm_http_counts *counts;
 };
 
 /* An empty L7 part (no context, no policies); NULL on ENOMEM. */
 struct route_l7 *route_l7_new(unsigned n_policies);
-/* The TLS context from a PEM chain and key, with the shared ticket keys:
- * TLS 1.2 at least, modern ciphers, ALPN http/1.1. -1 when OpenSSL refuses them. */
+/* The TLS context from a PEM chain and key, with the shared ticket keys
+ * (tickets.h): TLS 1.2 at least, modern ciphers, ALPN http/1.1. -1 when
+ * OpenSSL refuses them. */
 int route_l7_set_tls(struct route_l7 *l7, const uint8_t *cert, size_t cert_len, const uint8_t *key,
-                     size_t key_len, const uint8_t ticket_keys[80]);
+                     size_t key_len);
 void route_l7_free(struct route_l7 *l7);
 
 #endif

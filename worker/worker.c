@@ -3,6 +3,7 @@
  * generations, the accept loop and the drain on stop.
  */
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include "priv.h"
 #include "ratelimit.h"
 #include "route_l7.h"
+#include "tickets.h"
 #include "worker.h"
 
 #define WORKER_CHAN_FD      3
@@ -273,8 +275,8 @@ static int apply_settings(struct worker *w, const struct msg_settings *s)
  * certificate OpenSSL refuses leaves the route without a context: its
  * connections are closed, and the master has said why.
  */
-static int add_route_l7(struct worker *w, struct route *r, const struct msg_route *mr,
-                        const uint8_t *p, size_t len, size_t *used)
+static int add_route_l7(struct route *r, const struct msg_route *mr, const uint8_t *p, size_t len,
+                        size_t *used)
 {
     size_t off = 0;
 
@@ -299,8 +301,8 @@ static int add_route_l7(struct worker *w, struct route *r, const struct msg_rout
     if (len - off < (size_t)mr->cert_len + mr->key_len || mr->cert_len > MSG_PEM_MAX ||
         mr->key_len > MSG_PEM_MAX)
         return -1;
-    if (mr->cert_len > 0 && route_l7_set_tls(r->l7, p + off, mr->cert_len, p + off + mr->cert_len,
-                                             mr->key_len, w->settings.ticket_keys) < 0)
+    if (mr->cert_len > 0 &&
+        route_l7_set_tls(r->l7, p + off, mr->cert_len, p + off + mr->cert_len, mr->key_len) < 0)
         log_error("route %s: its certificate does not load here; its connections are closed",
                   r->hostname);
     *used += off + mr->cert_len + mr->key_len;
@@ -334,7 +336,7 @@ static int add_route(struct worker *w, const struct msg_routes *h, const uint8_t
                                 mr.send_proxy_protocol);
     if (r == NULL)
         return -1;
-    if (mr.mode == ROUTE_L7 ? add_route_l7(w, r, &mr, p + *used, len - *used, used) < 0
+    if (mr.mode == ROUTE_L7 ? add_route_l7(r, &mr, p + *used, len - *used, used) < 0
                             : mr.n_policies != 0 || mr.cert_len != 0 || mr.key_len != 0) {
         route_unref(r);
         return -1;
@@ -565,6 +567,15 @@ static int on_message(struct worker *w, struct chan_msg *m)
         }
         log_set_access_fd(m->fd);
         return 0;
+    case MSG_TICKET_KEYS: {
+        struct msg_ticket_keys k;
+        if (len != sizeof(k) || !w->have_settings)
+            return -1;
+        memcpy(&k, m->data, sizeof(k));
+        tickets_set(&k);
+        OPENSSL_cleanse(&k, sizeof(k));
+        return 0;
+    }
     }
     return -1;
 }

@@ -392,6 +392,31 @@ def sessions_resume_on_either_worker():
             assert len(resumed_on) == 2, resumed_on
 
 
+@test
+def sessions_resume_on_a_respawned_worker():
+    # the ticket keys reach a worker that starts later (MSG_TICKET_KEYS at spawn)
+    with mctest.TempDir() as tmp, Backend() as be:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        with server(cs, be.addr, workers=1) as srv:
+            (old,) = srv.wait_workers(1)
+            ctx = client_ctx(cs)
+            c = https(srv, cs, ctx=ctx)
+            c.request("GET", "/")
+            c.getresponse().read()  # TLS 1.3 tickets come after the handshake
+            session = c.sock.session
+            c.close()
+            os.kill(old, signal.SIGKILL)
+            mctest.wait_until(lambda: srv.worker_pids() and old not in srv.worker_pids(), 10,
+                              what="a new worker")
+            s = socket.create_connection(("127.0.0.1", srv.port), 10)
+            t = ctx.wrap_socket(s, server_hostname="a.test", session=session)
+            t.sendall(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+            while t.recv(65536):
+                pass
+            assert t.session_reused, "the new worker did not resume the session"
+            t.close()
+
+
 def fingerprint(srv, cs):
     s = socket.create_connection(("127.0.0.1", srv.port), 10)
     t = client_ctx(cs).wrap_socket(s, server_hostname="a.test")

@@ -4,12 +4,17 @@ with traffic and refusals, and it is served by an unprivileged process
 that survives bad clients (SPEC sections 3, 11, 12).
 Run: /usr/bin/python3 t/integration/test_metrics.py [NAME...]"""
 
+import http.client
+import http.server
 import math
 import os
 import re
 import signal
+import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -32,6 +37,8 @@ FAMILIES = {
     "mcproxy_worker_connections_active": "gauge",
     "mcproxy_start_time_seconds": "gauge",
     "mcproxy_log_lines_dropped_total": "counter",
+    "mcproxy_http_responses_total": "counter",
+    "mcproxy_policy_blocks_total": "counter",
 }
 
 
@@ -324,6 +331,88 @@ def counters_move_with_traffic():
         s.close()
         wait_scrape(srv, lambda m: m.value("mcproxy_connections_active", listener=lst) == 0,
                     "the connection no longer active")
+
+
+class StatusHandler(http.server.BaseHTTPRequestHandler):
+    """GET /N answers status N."""
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        self.send_response(int(self.path[1:]))
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def l7_get(srv, cs, name, path, headers):
+    """One request on its own TLS connection to srv, SNI name; the status."""
+    ctx = ssl.create_default_context(cafile=cs.ca_cert)
+    ctx.check_hostname = False  # one certificate (a.test's) for both routes
+    c = http.client.HTTPSConnection(name, srv.port, context=ctx, timeout=10)
+    c._create_connection = lambda addr, timeout, source: socket.create_connection(
+        ("127.0.0.1", srv.port), timeout)
+    try:
+        c.request("GET", path, headers=headers)
+        r = c.getresponse()
+        r.read()
+        return r.status
+    finally:
+        c.close()
+
+
+@test
+def l7_responses_counted_by_route_and_class():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StatusHandler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with mctest.TempDir() as tmp:
+            cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+            route = {"mode": "l7", "tls_cert": cs.cert, "tls_key": cs.key}
+            routes = [dict(route, hostname="a.test",
+                           backend="127.0.0.1:%d" % httpd.server_address[1],
+                           l7_policies=[{"type": "require_header", "value": "X-Key"}]),
+                      dict(route, hostname="b.test",
+                           backend="127.0.0.1:%d" % mctest.free_port())]
+            with metrics_server(routes) as srv:
+                before = up(srv)
+                key = {"X-Key": "k"}
+                # ours count too: 403 (a policy), 421 (a Host of another route), 502 (no backend)
+                answers = [l7_get(srv, cs, "a.test", "/200", key),
+                           l7_get(srv, cs, "a.test", "/204", key),
+                           l7_get(srv, cs, "a.test", "/404", key),
+                           l7_get(srv, cs, "a.test", "/200", {}),
+                           l7_get(srv, cs, "a.test", "/200", dict(key, Host="b.test")),
+                           l7_get(srv, cs, "b.test", "/200", key)]
+                assert answers == [200, 204, 404, 403, 421, 502], answers
+                lst = srv.listen_addr
+                want = {("a.test", "2xx"): 2, ("a.test", "4xx"): 3, ("b.test", "5xx"): 1}
+
+                def counted(m):
+                    if not m.series("mcproxy_http_responses_total"):
+                        return False  # a route's series appear with its first response
+                    return all(m.value("mcproxy_http_responses_total", listener=lst, route=r,
+                                       code=k) == n for (r, k), n in want.items())
+                after = wait_scrape(srv, counted, "the responses counted")
+                for r in ("a.test", "b.test"):
+                    for k in ("1xx", "2xx", "3xx", "4xx", "5xx"):
+                        assert after.value("mcproxy_http_responses_total", listener=lst, route=r,
+                                           code=k) == want.get((r, k), 0), (r, k)
+                assert after.value("mcproxy_policy_blocks_total", listener=lst,
+                                   route="a.test") == 1
+                assert after.value("mcproxy_policy_blocks_total", listener=lst,
+                                   route="b.test") == 0
+                routes_seen = {dict(k)["route"] for k in
+                               after.series("mcproxy_http_responses_total")}
+                assert routes_seen == {"a.test", "b.test"}, routes_seen
+                # the L7 backend connects are timed like L4's
+                assert after.value("mcproxy_backend_connect_seconds_count") > \
+                    before.value("mcproxy_backend_connect_seconds_count")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 @test
