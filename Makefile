@@ -5,7 +5,7 @@ BUILD_FUZZ ?= build-fuzz
 BUILD_RELEASE ?= build-release
 SANITIZE   := -Db_sanitize=address,undefined -Db_lundef=false
 
-.PHONY: all deps build fuzz-build test devserver format clean release bench bench-smoke
+.PHONY: all deps build fuzz-build test test-under-load devserver format clean release bench bench-smoke
 
 all: build
 
@@ -27,6 +27,10 @@ fuzz-build: deps $(BUILD_FUZZ)/build.ninja
 
 test: build fuzz-build
 	t/run $(BUILD) $(BUILD_FUZZ)
+
+# `make test` three times in a row beside two CPU-bound processes (t/README.md).
+test-under-load: build fuzz-build
+	t/under-load $(BUILD) $(BUILD_FUZZ)
 
 devserver: build
 	tools/devserver.sh $(BUILD)
