@@ -24,7 +24,7 @@ build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
 # The fuzz targets a build directory defines.
-fuzz_targets = $$(ninja -C $(1) -t targets all | sed -n 's/^\(fuzz_[a-z_]*\): .*/\1/p')
+fuzz_targets = $$(ninja -C $(1) -t targets all | sed -n 's/^\(fuzz_[a-z0-9_]*\): .*/\1/p')
 
 fuzz-build: deps $(BUILD_FUZZ)/build.ninja
 	ninja -C $(BUILD_FUZZ) build.ninja
