@@ -49,13 +49,15 @@ for f in "$fuzz_build"/fuzz_*; do
     # -runs=0: execute every input once, no mutation
     LLVM_PROFILE_FILE=$tmp/$n-%p.profraw "$cov_build/fuzz_$n" -runs=0 "$new" "$seeds" \
         >"$tmp/$n.cov.log" 2>&1
-    files=()
-    for p in ${parser[$n]:-}; do files+=("$root/$p"); done
     cover=n/a
     if "$profdata" merge -sparse "$tmp/$n"-*.profraw -o "$tmp/$n.profdata" 2>/dev/null; then
-        # TOTAL regions missed cover functions missed executed lines missed cover ...
+        # rows: file regions missed cover functions missed executed lines missed cover ...;
+        # files are named as compiled (relative to the source root)
         cover=$("$llvmcov" report "$cov_build/fuzz_$n" -instr-profile="$tmp/$n.profdata" \
-            "${files[@]}" 2>/dev/null | awk '$1 == "TOTAL" { print $10 }')
+            2>/dev/null | awk -v want="${parser[$n]:-}" '
+                BEGIN { split(want, w, " "); for (i in w) keep[w[i]] = 1 }
+                ($1 in keep) && NF >= 10 { lines += $8; missed += $9 }
+                END { if (lines > 0) printf "%.1f%%", 100 * (lines - missed) / lines }')
     fi
     if [ "${FUZZ_KEEP:-0}" = 1 ]; then
         "$f" -merge=1 "$seeds" "$new" >"$tmp/$n.merge.log" 2>&1
