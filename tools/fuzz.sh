@@ -31,7 +31,7 @@ declare -A parser=(
 )
 
 failed=0
-printf '%-18s %6s %8s  %s\n' target inputs lines "parser (line coverage)"
+printf '%-24s %6s %8s  %s\n' target inputs lines "parser (line coverage)"
 for f in "$fuzz_build"/fuzz_*; do
     [ -f "$f" ] && [ -x "$f" ] || continue
     n=$(basename "$f")
@@ -63,6 +63,6 @@ for f in "$fuzz_build"/fuzz_*; do
         "$f" -merge=1 "$seeds" "$new" >"$tmp/$n.merge.log" 2>&1
     fi
     inputs=$(find "$new" "$seeds" -type f | wc -l)
-    printf '%-18s %6d %8s  %s\n' "fuzz_$n" "$inputs" "${cover:-n/a}" "${parser[$n]:-?}"
+    printf '%-24s %6d %8s  %s\n' "fuzz_$n" "$inputs" "${cover:-n/a}" "${parser[$n]:-?}"
 done
 [ "$failed" -eq 0 ]
