@@ -103,7 +103,9 @@ def broken_admin_does_not_hold_ready_back():
     # a socket in a directory that does not exist: the admin process fails to bind
     with ready_server(grpc_addr="unix:no-such-dir/admin.sock") as srv:
         last = status_lines(srv)[-1]
-        assert "admin API NOT UP (it failed to start)" in last, last
+        # "it failed to start" once it exited; "not listening yet" if the
+        # machine is so busy that it took longer than the 10 s bound
+        assert "admin API NOT UP (" in last, last
         assert "metrics listener NOT UP" not in last, last
         status, _ = scrape_once(srv.metrics_port)
         assert " 200 " in status + " ", status
@@ -121,7 +123,7 @@ def busy_metrics_port_does_not_hold_ready_back():
         srv = mctest.Server(config("127.0.0.1:%d" % mctest.free_port(), port))
         with srv:
             last = status_lines(srv)[-1]
-            assert "metrics listener NOT UP (it failed to start)" in last, last
+            assert "metrics listener NOT UP (" in last, last
             assert "admin API NOT UP" not in last, last
             r = at.ctl("--socket", srv.dir.join("admin.sock"), "status")
             assert r.rc == 0, r
