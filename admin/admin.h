@@ -97,6 +97,9 @@ enum link_result link_poll(struct link *l);
 /* Tells the master about n more dropped log lines (it counts them in shared memory). */
 int link_report_drops(struct link *l, uint64_t n);
 
+/* Tells the master the API accepts connections (READY=1 waits for it). */
+int link_report_listening(struct link *l);
+
 /* The TLS material of a TCP admin address, read before privileges are dropped. */
 struct admin_pem {
     char *cert;

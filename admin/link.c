@@ -255,6 +255,13 @@ int link_report_drops(struct link *l, uint64_t n)
     return chan_flush(&l->chan) == MC_ERROR ? -1 : 0;
 }
 
+int link_report_listening(struct link *l)
+{
+    if (chan_send(&l->chan, MSG_LISTENING, 0, NULL, 0, -1) < 0)
+        return -1;
+    return chan_flush(&l->chan) == MC_ERROR ? -1 : 0;
+}
+
 enum link_result link_poll(struct link *l)
 {
     struct link_want w = {.link = l};

@@ -538,6 +538,9 @@ int rpc_server_run(struct rpc_server *s, volatile sig_atomic_t *stop)
         if (rc == 0)
             rc = rpc_arm(s, CALL_OTHER, 0);
     }
+    /* started and armed: a caller that connects now is served */
+    if (rc == 0 && link_report_listening(s->link) < 0)
+        s->master_gone = true;
 
     uint64_t stop_ms = 0;
     while (rc == 0 && !s->master_gone) {

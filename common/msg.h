@@ -51,6 +51,10 @@ enum msg_type {
     /* master <-> admin process and metrics exporter, liveness (proxy.worker_watchdog) */
     MSG_PING, /* m->child: no payload; answered at once */
     MSG_PONG, /* child->m: no payload */
+
+    /* admin process, metrics exporter -> master: its socket is bound and
+     * accepting; once per process. No payload. READY=1 waits for it. */
+    MSG_LISTENING,
     MSG__COUNT
 };
 

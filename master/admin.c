@@ -34,6 +34,10 @@ static int admin_on_message(void *arg, struct chan_msg *msg)
     watchdog_alive(&a->live, loop_now(a->m->loop)); /* any message is a sign of life */
     if (msg->hdr.type == MSG_PONG && msg->hdr.len == 0)
         return 0;
+    if (msg->hdr.type == MSG_LISTENING && msg->hdr.len == 0) {
+        aux_listening(a);
+        return 0;
+    }
     if (msg->hdr.type == MSG_ADMIN_LOG_DROPPED && msg->hdr.len == sizeof(uint64_t)) {
         uint64_t n;
         memcpy(&n, msg->data, sizeof(n));

@@ -53,6 +53,10 @@ void aux_exited(struct master *m, struct aux_proc *x, int status, bool wanted)
     child_chan_close(m->loop, &x->chan, &x->ev);
     x->pid = 0;
     x->restarting = false;
+    /* a READY=1 waiting for it waits no longer: it failed this time */
+    x->failed = x->failed || (!x->listening && !asked);
+    x->listening = false;
+    master_ready_update(m);
     if (m->phase == MASTER_STOPPING || !wanted) {
         log_info("%s %s", x->name, how);
         return;
@@ -104,6 +108,7 @@ void aux_started(struct master *m, struct aux_proc *x, pid_t pid, const struct i
     x->pid = pid;
     x->started_ms = loop_now(m->loop);
     x->restarting = false;
+    x->listening = false;
     watchdog_reset(&x->live, x->started_ms, 0);
     free(x->started_with);
     /* out of memory: NULL, which differs from anything, so the next reload restarts it */
@@ -126,6 +131,8 @@ void aux_reload(struct master *m, struct aux_proc *x, bool wanted, const struct 
         if (!same && !x->restarting) {
             log_info("%s (pid %d): its settings changed, restarting it", x->name, (int)x->pid);
             x->restarting = true;
+            x->listening = false; /* the READY=1 after this reload waits for the new one */
+            x->failed = false;
             kill(x->pid, SIGTERM);
         }
         /* already restarting: it is started again on the settings current by then */
@@ -134,7 +141,23 @@ void aux_reload(struct master *m, struct aux_proc *x, bool wanted, const struct 
     if (same && timer_armed(&x->respawn))
         return; /* a respawn on these settings is due: the crash-loop brake stands */
     /* failed, never started, or due on other settings: the reload is the retry */
+    x->failed = false;
     loop_timer_set(m->loop, &x->respawn, 0);
+}
+
+void aux_listening(struct aux_proc *x)
+{
+    if (x->listening)
+        return;
+    x->listening = true;
+    x->failed = false;
+    log_info("%s (pid %d) is accepting connections", x->name, (int)x->pid);
+    master_ready_update(x->m);
+}
+
+bool aux_settled(const struct aux_proc *x, bool wanted)
+{
+    return !wanted || x->listening || x->failed;
 }
 
 void aux_free(struct aux_proc *x)

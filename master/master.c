@@ -29,6 +29,10 @@
 
 #define STOP_GRACE_MS 2000 /* past shutdown_timeout before stragglers are killed */
 #define QUIT_GRACE_MS 1000
+/* How long READY=1 waits for the admin API and the metrics listener once
+ * every worker accepts: past it, READY=1 goes out with a STATUS= saying
+ * what is not up (a hung child must not hold the unit in "activating"). */
+#define READY_AUX_WAIT_MS 10000
 
 static volatile sig_atomic_t sig_child, sig_term, sig_quit, sig_hup, sig_usr1;
 
@@ -102,6 +106,59 @@ static bool generation_ready(const struct master *m)
     return ready == m->n_workers;
 }
 
+/* Appends to buf what READY=1 says of x when it is wanted and not listening. */
+static void ready_describe_down(char *buf, size_t size, const char *what, const struct aux_proc *x,
+                                bool wanted)
+{
+    size_t n = strlen(buf);
+
+    if (wanted && !x->listening)
+        snprintf(buf + n, size - n, "; %s NOT UP (%s)", what,
+                 x->failed ? "it failed to start" : "not listening yet");
+}
+
+/* READY=1, when owed: once the admin and exporter are up (or failed to
+ * start), or at the deadline, saying what is not up. */
+static void master_ready_send(struct master *m, bool deadline)
+{
+    bool admin = m->cfg->grpc.enabled, metrics = m->cfg->metrics.enabled;
+    char down[160] = "";
+
+    if (!m->ready_owed ||
+        (!deadline && !(aux_settled(&m->admin, admin) && aux_settled(&m->metrics, metrics))))
+        return;
+    m->ready_owed = false;
+    loop_timer_stop(m->loop, &m->ready_timer);
+    if (m->phase == MASTER_STOPPING)
+        return;
+    ready_describe_down(down, sizeof(down), "admin API", &m->admin, admin);
+    ready_describe_down(down, sizeof(down), "metrics listener", &m->metrics, metrics);
+    if (down[0] != '\0')
+        log_error("ready with the workers accepting, but%s: see its lines above", down + 1);
+    sdnotify("READY=1\nSTATUS=serving %u listener(s) with %u worker(s)%s%s", m->n_bound,
+             m->n_workers, m->ready_reloaded ? "; reloaded" : "", down);
+}
+
+static void ready_timer_cb(struct timer *t)
+{
+    master_ready_send(t->data, true);
+}
+
+/* Every worker accepts: READY=1 goes out once the rest is up too, or
+ * after READY_AUX_WAIT_MS. */
+static void master_ready_owe(struct master *m, bool reloaded)
+{
+    m->ready_owed = true;
+    m->ready_reloaded = reloaded;
+    loop_timer_set(m->loop, &m->ready_timer, READY_AUX_WAIT_MS);
+    master_ready_send(m, false);
+}
+
+void master_ready_update(struct master *m)
+{
+    master_ready_send(m, false);
+}
+
 /* The new generation is accepting: the old one stops accepting and drains. */
 static void reload_complete(struct master *m)
 {
@@ -123,8 +180,7 @@ static void reload_complete(struct master *m)
     metrics_reload(m);
     log_info("reload complete in %llu ms: %u worker(s) took over, %u draining",
              (unsigned long long)(loop_now(m->loop) - m->reload_started_ms), m->n_workers, retired);
-    sdnotify("READY=1\nSTATUS=serving %u listener(s) with %u worker(s); reloaded", m->n_bound,
-             m->n_workers);
+    master_ready_owe(m, true);
     if (m->reload_pending) {
         m->reload_pending = false;
         master_reload(m);
@@ -140,8 +196,7 @@ void master_check_ready(struct master *m)
         log_info("ready: %u listener(s), %u worker(s)", m->n_bound, m->n_workers);
         /* the start-up push of every route to every worker is sent: give its buffers back */
         malloc_trim(0);
-        sdnotify("READY=1\nSTATUS=serving %u listener(s) with %u worker(s)", m->n_bound,
-                 m->n_workers);
+        master_ready_owe(m, false);
     } else if (m->reloading) {
         reload_complete(m);
     }
@@ -559,6 +614,9 @@ static void master_reload(struct master *m)
         log_info("SIGHUP: a reload is already in progress; another one follows it");
         return;
     }
+    /* a READY=1 still owed is this reload's to send */
+    m->ready_owed = false;
+    loop_timer_stop(m->loop, &m->ready_timer);
     sdnotify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
              (unsigned long long)mc_monotonic_ms() * 1000, m->cfg->path);
     log_info("SIGHUP: reloading %s", m->cfg->path);
@@ -661,6 +719,7 @@ static void master_free(struct master *m)
 static void master_start_children(struct master *m)
 {
     m->stop_timer = (struct timer){.cb = stop_timer_cb, .data = m};
+    m->ready_timer = (struct timer){.cb = ready_timer_cb, .data = m};
     if (sdnotify_watchdog_ms() > 0) {
         m->watchdog = (struct timer){.cb = watchdog_cb, .data = m};
         loop_timer_set(m->loop, &m->watchdog, sdnotify_watchdog_ms() / 2);

@@ -58,6 +58,10 @@ struct aux_proc {
     uint64_t started_ms;
     unsigned quick_deaths;
     bool restarting; /* asked to exit to be started again: its exit is no crash */
+    /* READY=1 waits for each configured one to be listening, or to have
+     * failed to start (exited before it listened) since then */
+    bool listening; /* said MSG_LISTENING */
+    bool failed;    /* exited before listening; cleared when it listens or a reload retries */
     struct timer respawn;
     struct liveness live;
     /* What it was started with (its settings, and for the admin its TLS
@@ -133,6 +137,10 @@ struct master {
 
     struct aux_proc admin;
     struct aux_proc metrics;
+    /* READY=1 is owed (start-up, or a reload that completed) until the
+     * admin and metrics processes are listening, or READY_AUX_WAIT_MS */
+    bool ready_owed, ready_reloaded;
+    struct timer ready_timer;
 
     int access_fd; /* log.access_file, -1 when unset; each worker has a copy */
 
@@ -172,7 +180,11 @@ void master_stop(struct master *m, bool graceful);
 /* Between the master's own files. */
 int *master_lfd(struct master *m, unsigned listener, unsigned sock);
 void master_reload_failed(struct master *m, const char *why);
+/* A worker acked: completes the start-up or a reload. */
 void master_check_ready(struct master *m);
+/* The admin or exporter started listening or exited: sends READY=1 when
+ * it is owed and everything is up. */
+void master_ready_update(struct master *m);
 void master_check_waits(struct master *m);
 /* Ends, as not applied, the publishes older than PUBLISH_DEADLINE_MS. */
 void master_expire_waits(struct master *m);
@@ -221,6 +233,10 @@ void aux_started(struct master *m, struct aux_proc *x, pid_t pid, const struct i
  */
 void aux_reload(struct master *m, struct aux_proc *x, bool wanted, const struct iovec *iov, int n);
 void aux_free(struct aux_proc *x);
+/* x said MSG_LISTENING. */
+void aux_listening(struct aux_proc *x);
+/* What READY=1 waits for: x not wanted, listening, or failed to start. */
+bool aux_settled(const struct aux_proc *x, bool wanted);
 
 /* geoip.c: (re)loads cfg's GeoIP database into m->geoip_fd. A failure
  * keeps a copy already loaded (logged); -1 only when there is none. */

@@ -29,6 +29,10 @@ static int metrics_on_message(void *arg, struct chan_msg *msg)
         watchdog_alive(&x->live, loop_now(x->m->loop));
         return 0;
     }
+    if (msg->hdr.type == MSG_LISTENING && msg->hdr.len == 0) {
+        aux_listening(x);
+        return 0;
+    }
     log_error("metrics (pid %d): unexpected message type %u; killing it", (int)x->pid,
               msg->hdr.type);
     return -1;

@@ -698,6 +698,12 @@ static int configure(struct exporter *x, const struct chan_msg *m)
         return 0;
     }
     listener_resume(&x->accept_pause);
+    /* READY=1 waits for this: the socket accepts from now on */
+    if (chan_send(&x->chan, MSG_LISTENING, 0, NULL, 0, -1) < 0 ||
+        chan_flush(&x->chan) == MC_ERROR) {
+        log_error("cannot tell the master that the metrics listener is up");
+        exporter_exit(x, EXIT_TRANSIENT);
+    }
     return 0;
 }
 

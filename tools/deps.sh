@@ -1,14 +1,16 @@
 #!/bin/sh
 # Installs Debian packages when missing: those the build and the tests
-# need (haproxy and nginx are the PROXY protocol interop tests' peers), or
-# the ones named as arguments (bench/deps.sh passes its own).
+# need (haproxy and nginx are the PROXY protocol interop tests' peers,
+# stress-ng the load of `make test-under-load`, llvm-14 the coverage
+# tools of `make fuzz`), or the ones named as arguments (bench/deps.sh
+# passes its own).
 # As root it runs apt-get; otherwise it prints the command to run.
 set -eu
 
 pkgs="${*:-gcc clang libclang-rt-14-dev meson ninja-build pkg-config git
 libssl-dev libsqlite3-dev libcyaml-dev libyaml-dev libmaxminddb-dev libcap-dev
 libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler protobuf-compiler-grpc python3-grpcio libnghttp2-dev
-openssl curl sqlite3 python3 procps iproute2 util-linux systemd libmaxmind-db-writer-perl haproxy nginx
+openssl curl sqlite3 python3 procps iproute2 util-linux systemd libmaxmind-db-writer-perl haproxy nginx stress-ng llvm-14
 libnginx-mod-stream}"
 
 missing=""

@@ -323,9 +323,11 @@ def master_gone_mid_call_means_unavailable_and_exit():
             start = time.monotonic()
             fm.sock.shutdown(2)
             expect_rpc_error("UNAVAILABLE", fut.result)
-            assert time.monotonic() - start < 3, "UNAVAILABLE only after %.1f s" % (
-                time.monotonic() - start)
-            assert fm.wait_exit(5) == 0, fm.log_text()
+            # at the channel's EOF, not at the end of the 10 s a call waits
+            # for the master (MSG_ADMIN_TIMEOUT_MS): margin for a busy machine
+            took = time.monotonic() - start
+            assert took < 8, "UNAVAILABLE only after %.1f s" % took
+            assert fm.wait_exit(15) == 0, fm.log_text()
 
 
 @test

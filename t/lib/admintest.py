@@ -273,6 +273,7 @@ class FakeMaster:
         child.close()
         self.seq = 0
         self.buf = b""
+        self.listening = False
         mctest._track(self)
 
     def send(self, mtype, payload=b""):
@@ -280,7 +281,9 @@ class FakeMaster:
         self.seq += 1
 
     def recv(self, timeout=5.0):
-        """The next message as (type name, payload), or None at EOF."""
+        """The next message as (type name, payload), or None at EOF.
+        MSG_LISTENING (once the API serves) is not returned: it sets
+        .listening."""
         deadline = time.monotonic() + timeout
         names = {v: k for k, v in MSG.items()}
         while True:
@@ -289,6 +292,9 @@ class FakeMaster:
                 if len(self.buf) >= HDR.size + n:
                     payload = self.buf[HDR.size:HDR.size + n]
                     self.buf = self.buf[HDR.size + n:]
+                    if names.get(t) == "MSG_LISTENING" and not payload:
+                        self.listening = True
+                        continue
                     return names.get(t, t), payload
             left = deadline - time.monotonic()
             if left <= 0:
