@@ -139,6 +139,22 @@ void conn_close(struct conn *c, enum reason reason, const char *result)
     }
 }
 
+int conn_connect_result(const struct conn *c, uint32_t events)
+{
+    int err = 0;
+    socklen_t len = sizeof(err);
+
+    /* writable without an error means connected: SO_ERROR only on the failure path */
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+        return EINPROGRESS;
+    if ((events & (EPOLLERR | EPOLLHUP)) &&
+        getsockopt(c->bev.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    if (err == 0 && (events & (EPOLLERR | EPOLLHUP)))
+        err = ECONNREFUSED;
+    return err;
+}
+
 void conn_free_dead(struct worker *w)
 {
     while (w->dead != NULL) {

@@ -67,6 +67,10 @@ struct conn {
     bool resume_queued;
 };
 
+/* A non-blocking connect of the backend socket, from its epoll events: 0
+ * connected, EINPROGRESS still going, else why it failed. */
+int conn_connect_result(const struct conn *c, uint32_t events);
+
 /* reason is a refusal code, or REASON_NONE with result saying how an
  * admitted connection ended. */
 void conn_close(struct conn *c, enum reason reason, const char *result);

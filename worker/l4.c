@@ -166,19 +166,10 @@ static void l4_replay(struct conn *c)
 
 static void l4_connected(struct conn *c, uint32_t events)
 {
-    int err = 0;
-    socklen_t len = sizeof(err);
+    int err = conn_connect_result(c, events);
 
-    /* writable without an error means connected: SO_ERROR only on the failure path */
-    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-        return;
-    if ((events & (EPOLLERR | EPOLLHUP)) &&
-        getsockopt(c->bev.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-        err = errno;
     if (err == EINPROGRESS)
         return;
-    if (err == 0 && (events & (EPOLLERR | EPOLLHUP)))
-        err = ECONNREFUSED;
     if (err != 0) {
         log_errno(LOGL_DEBUG, err, "connect() to %s", c->route->backend);
         conn_close(c, REASON_BACKEND_CONNECT_FAILED, NULL);

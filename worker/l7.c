@@ -580,15 +580,7 @@ static void l7_on_backend(struct ev *ev, uint32_t events)
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         l->bready = true;
     if (l->connecting) {
-        int err = 0;
-        socklen_t len = sizeof(err);
-        if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-            return;
-        if ((events & (EPOLLERR | EPOLLHUP)) &&
-            getsockopt(c->bev.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-            err = errno;
-        if (err == 0 && (events & (EPOLLERR | EPOLLHUP)))
-            err = ECONNREFUSED;
+        int err = conn_connect_result(c, events);
         if (err == EINPROGRESS)
             return;
         if (err != 0) {
