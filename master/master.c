@@ -240,6 +240,19 @@ void master_expire_waits(struct master *m)
     }
 }
 
+/* backend_tls re-encrypts without verifying the backend (SPEC section 6): said once, at start. */
+static void master_warn_backend_tls(const struct master *m)
+{
+    unsigned n = 0;
+
+    for (unsigned i = 0; i < m->state->n_listeners; i++) {
+        for (unsigned j = 0; j < m->state->listeners[i].n_routes; j++)
+            n += m->state->listeners[i].routes[j].backend_tls;
+    }
+    if (n > 0)
+        log_warn("%u route(s) with backend_tls: backend certificates are not verified", n);
+}
+
 /* Runs the callbacks of every publish that all live workers have acknowledged. */
 void master_check_waits(struct master *m)
 {
@@ -778,6 +791,7 @@ int master_run(struct config *cfg)
         ticketkeys_start(&m) < 0)
         goto fail;
     master_warn_countries(&m);
+    master_warn_backend_tls(&m);
     /* bound: from here on the master keeps only what supervising needs */
     if (master_bind(&m) < 0 || priv_restrict_master() < 0)
         goto fail;

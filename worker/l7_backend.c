@@ -151,7 +151,7 @@ void l7_backend_release(struct conn *c)
  * backend_tls: the client side of TLS to the backend, one context per
  * worker. SNI is the route's name (the client's for a wildcard route);
  * the backend's certificate is not verified (SPEC section 6), which the
- * worker says once.
+ * master says at start.
  */
 static SSL *l7_backend_ssl(struct conn *c)
 {
@@ -168,7 +168,6 @@ static SSL *l7_backend_ssl(struct conn *c)
         SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
         SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn));
         SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-        log_warn("backend_tls: backend certificates are not verified");
     }
     SSL *ssl = SSL_new(ctx);
     const char *name = l7_backend_sni(c);
