@@ -25,10 +25,11 @@ static int metrics_on_message(void *arg, struct chan_msg *msg)
 
     if (msg->fd >= 0)
         close(msg->fd);
-    if (msg->hdr.type == MSG_PONG && msg->hdr.len == 0) {
-        watchdog_alive(&x->live, loop_now(x->m->loop));
+    /* any message is a sign of life, MSG_LISTENING too: an exporter stopped
+     * before its first pong must not get the whole start-up grace */
+    watchdog_alive(&x->live, loop_now(x->m->loop));
+    if (msg->hdr.type == MSG_PONG && msg->hdr.len == 0)
         return 0;
-    }
     if (msg->hdr.type == MSG_LISTENING && msg->hdr.len == 0) {
         aux_listening(x);
         return 0;

@@ -374,6 +374,9 @@ def needed_admin_restart_answers_calls_in_flight():
 # ---------------------------------------------------------------- watchdog
 
 WATCHDOG = 2.0  # proxy.worker_watchdog in these tests, seconds
+# an admin or exporter is pinged 250 ms after its last sign of life (on the
+# master's 250 ms tick) and killed when a ping is WATCHDOG unanswered
+AUX_KILL_WITHIN = WATCHDOG + 0.75 + 1.0
 
 
 def watchdog_kills(srv):
@@ -450,7 +453,7 @@ def stopped_admin_is_replaced():
         os.kill(admin, signal.SIGSTOP)
         t0 = time.monotonic()
         try:
-            mctest.wait_until(lambda: not mctest.proc_alive(admin), WATCHDOG + 1.0,
+            mctest.wait_until(lambda: not mctest.proc_alive(admin), AUX_KILL_WITHIN,
                               what="the stuck admin to be killed")
         finally:
             if mctest.proc_alive(admin):
@@ -469,7 +472,7 @@ def stopped_exporter_is_replaced():
         exporter = first["metrics"][0]
         os.kill(exporter, signal.SIGSTOP)
         try:
-            mctest.wait_until(lambda: not mctest.proc_alive(exporter), WATCHDOG + 1.0,
+            mctest.wait_until(lambda: not mctest.proc_alive(exporter), AUX_KILL_WITHIN,
                               what="the stuck exporter to be killed")
         finally:
             if mctest.proc_alive(exporter):
