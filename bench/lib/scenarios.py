@@ -152,6 +152,57 @@ def l7_cps(ctx, peer):
             "errors": r["errors"], "steal_pct": m.steal_pct}
 
 
+def parse_h2load(out):
+    """rate, count (requests that succeeded with a 2xx), errors, mean_ms
+    and the protocol negotiated, from h2load's summary."""
+    r = {}
+    m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    r["rate"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed,"
+                  r" \d+ errored, (\d+) timeout", out)
+    ok, failed, timeout = (int(x) for x in m.groups()) if m else (0, 0, 0)
+    m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    other = sum(int(x) for x in m.groups()[1:]) if m else 0
+    r["count"] = ok - other
+    r["errors"] = failed + timeout + other
+    m = re.search(r"^time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\s", out, re.M)
+    r["mean_ms"] = _ms(*m.groups()) if m else None
+    m = re.search(r"^Application protocol: (\S+)", out, re.M)
+    r["proto"] = m.group(1) if m else None
+    return r
+
+
+def h2_keepalive(ctx, peer):
+    """L7 h2: many streams on few connections (h2load), small responses,
+    TLS terminated by the proxy, HTTP/1.1 to the plain-HTTP backend
+    (direct: the TLS backend serves h2 itself). A proxy that does not
+    select h2 by ALPN is recorded as n/a, not measured over HTTP/1.1
+    (h2load would fall back to it)."""
+    addr = peer.addr(peers.L7_TARGET)
+    proto = peers.alpn_selected(addr, host(peers.L7_TARGET), ["h2", "http/1.1"])
+    if proto != "h2":
+        return {"skipped": "n/a (no h2)", "alpn": proto}
+    secs = max(1, int(round(ctx.dur["h2"])))
+    argv = ["h2load", "-t2", f"-c{ctx.dur['h2_conns']}", f"-m{ctx.dur['h2_streams']}",
+            f"-D{secs}", f"https://{host(peers.L7_TARGET)}:{addr[1]}/"]
+    with measure(ctx, peer) as m:
+        rc, out, ccpu, _ = run("h2load", with_hosts(ctx, argv), ctx.log(f"h2ka-{peer.name}"),
+                               timeout=secs + 15)
+    r = parse_h2load(out)
+    if rc is None:
+        raise RuntimeError(f"h2load did not finish within {secs + 15} s (killed)")
+    if r["proto"] != "h2":
+        raise RuntimeError(f"h2load negotiated {r['proto']} where the ALPN probe got h2")
+    if rc != 0 or r["count"] <= 0:
+        raise RuntimeError(f"h2load failed (rc={rc}): {out[-300:]}")
+    n = r["count"]
+    return {"req_s": r["rate"], "mean_ms": r["mean_ms"],
+            "proxy_us": m.cpu_s["proxy"] / n * 1e6,
+            "backend_us": m.cpu_s["backend"] / n * 1e6,
+            "all_us": (m.cpu_s["proxy"] + m.cpu_s["backend"] + ccpu) / n * 1e6,
+            "errors": r["errors"], "steal_pct": m.steal_pct}
+
+
 def tls_bulk(ctx, peer):
     """c. bulk TLS download over one connection (h2load, HTTP/1.1)."""
     port = peer.addr("tls")[1]
