@@ -38,7 +38,7 @@ FULL = {"rounds": 3, "routes": 100, "big_routes": 10000,
         "rawbulk_mib": 1024, "rawbulk_reps": 2,
         "idle_conns": 5000, "strace": 1, "settle": 0.3, "fw_rules": 100000,
         "strace_phases": ("ka", "cps", "rawcps", "tlsbulk", "rawbulk"),
-        "l7_strace_phases": ("l7ka", "l7cps"), "h2": 3, "h2_conns": 4, "h2_streams": 32}
+        "l7_strace_phases": ("l7ka", "l7cps", "h2ka"), "h2": 3, "h2_conns": 4, "h2_streams": 32}
 SMOKE = {"rounds": 1, "routes": 100, "big_routes": 1000,
          "ka": 1, "ka_conns": 20, "lat": 0.3, "cps": 1, "cps_conns": 10,
          "bulk_file_mib": 16, "bulk_reqs": 1,

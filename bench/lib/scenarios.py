@@ -172,21 +172,26 @@ def parse_h2load(out):
     return r
 
 
-def h2_keepalive(ctx, peer):
-    """L7 h2: many streams on few connections (h2load), small responses,
-    TLS terminated by the proxy, HTTP/1.1 to the plain-HTTP backend
-    (direct: the TLS backend serves h2 itself). A proxy that does not
-    select h2 by ALPN is recorded as n/a, not measured over HTTP/1.1
-    (h2load would fall back to it)."""
-    addr = peer.addr(peers.L7_TARGET)
-    proto = peers.alpn_selected(addr, host(peers.L7_TARGET), ["h2", "http/1.1"])
-    if proto != "h2":
-        return {"skipped": "n/a (no h2)", "alpn": proto}
-    secs = max(1, int(round(ctx.dur["h2"])))
+H2_NA = "n/a (no h2)"  # the row of a proxy that does not select h2
+
+
+def h2_negotiated(peer):
+    """True if the peer's L7 route selects h2 when offered h2 and http/1.1.
+    h2load would fall back to HTTP/1.1 where it does not: such a proxy is
+    recorded as n/a in the h2 steps, not measured over HTTP/1.1."""
+    target = peers.L7_TARGET
+    return peers.alpn_selected(peer.addr(target), host(target), ["h2", "http/1.1"]) == "h2"
+
+
+def _h2load(ctx, peer, name, secs):
+    """h2load over h2 to the L7 route for secs, h2_conns connections of
+    h2_streams concurrent streams; returns (parsed output, Meter, client CPU s)."""
+    port = peer.addr(peers.L7_TARGET)[1]
+    secs = max(1, int(round(secs)))  # h2load -D takes whole seconds
     argv = ["h2load", "-t2", f"-c{ctx.dur['h2_conns']}", f"-m{ctx.dur['h2_streams']}",
-            f"-D{secs}", f"https://{host(peers.L7_TARGET)}:{addr[1]}/"]
+            f"-D{secs}", f"https://{host(peers.L7_TARGET)}:{port}/"]
     with measure(ctx, peer) as m:
-        rc, out, ccpu, _ = run("h2load", with_hosts(ctx, argv), ctx.log(f"h2ka-{peer.name}"),
+        rc, out, ccpu, _ = run(name, with_hosts(ctx, argv), ctx.log(f"{name}-{peer.name}"),
                                timeout=secs + 15)
     r = parse_h2load(out)
     if rc is None:
@@ -195,6 +200,16 @@ def h2_keepalive(ctx, peer):
         raise RuntimeError(f"h2load negotiated {r['proto']} where the ALPN probe got h2")
     if rc != 0 or r["count"] <= 0:
         raise RuntimeError(f"h2load failed (rc={rc}): {out[-300:]}")
+    return r, m, ccpu
+
+
+def h2_keepalive(ctx, peer):
+    """L7 h2: many streams on few connections (h2load), small responses,
+    TLS terminated by the proxy, HTTP/1.1 to the plain-HTTP backend
+    (direct: the TLS backend serves h2 itself)."""
+    if not h2_negotiated(peer):
+        return {"skipped": H2_NA}
+    r, m, ccpu = _h2load(ctx, peer, "h2ka", ctx.dur["h2"])
     n = r["count"]
     return {"req_s": r["rate"], "mean_ms": r["mean_ms"],
             "proxy_us": m.cpu_s["proxy"] / n * 1e6,
@@ -430,7 +445,10 @@ def parse_strace_c(path):
 
 def strace_phase(ctx, peer, phase):
     """Count the proxy tree's syscalls during one short phase. Returns
-    {"unit": ..., "units": n, "calls": {...}} or raises."""
+    {"unit": ..., "units": n, "calls": {...}}, {"skipped": why} (h2ka where
+    the peer has no h2), or raises."""
+    if phase == "h2ka" and not h2_negotiated(peer):
+        return {"phase": phase, "skipped": H2_NA}
     out = os.path.join(ctx.workdir, f"strace-{peer.name}-{phase}.txt")
     argv = ["strace", "-c", "-f", "-q", "-U", "calls,errors,name", "-o", out]
     for t in tids(peer.pids()):
@@ -448,6 +466,9 @@ def strace_phase(ctx, peer, phase):
             r, _, _ = _wrk(ctx, peer, f"{phase}-strace", 10, ctx.dur["strace"],
                            close=phase == "l7cps", target=peers.L7_TARGET)
             unit, n = "req" if phase == "l7ka" else "conn", r["count"]
+        elif phase == "h2ka":  # the peer runs in L7 mode
+            r, _, _ = _h2load(ctx, peer, "h2ka-strace", ctx.dur["strace"])
+            unit, n = "req", r["count"]
         elif phase == "rawcps":
             h, port = peer.addr("raw")
             rc, o, _, _ = run("rawcps", [PY, CLIENTS, "rawcps", "--host", h, "--port", str(port),

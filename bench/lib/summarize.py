@@ -424,6 +424,9 @@ def strace_table(d):
         if "error" in r:
             rows.append([r["peer"], r.get("phase", "?"), "-", "-", "error: " + r["error"][:80]])
             continue
+        if "skipped" in r:
+            rows.append([r["peer"], r.get("phase", "?"), "-", "-", r["skipped"]])
+            continue
         n = r["units"] or 1
         calls = sorted(r["calls"].items(), key=lambda kv: -kv[1][0])
         total = sum(c for _, (c, _) in calls)
