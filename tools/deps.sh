@@ -1,6 +1,9 @@
 #!/bin/sh
 # Installs Debian packages when missing: those the build and the tests
 # need (haproxy and nginx are the PROXY protocol interop tests' peers,
+# nginx also the gRPC tests' reference proxy; python3-grpcio, python3-h2
+# (with python3-hyperframe) and nghttp2-client the HTTP/2 and gRPC tests'
+# clients and backends,
 # stress-ng the load of `make test-under-load`, llvm-14 the coverage
 # tools of `make fuzz`), or the ones named as arguments (bench/deps.sh
 # passes its own).
@@ -9,7 +12,7 @@ set -eu
 
 pkgs="${*:-gcc clang libclang-rt-14-dev meson ninja-build pkg-config git
 libssl-dev libsqlite3-dev libcyaml-dev libyaml-dev libmaxminddb-dev libcap-dev
-libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler protobuf-compiler-grpc python3-grpcio libnghttp2-dev
+libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler protobuf-compiler-grpc python3-grpcio libnghttp2-dev nghttp2-client python3-h2 python3-hyperframe
 openssl curl sqlite3 python3 procps iproute2 util-linux systemd libmaxmind-db-writer-perl haproxy nginx stress-ng llvm-14
 libnginx-mod-stream}"
 
