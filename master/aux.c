@@ -1,7 +1,7 @@
 /*
- * What every child with a channel shares on the master's side: closing
- * and flushing its channel, draining it on an event, and (for the
- * auxiliary processes, admin and metrics) exit handling and stopping.
+ * The life cycle the auxiliary processes (admin and metrics exporter)
+ * share on the master's side: what they were started with, exit
+ * handling and respawn, stopping, and reload.
  */
 #include <signal.h>
 #include <stdlib.h>
@@ -12,37 +12,6 @@
 #include "common/log.h"
 #include "master/master.h"
 #include "master/spawn.h"
-
-void child_chan_close(struct loop *l, struct chan *c, struct ev *ev)
-{
-    if (c->fd < 0)
-        return;
-    loop_del(l, ev);
-    chan_close(c);
-    c->fd = -1;
-}
-
-void child_chan_flush(struct chan *c, const char *name, pid_t pid)
-{
-    if (c->fd >= 0 && chan_flush(c) == MC_ERROR)
-        log_warn("%s (pid %d): channel closed", name, (int)pid);
-}
-
-void child_chan_event(struct loop *l, struct chan *c, struct ev *ev, pid_t pid, uint32_t events,
-                      chan_handler_fn *handle, void *arg, const char *name)
-{
-    if (events & EPOLLOUT)
-        child_chan_flush(c, name, pid);
-    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) || c->fd < 0)
-        return;
-    int rc = chan_drain(c, handle, arg);
-    if (rc != MC_OK) {
-        /* EOF or garbage: the process is gone or broken; SIGCHLD does the rest */
-        if (rc == MC_ERROR && pid != 0)
-            kill(pid, SIGKILL);
-        child_chan_close(l, c, ev);
-    }
-}
 
 void aux_exited(struct master *m, struct aux_proc *x, int status, bool wanted)
 {

@@ -100,7 +100,7 @@ static bool generation_ready(const struct master *m)
 {
     unsigned ready = 0;
     for (unsigned i = 0; i < m->n_slots; i++) {
-        const struct worker_proc *w = &m->workers[i];
+        const struct child_worker *w = &m->workers[i];
         ready += w->used && !w->retiring && w->ready;
     }
     return ready == m->n_workers;
@@ -165,9 +165,9 @@ static void reload_complete(struct master *m)
     unsigned retired = 0;
 
     for (unsigned i = 0; i < m->n_slots; i++) {
-        struct worker_proc *w = &m->workers[i];
+        struct child_worker *w = &m->workers[i];
         if (w->used && w->retiring) {
-            worker_stop(m, w, true);
+            child_worker_stop(m, w, true);
             retired++;
         }
     }
@@ -176,8 +176,8 @@ static void reload_complete(struct master *m)
     m->reloading = false;
     atomic_fetch_add_explicit(&m->shm->reloads, 1, memory_order_relaxed);
     /* restarted only when their own settings (or certificates) changed */
-    admin_reload(m);
-    metrics_reload(m);
+    child_admin_reload(m);
+    child_metrics_reload(m);
     log_info("reload complete in %llu ms: %u worker(s) took over, %u draining",
              (unsigned long long)(loop_now(m->loop) - m->reload_started_ms), m->n_workers, retired);
     master_ready_owe(m, true);
@@ -219,7 +219,7 @@ static void master_warn_countries(const struct master *m)
  * it, unless it is still starting from that generation or a newer one (it
  * accepts nothing before; under back-to-back reloads new workers keep
  * starting, and waiting for them would hold a reply for ever). */
-static bool worker_owes_ack(const struct worker_proc *wp, uint32_t gen)
+static bool worker_owes_ack(const struct child_worker *wp, uint32_t gen)
 {
     return wp->pid != 0 && wp->chan.fd >= 0 && wp->acked_gen < gen &&
            (wp->ready || wp->start_gen < gen);
@@ -316,7 +316,7 @@ int master_publish(struct master *m, master_done_fn *done, void *arg)
         tail = &(*tail)->next;
     *tail = w;
     for (unsigned i = 0; i < m->n_slots; i++)
-        worker_push_state(m, &m->workers[i], changes, n_changes, rules);
+        child_worker_push_state(m, &m->workers[i], changes, n_changes, rules);
     free(changes);
     if (rules)
         master_warn_countries(m);
@@ -327,23 +327,23 @@ int master_publish(struct master *m, master_done_fn *done, void *arg)
 
 static void worker_respawn_cb(struct timer *t)
 {
-    struct worker_proc *w = t->data;
+    struct child_worker *w = t->data;
     if (w->m->phase != MASTER_STOPPING && w->used && !w->retiring && w->pid == 0)
-        worker_spawn(w->m, w);
+        child_worker_spawn(w->m, w);
 }
 
 static void admin_respawn_cb(struct timer *t)
 {
     struct master *m = t->data;
     if (m->phase != MASTER_STOPPING && m->admin.pid == 0 && m->cfg->grpc.enabled)
-        admin_spawn(m);
+        child_admin_spawn(m);
 }
 
 static void metrics_respawn_cb(struct timer *t)
 {
     struct master *m = t->data;
     if (m->phase != MASTER_STOPPING && m->metrics.pid == 0 && m->cfg->metrics.enabled)
-        metrics_spawn(m);
+        child_metrics_spawn(m);
 }
 
 static void master_reap(struct master *m)
@@ -353,16 +353,16 @@ static void master_reap(struct master *m)
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         if (pid == m->admin.pid) {
-            admin_exited(m, status);
+            child_admin_exited(m, status);
             continue;
         }
         if (pid == m->metrics.pid) {
-            metrics_exited(m, status);
+            child_metrics_exited(m, status);
             continue;
         }
         for (unsigned i = 0; i < m->n_slots; i++) {
             if (m->workers[i].pid == pid) {
-                worker_exited(m, &m->workers[i], status);
+                child_worker_exited(m, &m->workers[i], status);
                 break;
             }
         }
@@ -380,7 +380,7 @@ static void close_listeners(struct master *m)
 
 static bool children_alive(const struct master *m)
 {
-    return workers_alive(m) > 0 || m->admin.pid != 0 || m->metrics.pid != 0;
+    return child_worker_count_alive(m) > 0 || m->admin.pid != 0 || m->metrics.pid != 0;
 }
 
 static void stop_timer_cb(struct timer *t)
@@ -404,14 +404,14 @@ void master_stop(struct master *m, bool graceful)
     if (m->phase == MASTER_STOPPING && graceful)
         return;
     log_info("%s stop: %u worker(s) running", graceful ? "graceful" : "immediate",
-             workers_alive(m));
+             child_worker_count_alive(m));
     sdnotify("STOPPING=1\nSTATUS=stopping");
     m->phase = MASTER_STOPPING;
     close_listeners(m);
     for (unsigned i = 0; i < m->n_slots; i++)
-        worker_stop(m, &m->workers[i], graceful);
-    admin_stop(m);
-    metrics_stop(m);
+        child_worker_stop(m, &m->workers[i], graceful);
+    child_admin_stop(m);
+    child_metrics_stop(m);
     loop_timer_set(m->loop, &m->stop_timer,
                    graceful ? m->cfg->proxy.shutdown_timeout_ms + STOP_GRACE_MS : QUIT_GRACE_MS);
 }
@@ -430,7 +430,7 @@ static int master_resolve_user(struct master *m)
     if (geteuid() != 0) {
         if (m->cfg->user != NULL)
             log_info("not started as root: ignoring user \"%s\"", m->cfg->user);
-        return admin_accounts_resolve(m, true, &(struct admin_accounts){0});
+        return child_admin_accounts_resolve(m, true, &(struct child_admin_accounts){0});
     }
     if (m->cfg->user == NULL) {
         log_error("started as root: the config must name a `user` for workers to run as");
@@ -444,7 +444,7 @@ static int master_resolve_user(struct master *m)
     m->setuid = true;
     m->uid = pw->pw_uid;
     m->gid = pw->pw_gid;
-    return admin_accounts_resolve(m, true, &(struct admin_accounts){0});
+    return child_admin_accounts_resolve(m, true, &(struct child_admin_accounts){0});
 }
 
 /* A proxy holds two fds per connection: take the whole hard limit. */
@@ -561,7 +561,7 @@ static int master_bind(struct master *m)
 void master_reload_failed(struct master *m, const char *why)
 {
     for (unsigned i = 0; i < m->n_slots; i++) {
-        struct worker_proc *w = &m->workers[i];
+        struct child_worker *w = &m->workers[i];
         if (!w->used)
             continue;
         if (!w->retiring) {
@@ -569,7 +569,7 @@ void master_reload_failed(struct master *m, const char *why)
             w->retiring = true;
             loop_timer_stop(m->loop, &w->respawn);
             if (w->pid != 0)
-                worker_stop(m, w, true);
+                child_worker_stop(m, w, true);
             else
                 w->used = false;
         } else if (!w->draining) {
@@ -645,7 +645,7 @@ static void master_reload(struct master *m)
     reload_keep_fixed(m, next);
     config_drop_seed(next);
     /* the new workers get new copies; a file that fails keeps the old one */
-    master_geoip_load(m, next);
+    geoip_db_load(m, next);
     certs_mark_stale(&m->certs, m->state);
 
     struct config *prev = m->cfg;
@@ -674,7 +674,7 @@ static void master_reload(struct master *m)
         if (m->workers[i].used)
             m->workers[i].retiring = true;
     }
-    if (workers_start_generation(m) < 0) {
+    if (child_worker_start_generation(m) < 0) {
         master_reload_failed(m, "no free worker slots for a new generation");
         return;
     }
@@ -739,23 +739,23 @@ static void master_start_children(struct master *m)
     }
     sdnotify("STATUS=starting %u worker(s)", m->n_workers);
     for (unsigned i = 0; i < MC_MAX_WORKERS; i++) {
-        struct worker_proc *w = &m->workers[i];
+        struct child_worker *w = &m->workers[i];
         w->m = m;
         w->id = i;
         w->respawn = (struct timer){.cb = worker_respawn_cb, .data = w};
     }
-    workers_start_generation(m);
+    child_worker_start_generation(m);
     watchdog_start(m);
     m->admin.m = m;
     m->admin.name = "admin";
     m->admin.respawn = (struct timer){.cb = admin_respawn_cb, .data = m};
     if (m->cfg->grpc.enabled)
-        admin_spawn(m);
+        child_admin_spawn(m);
     m->metrics.m = m;
     m->metrics.name = "metrics exporter";
     m->metrics.respawn = (struct timer){.cb = metrics_respawn_cb, .data = m};
     if (m->cfg->metrics.enabled)
-        metrics_spawn(m);
+        child_metrics_spawn(m);
 }
 
 int master_run(struct config *cfg)
@@ -787,7 +787,7 @@ int master_run(struct config *cfg)
     log_nonblock(m.loop);
     m.shm_fd = shm_create(&m.shm);
     m.ratelimit_fd = ratelimit_create(&m.ratelimit);
-    if (m.shm_fd < 0 || m.ratelimit_fd < 0 || master_geoip_load(&m, m.cfg) < 0 ||
+    if (m.shm_fd < 0 || m.ratelimit_fd < 0 || geoip_db_load(&m, m.cfg) < 0 ||
         ticketkeys_start(&m) < 0)
         goto fail;
     master_warn_countries(&m);

@@ -28,7 +28,7 @@ struct liveness {
     bool killed;      /* the watchdog sent it SIGKILL */
 };
 
-struct worker_proc {
+struct child_worker {
     struct master *m;
     unsigned id;   /* slot in shm */
     bool used;     /* the slot belongs to a running or restarting worker */
@@ -121,7 +121,7 @@ struct master {
      * SO_REUSEPORT socket would be reset). */
     int *lfds;
     unsigned n_sockets;
-    struct worker_proc workers[MC_MAX_WORKERS]; /* slots; [0, n_slots) ever used */
+    struct child_worker workers[MC_MAX_WORKERS]; /* slots; [0, n_slots) ever used */
     unsigned n_slots;
     unsigned n_workers; /* size of the current generation */
 
@@ -171,8 +171,8 @@ int master_listener_index(const struct master *m, const char *addr);
 /* Answers request id of the admin process admin (its pid) on the admin
  * channel (see msg.h); dropped when that process is gone, since its
  * replacement numbers its requests afresh. */
-void master_admin_reply(struct master *m, pid_t admin, uint32_t id, int32_t status,
-                        const char *message, const void *body, size_t len);
+void child_admin_reply(struct master *m, pid_t admin, uint32_t id, int32_t status,
+                       const char *message, const void *body, size_t len);
 
 /* graceful: workers stop accepting and drain; immediate: they exit now */
 void master_stop(struct master *m, bool graceful);
@@ -196,25 +196,27 @@ void watchdog_reset(struct liveness *l, uint64_t now_ms, uint64_t seen);
 /* The admin or the exporter said something: it is alive. */
 void watchdog_alive(struct liveness *l, uint64_t now_ms);
 
-/* workers.c */
+/* child_worker.c: the master's side of the workers */
 /* Starts a generation of m->n_workers workers in free slots; -1 if too few slots. */
-int workers_start_generation(struct master *m);
-void worker_spawn(struct master *m, struct worker_proc *w);
+int child_worker_start_generation(struct master *m);
+void child_worker_spawn(struct master *m, struct child_worker *w);
 /* Queues the current state as a new generation: a delta of n_changes
  * route changes, or the whole state when n_changes is -1. */
-void worker_push_state(struct master *m, struct worker_proc *w, const struct route_change *changes,
-                       int n_changes, bool rules);
-void worker_exited(struct master *m, struct worker_proc *w, int status);
-void worker_stop(struct master *m, struct worker_proc *w, bool graceful);
-unsigned workers_alive(const struct master *m);
+void child_worker_push_state(struct master *m, struct child_worker *w,
+                             const struct route_change *changes, int n_changes, bool rules);
+void child_worker_exited(struct master *m, struct child_worker *w, int status);
+void child_worker_stop(struct master *m, struct child_worker *w, bool graceful);
+unsigned child_worker_count_alive(const struct master *m);
 
-/* aux.c: a child's channel, and the auxiliary processes' life cycle */
+/* child.c: the master's end of a child's channel */
 void child_chan_close(struct loop *l, struct chan *c, struct ev *ev);
 void child_chan_flush(struct chan *c, const char *name, pid_t pid);
 /* Flushes on EPOLLOUT, drains on input; on EOF or garbage closes the channel
  * (killing a child that sent garbage). */
 void child_chan_event(struct loop *l, struct chan *c, struct ev *ev, pid_t pid, uint32_t events,
                       chan_handler_fn *handle, void *arg, const char *name);
+
+/* aux.c: the auxiliary processes' (admin, metrics) life cycle */
 /* Exit of an auxiliary process: respawned unless the master is stopping, it
  * is no longer wanted, or it exited fatally; at once when the master asked
  * it to restart, else through the crash-loop brake. */
@@ -238,27 +240,27 @@ void aux_listening(struct aux_proc *x);
 /* What READY=1 waits for: x not wanted, listening, or failed to start. */
 bool aux_settled(const struct aux_proc *x, bool wanted);
 
-/* geoip.c: (re)loads cfg's GeoIP database into m->geoip_fd. A failure
+/* geoip_db.c: (re)loads cfg's GeoIP database into m->geoip_fd. A failure
  * keeps a copy already loaded (logged); -1 only when there is none. */
-int master_geoip_load(struct master *m, const struct config *cfg);
+int geoip_db_load(struct master *m, const struct config *cfg);
 
 /* ticketkeys.c: the session ticket keys. ticketkeys_start draws the first
  * (-1 when getrandom() fails) and arms the rotation; ticketkeys_send gives a
  * starting worker the current and previous key. */
 int ticketkeys_start(struct master *m);
-void ticketkeys_send(struct master *m, struct worker_proc *w);
+void ticketkeys_send(struct master *m, struct child_worker *w);
 
 /* accesslog.c: log.access_file. accesslog_open at start (-1: cannot open it);
  * accesslog_send gives a starting worker the file; accesslog_reopen (SIGUSR1,
  * reload) opens the configured path again and gives every worker the new fd. */
 int accesslog_open(struct master *m);
 void accesslog_close(struct master *m);
-void accesslog_send(struct master *m, struct worker_proc *w);
+void accesslog_send(struct master *m, struct child_worker *w);
 void accesslog_reopen(struct master *m, const char *why);
 
-/* admin.c */
+/* child_admin.c: the master's side of the admin process */
 /* Who the admin process runs as and who may connect to its unix socket. */
-struct admin_accounts {
+struct child_admin_accounts {
     uid_t uid; /* grpc.user, else `user` (used when m->setuid) */
     gid_t gid;
     gid_t socket_gid; /* grpc.socket_group; as root, root's group by default; -1: as created */
@@ -266,20 +268,21 @@ struct admin_accounts {
 /* Resolves them for m->cfg, after `user` (m->uid). -1 (logged) when an
  * account does not exist or would let the workers reach the admin API;
  * notices says what a master that is not root ignores. */
-int admin_accounts_resolve(const struct master *m, bool notices, struct admin_accounts *out);
-void admin_spawn(struct master *m);
-void admin_exited(struct master *m, int status);
-void admin_stop(struct master *m);
-void admin_reload(struct master *m);
+int child_admin_accounts_resolve(const struct master *m, bool notices,
+                                 struct child_admin_accounts *out);
+void child_admin_spawn(struct master *m);
+void child_admin_exited(struct master *m, int status);
+void child_admin_stop(struct master *m);
+void child_admin_reload(struct master *m);
 
-/* metrics.c */
-void metrics_spawn(struct master *m);
-void metrics_exited(struct master *m, int status);
-void metrics_stop(struct master *m);
-void metrics_reload(struct master *m);
+/* child_metrics.c: the master's side of the metrics exporter */
+void child_metrics_spawn(struct master *m);
+void child_metrics_exited(struct master *m, int status);
+void child_metrics_stop(struct master *m);
+void child_metrics_reload(struct master *m);
 
-/* master/admin_rpc.c: handles one MSG_ADMIN_REQ. Every path ends in exactly
- * one master_admin_reply() for the request's id, now or after a publish. */
-void admin_rpc_handle(struct master *m, const struct chan_msg *msg);
+/* master/api.c: handles one MSG_ADMIN_REQ. Every path ends in exactly
+ * one child_admin_reply() for the request's id, now or after a publish. */
+void api_handle(struct master *m, const struct chan_msg *msg);
 
 #endif

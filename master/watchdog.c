@@ -41,7 +41,7 @@ static bool overdue(const struct liveness *l, uint64_t since_ms, uint64_t now_ms
 
 /* limit 0: the watchdog is off; progress is still recorded, so that turning
  * it on by a reload does not find everyone overdue */
-static void watch_worker(struct master *m, struct worker_proc *w, uint64_t now, uint64_t limit)
+static void watch_worker(struct master *m, struct child_worker *w, uint64_t now, uint64_t limit)
 {
     uint64_t beats = atomic_load_explicit(&m->shm->workers[w->id].beats, memory_order_relaxed);
 

@@ -35,7 +35,7 @@
 #define CONN_TIMEOUT_MS 5000 /* to send the request; again to take the answer */
 #define ACCEPT_BATCH    16
 #define ACCEPT_PAUSE_MS 250 /* out of descriptors: wait instead of spinning */
-#define LISTEN_BACKLOG  64
+#define METRICS_BACKLOG 64
 #define BODY_MAX        (4u << 20) /* far above what the counters can render to */
 #define EXIT_PROTOCOL   1
 #define EXIT_TRANSIENT  1 /* e.g. address in use: the master retries, with its brake */
@@ -639,7 +639,7 @@ static void listener_on_accept(struct ev *ev, uint32_t events)
 
 /* ------------------------------------------------------------ start-up */
 
-static int listen_open(const struct mc_addr *a)
+static int metrics_listen(const struct mc_addr *a)
 {
     char name[ADDR_STRLEN];
     int one = 1;
@@ -647,7 +647,7 @@ static int listen_open(const struct mc_addr *a)
 
     addr_format(a, name, sizeof(name));
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
+        bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || listen(fd, METRICS_BACKLOG) < 0) {
         log_errno(LOGL_ERROR, errno, "cannot listen on %s", name);
         if (fd >= 0)
             close(fd);
@@ -688,7 +688,7 @@ static int configure(struct exporter *x, const struct chan_msg *m)
     x->configured = true;
     log_configure(s.log_level, (enum log_format)s.log_format);
 
-    x->lev.fd = listen_open(&s.listen);
+    x->lev.fd = metrics_listen(&s.listen);
     if (x->lev.fd < 0) {
         exporter_exit(x, EXIT_TRANSIENT);
         return 0;

@@ -86,7 +86,7 @@ static int metrics_settings_build(const struct master *m, struct msg_metrics_set
     return 0;
 }
 
-void metrics_spawn(struct master *m)
+void child_metrics_spawn(struct master *m)
 {
     struct aux_proc *x = &m->metrics;
     char exe[] = "/proc/self/exe";
@@ -116,17 +116,17 @@ void metrics_spawn(struct master *m)
     log_info("metrics exporter started, pid %d", (int)pid);
 }
 
-void metrics_exited(struct master *m, int status)
+void child_metrics_exited(struct master *m, int status)
 {
     aux_exited(m, &m->metrics, status, m->cfg->metrics.enabled);
 }
 
-void metrics_stop(struct master *m)
+void child_metrics_stop(struct master *m)
 {
     aux_stop(m, &m->metrics);
 }
 
-void metrics_reload(struct master *m)
+void child_metrics_reload(struct master *m)
 {
     struct msg_metrics_settings s;
     char(*names)[ADDR_STRLEN] = NULL;

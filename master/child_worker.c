@@ -16,7 +16,7 @@
 #include "master/master.h"
 #include "master/spawn.h"
 
-static void worker_send_settings(struct master *m, struct worker_proc *w)
+static void worker_send_settings(struct master *m, struct child_worker *w)
 {
     const struct config *cfg = m->cfg;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -39,7 +39,7 @@ static void worker_send_settings(struct master *m, struct worker_proc *w)
     chan_send(&w->chan, MSG_SETTINGS, 0, &s, sizeof(s), -1);
 }
 
-static void worker_flush(struct worker_proc *w)
+static void worker_flush(struct child_worker *w)
 {
     child_chan_flush(&w->chan, "worker", w->pid);
 }
@@ -217,7 +217,7 @@ static int send_begin(struct master *m, struct chan *c, bool delta, bool rules)
 }
 
 /* Queues one whole generation of routing state: BEGIN, objects, COMMIT. */
-static int worker_send_state(struct master *m, struct worker_proc *w, struct route_batch *b)
+static int worker_send_state(struct master *m, struct child_worker *w, struct route_batch *b)
 {
     const struct state *st = m->state;
     struct chan *c = &w->chan;
@@ -238,7 +238,7 @@ static int worker_send_state(struct master *m, struct worker_proc *w, struct rou
 }
 
 /* Queues a delta generation: only the routes that changed. */
-static int worker_send_delta(struct master *m, struct worker_proc *w, struct route_batch *b,
+static int worker_send_delta(struct master *m, struct child_worker *w, struct route_batch *b,
                              const struct route_change *changes, unsigned n, bool rules)
 {
     struct chan *c = &w->chan;
@@ -262,8 +262,8 @@ static int worker_send_delta(struct master *m, struct worker_proc *w, struct rou
     return chan_send(c, MSG_STATE_COMMIT, m->gen, NULL, 0, -1);
 }
 
-void worker_push_state(struct master *m, struct worker_proc *w, const struct route_change *changes,
-                       int n_changes, bool rules)
+void child_worker_push_state(struct master *m, struct child_worker *w,
+                             const struct route_change *changes, int n_changes, bool rules)
 {
     struct route_batch b = {.c = &w->chan, .certs = &m->certs, .gen = m->gen};
 
@@ -282,7 +282,7 @@ void worker_push_state(struct master *m, struct worker_proc *w, const struct rou
 
 static int worker_on_message(void *arg, struct chan_msg *msg)
 {
-    struct worker_proc *w = arg;
+    struct child_worker *w = arg;
 
     if (msg->fd >= 0)
         close(msg->fd);
@@ -302,18 +302,18 @@ static int worker_on_message(void *arg, struct chan_msg *msg)
     return -1;
 }
 
-static void worker_chan_close(struct worker_proc *w)
+static void worker_chan_close(struct child_worker *w)
 {
     child_chan_close(w->m->loop, &w->chan, &w->ev);
 }
 
 static void worker_on_event(struct ev *ev, uint32_t events)
 {
-    struct worker_proc *w = ev->data;
+    struct child_worker *w = ev->data;
     child_chan_event(w->m->loop, &w->chan, &w->ev, w->pid, events, worker_on_message, w, "worker");
 }
 
-void worker_spawn(struct master *m, struct worker_proc *w)
+void child_worker_spawn(struct master *m, struct child_worker *w)
 {
     char id[16];
     char exe[] = "/proc/self/exe";
@@ -350,11 +350,11 @@ void worker_spawn(struct master *m, struct worker_proc *w)
         for (unsigned s = w->pos; s < m->n_sockets; s += w->stride)
             chan_send(&w->chan, MSG_LISTENER, 0, &ml, sizeof(ml), *master_lfd(m, i, s));
     }
-    worker_push_state(m, w, NULL, -1, true);
+    child_worker_push_state(m, w, NULL, -1, true);
     log_info("worker %u started, pid %d", w->id, (int)pid);
 }
 
-unsigned workers_alive(const struct master *m)
+unsigned child_worker_count_alive(const struct master *m)
 {
     unsigned n = 0;
     for (unsigned i = 0; i < m->n_slots; i++)
@@ -362,9 +362,9 @@ unsigned workers_alive(const struct master *m)
     return n;
 }
 
-int workers_start_generation(struct master *m)
+int child_worker_start_generation(struct master *m)
 {
-    struct worker_proc *slots[MC_MAX_WORKERS];
+    struct child_worker *slots[MC_MAX_WORKERS];
     unsigned n = 0;
 
     for (unsigned i = 0; i < MC_MAX_WORKERS && n < m->n_workers; i++) {
@@ -374,7 +374,7 @@ int workers_start_generation(struct master *m)
     if (n < m->n_workers)
         return -1;
     for (unsigned p = 0; p < n; p++) {
-        struct worker_proc *w = slots[p];
+        struct child_worker *w = slots[p];
         w->used = true;
         w->retiring = false;
         w->draining = false;
@@ -383,12 +383,12 @@ int workers_start_generation(struct master *m)
         w->quick_deaths = 0;
         if (w->id + 1 > m->n_slots)
             m->n_slots = w->id + 1;
-        worker_spawn(m, w);
+        child_worker_spawn(m, w);
     }
     return 0;
 }
 
-void worker_exited(struct master *m, struct worker_proc *w, int status)
+void child_worker_exited(struct master *m, struct child_worker *w, int status)
 {
     char how[64];
 
@@ -419,7 +419,7 @@ void worker_exited(struct master *m, struct worker_proc *w, int status)
             master_reload_failed(m, "a new worker could not start");
             return;
         }
-        if (workers_alive(m) == 0) {
+        if (child_worker_count_alive(m) == 0) {
             log_error("no worker left, stopping");
             m->exit_code = 1;
             master_stop(m, true);
@@ -432,7 +432,7 @@ void worker_exited(struct master *m, struct worker_proc *w, int status)
     uint64_t delay = spawn_restart_delay(&w->quick_deaths, w->started_ms, loop_now(m->loop));
     if (delay == 0) {
         log_warn("worker %u %s, respawning", w->id, how);
-        worker_spawn(m, w);
+        child_worker_spawn(m, w);
         return;
     }
     log_error("worker %u %s soon after starting again, respawning in %llu ms", w->id, how,
@@ -440,7 +440,7 @@ void worker_exited(struct master *m, struct worker_proc *w, int status)
     loop_timer_set(m->loop, &w->respawn, delay);
 }
 
-void worker_stop(struct master *m, struct worker_proc *w, bool graceful)
+void child_worker_stop(struct master *m, struct child_worker *w, bool graceful)
 {
     loop_timer_stop(m->loop, &w->respawn);
     if (w->pid == 0) {

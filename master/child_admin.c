@@ -1,7 +1,7 @@
 /*
  * The master's side of the admin process (mc-proxy-admin, which links
  * gRPC and so is exec'd, never merely forked): start it with its
- * settings, hand its requests to admin_rpc.c, carry the replies back,
+ * settings, hand its requests to api.c, carry the replies back,
  * and replace it when it dies.
  */
 #include <grp.h>
@@ -49,7 +49,7 @@ static int admin_on_message(void *arg, struct chan_msg *msg)
                   msg->hdr.type);
         return -1;
     }
-    admin_rpc_handle(a->m, msg);
+    api_handle(a->m, msg);
     return 0;
 }
 
@@ -86,11 +86,12 @@ static bool in_group(gid_t gid)
     return found;
 }
 
-int admin_accounts_resolve(const struct master *m, bool notices, struct admin_accounts *out)
+int child_admin_accounts_resolve(const struct master *m, bool notices,
+                                 struct child_admin_accounts *out)
 {
     const struct grpc_conf *g = &m->cfg->grpc;
 
-    *out = (struct admin_accounts){.uid = m->uid, .gid = m->gid, .socket_gid = (gid_t)-1};
+    *out = (struct child_admin_accounts){.uid = m->uid, .gid = m->gid, .socket_gid = (gid_t)-1};
     if (!g->enabled)
         return 0;
     if (!m->setuid) {
@@ -158,9 +159,9 @@ static int admin_settings_build(const struct master *m, struct admin_settings_ms
 {
     const struct grpc_conf *g = &m->cfg->grpc;
     const char *addr = g->addr;
-    struct admin_accounts acc;
+    struct child_admin_accounts acc;
 
-    if (admin_accounts_resolve(m, false, &acc) < 0)
+    if (child_admin_accounts_resolve(m, false, &acc) < 0)
         return -1;
 
     memset(b, 0, sizeof(*b)); /* the padding too: the bytes are compared across reloads */
@@ -205,7 +206,7 @@ static int admin_started_with(const struct admin_settings_msg *b, struct iovec o
     return 6;
 }
 
-void admin_spawn(struct master *m)
+void child_admin_spawn(struct master *m)
 {
     struct aux_proc *a = &m->admin;
     struct admin_settings_msg b;
@@ -228,17 +229,17 @@ void admin_spawn(struct master *m)
     log_info("admin started, pid %d, serving %s", (int)pid, m->cfg->grpc.addr);
 }
 
-void admin_exited(struct master *m, int status)
+void child_admin_exited(struct master *m, int status)
 {
     aux_exited(m, &m->admin, status, m->cfg->grpc.enabled);
 }
 
-void admin_stop(struct master *m)
+void child_admin_stop(struct master *m)
 {
     aux_stop(m, &m->admin);
 }
 
-void admin_reload(struct master *m)
+void child_admin_reload(struct master *m)
 {
     struct admin_settings_msg b;
     struct iovec with[6];
@@ -248,8 +249,8 @@ void admin_reload(struct master *m)
                wanted && admin_settings_build(m, &b) == 0 ? admin_started_with(&b, with) : 0);
 }
 
-void master_admin_reply(struct master *m, pid_t admin, uint32_t id, int32_t status,
-                        const char *message, const void *body, size_t len)
+void child_admin_reply(struct master *m, pid_t admin, uint32_t id, int32_t status,
+                       const char *message, const void *body, size_t len)
 {
     struct aux_proc *a = &m->admin;
     size_t mlen = message ? strlen(message) : 0;
