@@ -4,10 +4,10 @@
  * bytes; here they are unpacked, validated, and answered with a gRPC
  * status code and the packed response.
  *
- * Reads answer from m->state (what the workers route by). A mutation is
+ * Reads answer from the state (what the workers route by). A mutation is
  * validated and normalised, committed to the store, then published to
  * every worker; the reply goes out once every live worker has applied it
- * (master_publish's done callback). A store failure changes nothing and
+ * (the publish's done callback). A store failure changes nothing and
  * is answered at once. The one status after a commit that is not OK is
  * DEADLINE_EXCEEDED (a worker has not applied it in PUBLISH_DEADLINE_MS)
  * or UNKNOWN (out of memory after the commit), and the message says the
@@ -26,9 +26,11 @@
 #include "common/hostname.h"
 #include "common/log.h"
 #include "common/msg.h"
+#include "common/shm.h"
 #include "common/version.h"
-#include "master/api.h"
-#include "master/master.h"
+#include "master/api_impl.h"
+#include "master/state.h"
+#include "master/store.h"
 
 /* A reply body must fit one channel message next to its header and status text. */
 #define API_MAX_BODY (CHAN_MAX_PAYLOAD - sizeof(struct msg_admin_resp) - 1024)
@@ -44,7 +46,7 @@ void api_error(const struct api_call *r, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    child_admin_reply(r->m, r->admin, r->id, code, msg, NULL, 0);
+    r->a->reply(r->a->ctx, r->admin, r->id, code, msg, NULL, 0);
 }
 
 /* Packs resp into a fresh buffer; NULL (with *len 0) when it is too large or memory ran out. */
@@ -69,7 +71,7 @@ static void api_send(const struct api_call *r, const ProtobufCMessage *resp)
                   protobuf_c_message_get_packed_size(resp));
         return;
     }
-    child_admin_reply(r->m, r->admin, r->id, API_OK, NULL, buf, len);
+    r->a->reply(r->a->ctx, r->admin, r->id, API_OK, NULL, buf, len);
     free(buf);
 }
 
@@ -89,7 +91,7 @@ static int api_store_code(int rc)
 
 static const struct listener_conf *api_find_listener(const struct api_call *r, const char *addr)
 {
-    const struct listener_conf *l = state_listener(r->m->state, addr);
+    const struct listener_conf *l = state_listener(*r->a->state, addr);
 
     if (l == NULL)
         api_error(r, API_NOT_FOUND, "listener \"%s\" not found", addr);
@@ -170,10 +172,19 @@ static pb_route *api_routes_to_pb(const struct route_conf *routes, unsigned n)
     return out;
 }
 
-static void api_listener_to_pb(const struct master *m, const struct listener_conf *l,
-                               pb_listener *out)
+/* The shm slot of the bound listener addr, or -1. */
+static int api_listener_index(const struct api *a, const char *addr)
 {
-    int idx = master_listener_index(m, l->addr);
+    for (unsigned i = 0; i < a->n_bound; i++) {
+        if (strcmp(a->bound[i], addr) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+static void api_listener_to_pb(const struct api *a, const struct listener_conf *l, pb_listener *out)
+{
+    int idx = api_listener_index(a, l->addr);
 
     mc_proxy__v1__listener_status__init(out);
     out->addr = l->addr;
@@ -181,7 +192,7 @@ static void api_listener_to_pb(const struct master *m, const struct listener_con
     out->proxy_protocol = l->proxy_protocol;
     out->max_connections = l->max_connections;
     if (idx >= 0) {
-        const struct shm_listener *sl = &m->shm->listeners[idx];
+        const struct shm_listener *sl = &a->shm->listeners[idx];
         out->active_connections = atomic_load(&sl->active);
         out->total_connections = atomic_load(&sl->total);
     }
@@ -226,13 +237,13 @@ static void api_pending_done(void *arg, bool applied)
         return;
     }
     const struct listener_conf *l =
-        p->what == PENDING_BODY ? NULL : state_listener(p->r.m->state, p->listener);
+        p->what == PENDING_BODY ? NULL : state_listener(*p->r.a->state, p->listener);
     const struct route_conf *route =
         l != NULL && p->hostname != NULL ? api_route_in(l, p->hostname) : NULL;
 
     switch (p->what) {
     case PENDING_BODY:
-        child_admin_reply(p->r.m, p->r.admin, p->r.id, API_OK, NULL, p->body, p->len);
+        p->r.a->reply(p->r.a->ctx, p->r.admin, p->r.id, API_OK, NULL, p->body, p->len);
         break;
     case PENDING_ROUTE:
         if (route == NULL) {
@@ -254,7 +265,7 @@ static void api_pending_done(void *arg, bool applied)
             McProxy__V1__SetListenerMaxConnectionsResponse resp =
                 MC_PROXY__V1__SET_LISTENER_MAX_CONNECTIONS_RESPONSE__INIT;
             pb_listener ls;
-            api_listener_to_pb(p->r.m, l, &ls);
+            api_listener_to_pb(p->r.a, l, &ls);
             resp.listener = &ls;
             api_send(&p->r, &resp.base);
         }
@@ -298,11 +309,12 @@ static void api_commit(const struct api_call *r, int rc, const char *err, enum p
             api_pending_free(p);
         /* the change is committed: apply it even though no reply can be built */
         api_error(r, API_UNKNOWN, "saved, %s, but out of memory for the reply",
-                  master_publish(r->m, api_publish_only, NULL) == 0 ? "being applied"
-                                                                    : "not applied (see the log)");
+                  r->a->publish(r->a->ctx, api_publish_only, NULL) == 0
+                      ? "being applied"
+                      : "not applied (see the log)");
         return;
     }
-    if (master_publish(r->m, api_pending_done, p) < 0) {
+    if (r->a->publish(r->a->ctx, api_pending_done, p) < 0) {
         api_error(r, API_UNKNOWN,
                   "saved to the database, but the new state could not be loaded to apply it "
                   "(see the server log)");
@@ -314,13 +326,13 @@ static void api_commit(const struct api_call *r, int rc, const char *err, enum p
 
 static void api_get_status(const struct api_call *r, const void *req)
 {
-    const struct master *m = r->m;
-    const struct state *st = m->state;
+    const struct api *a = r->a;
+    const struct state *st = *a->state;
     McProxy__V1__GetStatusResponse resp = MC_PROXY__V1__GET_STATUS_RESPONSE__INIT;
     pb_listener *ls = calloc(st->n_listeners + 1, sizeof(*ls));
     pb_listener **lp = calloc(st->n_listeners + 1, sizeof(*lp));
-    McProxy__V1__WorkerStatus *ws = calloc(m->n_slots + 1, sizeof(*ws));
-    McProxy__V1__WorkerStatus **wp = calloc(m->n_slots + 1, sizeof(*wp));
+    McProxy__V1__WorkerStatus *ws = calloc(MC_MAX_WORKERS, sizeof(*ws));
+    McProxy__V1__WorkerStatus **wp = calloc(MC_MAX_WORKERS, sizeof(*wp));
     unsigned n_ws = 0;
     time_t now = time(NULL);
 
@@ -330,19 +342,19 @@ static void api_get_status(const struct api_call *r, const void *req)
         goto out;
     }
     resp.version = MC_VERSION;
-    resp.started_at = (int64_t)m->shm->started_at;
+    resp.started_at = (int64_t)a->shm->started_at;
     resp.uptime_seconds = now > resp.started_at ? now - resp.started_at : 0;
     for (unsigned i = 0; i < st->n_listeners; i++) {
-        api_listener_to_pb(m, &st->listeners[i], &ls[i]);
+        api_listener_to_pb(a, &st->listeners[i], &ls[i]);
         lp[i] = &ls[i];
         resp.total_connections += ls[i].total_connections;
     }
     resp.n_listeners = st->n_listeners;
     resp.listeners = lp;
     /* every running worker, draining ones of a previous generation included */
-    for (unsigned i = 0; i < m->n_slots; i++) {
-        const struct shm_worker *sw = &m->shm->workers[i];
-        if (m->workers[i].pid == 0)
+    for (unsigned i = 0; i < MC_MAX_WORKERS; i++) {
+        const struct shm_worker *sw = &a->shm->workers[i];
+        if (atomic_load(&sw->pid) == 0)
             continue;
         mc_proxy__v1__worker_status__init(&ws[n_ws]);
         ws[n_ws].pid = atomic_load(&sw->pid);
@@ -393,7 +405,7 @@ static void api_add_route(const struct api_call *r, const void *msg)
 
     if (api_find_listener(r, req->listener) != NULL &&
         api_check_route(r, req->route, &rc, host) == 0) {
-        int s = store_route_upsert(r->m->store, req->listener, &rc, &err);
+        int s = store_route_upsert(r->a->store, req->listener, &rc, &err);
         if (s == STORE_OK)
             log_info("admin: route %s on %s -> %s (%s) saved", host, req->listener, rc.backend,
                      route_mode_name(rc.mode));
@@ -412,7 +424,7 @@ static void api_remove_route(const struct api_call *r, const void *msg)
     if (rc == NULL)
         return;
     /* rc lives in m->state, which the publish replaces: log before */
-    int s = store_route_delete(r->m->store, req->listener, rc->hostname, &err);
+    int s = store_route_delete(r->a->store, req->listener, rc->hostname, &err);
     if (s == STORE_OK)
         log_info("admin: route %s on %s removed", rc->hostname, req->listener);
     api_commit(r, s, err, PENDING_BODY, NULL, NULL, &resp.base);
@@ -420,7 +432,7 @@ static void api_remove_route(const struct api_call *r, const void *msg)
 
 static void api_list_firewall_rules(const struct api_call *r, const void *msg)
 {
-    const struct state *st = r->m->state;
+    const struct state *st = *r->a->state;
     McProxy__V1__ListFirewallRulesResponse resp = MC_PROXY__V1__LIST_FIREWALL_RULES_RESPONSE__INIT;
     pb_rule *rules = calloc(st->n_rules + 1, sizeof(*rules));
     pb_rule **ptrs = calloc(st->n_rules + 1, sizeof(*ptrs));
@@ -454,12 +466,12 @@ static void api_add_firewall_rule(const struct api_call *r, const void *msg)
 
     if (api_check_rule(r, req->rule, &type, value) < 0)
         return;
-    if (type == FW_COUNTRY && r->m->cfg->firewall.geoip_db == NULL) {
+    if (type == FW_COUNTRY && (*r->a->cfg)->firewall.geoip_db == NULL) {
         api_error(r, API_INVALID_ARGUMENT,
                   "country rules need firewall.geoip_db in the configuration");
         return;
     }
-    int s = store_rule_add(r->m->store, type, value, &err);
+    int s = store_rule_add(r->a->store, type, value, &err);
     if (s == STORE_OK)
         log_info("admin: firewall rule %s %s added", fw_type_name(type), value);
     rule.type = (char *)fw_type_name(type);
@@ -479,7 +491,7 @@ static void api_remove_firewall_rule(const struct api_call *r, const void *msg)
 
     if (api_check_rule(r, req->rule, &type, value) < 0)
         return;
-    int s = store_rule_delete(r->m->store, type, value, &err);
+    int s = store_rule_delete(r->a->store, type, value, &err);
     if (s == STORE_OK)
         log_info("admin: firewall rule %s %s removed", fw_type_name(type), value);
     api_commit(r, s, err, PENDING_BODY, NULL, NULL, &resp.base);
@@ -495,7 +507,7 @@ static void api_set_listener_max_connections(const struct api_call *r, const voi
     if (api_check_max_connections(r, req->max_connections) < 0)
         return;
     int s =
-        store_listener_set_max(r->m->store, req->listener, (uint32_t)req->max_connections, &err);
+        store_listener_set_max(r->a->store, req->listener, (uint32_t)req->max_connections, &err);
     if (s == STORE_OK)
         log_info("admin: listener %s max_connections %lld", req->listener,
                  (long long)req->max_connections);
@@ -541,9 +553,9 @@ static void api_change_l7_policy(const struct api_call *r,
         return;
     }
     if (add)
-        s = store_policy_add(r->m->store, req->listener, rc->hostname, &p, &err);
+        s = store_policy_add(r->a->store, req->listener, rc->hostname, &p, &err);
     else
-        s = store_policy_delete(r->m->store, req->listener, rc->hostname, &p, &err);
+        s = store_policy_delete(r->a->store, req->listener, rc->hostname, &p, &err);
     if (s == STORE_OK)
         log_info("admin: l7 policy %s %s %s route %s on %s", policy_type_name(p.type), p.value,
                  add ? "added to" : "removed from", rc->hostname, req->listener);
@@ -590,10 +602,10 @@ static const struct {
     {"RemoveL7Policy", api_remove_l7_policy},
 };
 
-void api_handle(struct master *m, const struct chan_msg *msg)
+void api_handle(const struct api *a, pid_t admin, const struct chan_msg *msg)
 {
     struct msg_admin_req hdr;
-    struct api_call r = {.m = m, .admin = m->admin.pid};
+    struct api_call r = {.a = a, .admin = admin};
 
     if (msg->hdr.len < sizeof(hdr)) {
         log_error("admin: request of %u bytes is too short", msg->hdr.len);

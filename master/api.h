@@ -1,52 +1,50 @@
 /*
- * Shared by the admin API's handlers (api.c) and the checks of what
- * a request carries (api_check.c): the gRPC status codes, the request
- * being answered, and the validating conversions from its messages.
+ * The admin API's handlers (api.c), run in the master. They are given
+ * only what they use: the state and configuration they read, the store
+ * they change, and two calls back into the master, publish and reply.
+ * t/unit/test_api.c drives them that way, without a master.
  */
 #ifndef MC_API_H
 #define MC_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
-#include "master/master.h"
-#include "proto/admin.pb-c.h"
+#include "common/chan.h"
+#include "common/msg.h"
 
-enum api_code {
-    API_OK = 0,
-    API_UNKNOWN = 2, /* a change was saved but its outcome beyond that is not known */
-    API_INVALID_ARGUMENT = 3,
-    API_DEADLINE_EXCEEDED = 4, /* a change was committed but not yet applied everywhere */
-    API_NOT_FOUND = 5,
-    API_RESOURCE_EXHAUSTED = 8,
-    API_ABORTED = 10,
-    API_UNIMPLEMENTED = 12,
-    API_INTERNAL = 13,
+struct config;
+struct shm;
+struct state;
+struct store;
+
+/* How long a publish waits for every live worker's ack before it is
+ * answered as committed but not yet applied everywhere. */
+#define PUBLISH_DEADLINE_MS (MSG_ADMIN_TIMEOUT_MS - MSG_ADMIN_TIMEOUT_MS / 5)
+
+/* A publish's end: applied is false when PUBLISH_DEADLINE_MS passed first. */
+typedef void api_done_fn(void *arg, bool applied);
+
+struct api {
+    struct state *const *state; /* what the workers route by; each publish replaces it */
+    struct config *const *cfg;  /* the running configuration; a reload replaces it */
+    struct store *store;
+    const struct shm *shm; /* the counters the status calls report */
+    char *const *bound;    /* the bound listeners, in shm index order */
+    unsigned n_bound;
+    /* After a committed store change: loads and pushes the new state
+     * (master_publish); -1 when it cannot be loaded, done then never runs. */
+    int (*publish)(void *ctx, api_done_fn *done, void *arg);
+    /* Sends the answer to request id of the admin process admin. */
+    void (*reply)(void *ctx, pid_t admin, uint32_t id, int32_t status, const char *message,
+                  const void *body, size_t len);
+    void *ctx;
 };
 
-typedef McProxy__V1__Route pb_route;
-typedef McProxy__V1__L7Policy pb_policy;
-typedef McProxy__V1__FirewallRule pb_rule;
-typedef McProxy__V1__ListenerStatus pb_listener;
-
-/* One request being answered. */
-struct api_call {
-    struct master *m;
-    pid_t admin; /* the admin process that asked */
-    uint32_t id;
-};
-
-/* Answers r with a status code and message (every error path ends here). */
-void api_error(const struct api_call *r, int code, const char *fmt, ...) MC_PRINTF(3, 4);
-
-/* api_check.c, on common/check.c's checks: each returns -1 after
- * answering r when the input is invalid. */
-int api_check_host(const struct api_call *r, const char *in, char *out);
-int api_check_policy(const struct api_call *r, const pb_policy *in, struct policy_conf *out);
-/* rc points into the request and host; the caller frees rc->policies. */
-int api_check_route(const struct api_call *r, const pb_route *in, struct route_conf *rc,
-                    char *host);
-/* value: ADDR_STRLEN bytes, the rule's canonical form */
-int api_check_rule(const struct api_call *r, const pb_rule *in, enum fw_type *type, char *value);
-int api_check_max_connections(const struct api_call *r, int64_t n);
+/* Handles one MSG_ADMIN_REQ of the admin process admin. Every path ends in
+ * exactly one reply for the request's id, now or after a publish. */
+void api_handle(const struct api *a, pid_t admin, const struct chan_msg *msg);
 
 #endif

@@ -10,7 +10,8 @@
 #include <string.h>
 
 #include "common/check.h"
-#include "master/api.h"
+#include "master/api_impl.h"
+#include "master/state.h"
 
 /* The first error a check reports, as the answer's text. */
 struct first_error {

@@ -20,35 +20,28 @@
 #include "master/master.h"
 #include "master/spawn.h"
 
-static int metrics_on_message(void *arg, struct chan_msg *msg)
+static int child_metrics_dispatch(void *arg, struct chan_msg *msg)
 {
-    struct aux_proc *x = arg;
+    struct aux_proc *x = CHILD_OF(struct aux_proc, arg);
 
     if (msg->fd >= 0)
         close(msg->fd);
     /* any message is a sign of life, MSG_LISTENING too: an exporter stopped
      * before its first pong must not get the whole start-up grace */
-    watchdog_alive(&x->live, loop_now(x->m->loop));
+    watchdog_alive(&x->c.live, loop_now(x->c.m->loop));
     if (msg->hdr.type == MSG_PONG && msg->hdr.len == 0)
         return 0;
     if (msg->hdr.type == MSG_LISTENING && msg->hdr.len == 0) {
         aux_listening(x);
         return 0;
     }
-    log_error("metrics (pid %d): unexpected message type %u; killing it", (int)x->pid,
+    log_error("metrics (pid %d): unexpected message type %u; killing it", (int)x->c.pid,
               msg->hdr.type);
     return -1;
 }
 
-static void metrics_on_event(struct ev *ev, uint32_t events)
-{
-    struct aux_proc *x = ev->data;
-    child_chan_event(x->m->loop, &x->chan, &x->ev, x->pid, events, metrics_on_message, x,
-                     "metrics");
-}
-
 /* The counters, as an fd that cannot be mapped writable: the exporter only reads. */
-static int metrics_send_shm(struct master *m)
+static int child_metrics_send_shm(struct master *m)
 {
     char path[64];
     struct msg_shm s = {.size = sizeof(struct shm)};
@@ -59,14 +52,14 @@ static int metrics_send_shm(struct master *m)
         log_errno(LOGL_ERROR, errno, "metrics: cannot reopen the shared memory read-only");
         return -1;
     }
-    int rc = chan_send(&m->metrics.chan, MSG_SHM, 0, &s, sizeof(s), fd);
+    int rc = chan_send(&m->metrics.c.chan, MSG_SHM, 0, &s, sizeof(s), fd);
     close(fd);
     return rc;
 }
 
 /* MSG_METRICS_SETTINGS from the current config, as iov[0..2); names is the caller's to free. */
-static int metrics_settings_build(const struct master *m, struct msg_metrics_settings *s,
-                                  char (**names)[ADDR_STRLEN], struct iovec iov[2])
+static int child_metrics_settings_build(const struct master *m, struct msg_metrics_settings *s,
+                                        char (**names)[ADDR_STRLEN], struct iovec iov[2])
 {
     memset(s, 0, sizeof(*s)); /* the padding too: the bytes are compared across reloads */
     s->setuid = m->setuid;
@@ -86,44 +79,41 @@ static int metrics_settings_build(const struct master *m, struct msg_metrics_set
     return 0;
 }
 
-void child_metrics_spawn(struct master *m)
+static void child_metrics_exec(const struct child *c, struct child_exec *e)
 {
-    struct aux_proc *x = &m->metrics;
-    char exe[] = "/proc/self/exe";
-    char *argv[] = {"mc-proxy", PROC_METRICS_ARG, NULL};
+    (void)c;
+    snprintf(e->path, sizeof(e->path), "/proc/self/exe");
+    e->argv[0] = "mc-proxy";
+    e->argv[1] = PROC_METRICS_ARG;
+}
+
+/* A read-only view of the counters, then its settings. */
+static void child_metrics_init(struct child *c)
+{
+    struct master *m = c->m;
+    struct aux_proc *x = CHILD_OF(struct aux_proc, c);
     struct msg_metrics_settings s;
     char(*names)[ADDR_STRLEN] = NULL;
     struct iovec iov[2];
 
-    x->ev = (struct ev){.cb = metrics_on_event, .data = x};
-    pid_t pid = spawn_child(m->loop, exe, argv, &x->chan, &x->ev);
-    if (pid < 0) {
-        loop_timer_set(m->loop, &x->respawn, 1000);
-        return;
-    }
-    int rc = metrics_settings_build(m, &s, &names, iov);
-    aux_started(m, x, pid, iov, rc == 0 ? 2 : 0);
-    if (rc < 0 || metrics_send_shm(m) < 0 ||
-        chan_sendv(&x->chan, MSG_METRICS_SETTINGS, 0, iov, 2, -1) < 0) {
+    int rc = child_metrics_settings_build(m, &s, &names, iov);
+    aux_started(x, iov, rc == 0 ? 2 : 0);
+    if (rc < 0 || child_metrics_send_shm(m) < 0 ||
+        chan_sendv(&c->chan, MSG_METRICS_SETTINGS, 0, iov, 2, -1) < 0) {
         /* it exits when its channel closes, and is respawned */
         log_error("metrics: cannot queue its start-up messages");
-        child_chan_close(m->loop, &x->chan, &x->ev);
+        child_close(c);
         free(names);
         return;
     }
     free(names);
-    child_chan_flush(&x->chan, "metrics", x->pid);
-    log_info("metrics exporter started, pid %d", (int)pid);
+    child_flush(c);
+    log_info("metrics exporter started, pid %d", (int)c->pid);
 }
 
-void child_metrics_exited(struct master *m, int status)
+static bool child_metrics_wanted(const struct child *c)
 {
-    aux_exited(m, &m->metrics, status, m->cfg->metrics.enabled);
-}
-
-void child_metrics_stop(struct master *m)
-{
-    aux_stop(m, &m->metrics);
+    return c->m->cfg->metrics.enabled;
 }
 
 void child_metrics_reload(struct master *m)
@@ -131,9 +121,22 @@ void child_metrics_reload(struct master *m)
     struct msg_metrics_settings s;
     char(*names)[ADDR_STRLEN] = NULL;
     struct iovec iov[2];
-    bool wanted = m->cfg->metrics.enabled;
 
-    int n = wanted && metrics_settings_build(m, &s, &names, iov) == 0 ? 2 : 0;
-    aux_reload(m, &m->metrics, wanted, iov, n);
+    int n =
+        child_metrics_wanted(&m->metrics.c) && child_metrics_settings_build(m, &s, &names, iov) == 0
+            ? 2
+            : 0;
+    aux_reload(&m->metrics, iov, n);
     free(names);
 }
+
+const struct child_kind child_metrics_kind = {
+    .name = "metrics exporter",
+    .id = CHILD_METRICS,
+    .exec = child_metrics_exec,
+    .init = child_metrics_init,
+    .dispatch = child_metrics_dispatch,
+    .wanted = child_metrics_wanted,
+    .exited = aux_exited,
+    .stop = aux_stop,
+};

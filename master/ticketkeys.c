@@ -21,8 +21,8 @@ static int ticketkeys_draw(uint8_t key[MSG_TICKET_KEY_LEN])
 
 void ticketkeys_send(struct master *m, struct child_worker *w)
 {
-    if (w->pid != 0 && w->chan.fd >= 0)
-        chan_send(&w->chan, MSG_TICKET_KEYS, 0, &m->ticket_keys, sizeof(m->ticket_keys), -1);
+    if (w->c.pid != 0 && w->c.chan.fd >= 0)
+        chan_send(&w->c.chan, MSG_TICKET_KEYS, 0, &m->ticket_keys, sizeof(m->ticket_keys), -1);
 }
 
 /* The previous key goes, the current becomes the previous, next the current. */
@@ -50,7 +50,7 @@ static void ticketkeys_rotate_cb(struct timer *t)
     for (unsigned i = 0; i < m->n_slots; i++) {
         struct child_worker *w = &m->workers[i];
         ticketkeys_send(m, w);
-        child_chan_flush(&w->chan, "worker", w->pid);
+        child_flush(&w->c);
     }
     log_info("session ticket key rotated: tickets issued before the previous rotation no "
              "longer resume");
