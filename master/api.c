@@ -423,7 +423,7 @@ static void api_remove_route(const struct api_call *r, const void *msg)
 
     if (rc == NULL)
         return;
-    /* rc lives in m->state, which the publish replaces: log before */
+    /* rc lives in the state, which the publish replaces: log before */
     int s = store_route_delete(r->a->store, req->listener, rc->hostname, &err);
     if (s == STORE_OK)
         log_info("admin: route %s on %s removed", rc->hostname, req->listener);

@@ -1,6 +1,7 @@
 /*
  * Worker process main: the channel to the master, the routing-state
- * generations, the accept loop and the drain on stop.
+ * generations, its accept sockets (common/acceptor.c) and the drain on
+ * stop.
  */
 #include <errno.h>
 #include <openssl/crypto.h>
