@@ -1,17 +1,38 @@
 /*
  * The life cycle the auxiliary processes (admin and metrics exporter)
- * share on the master's side: what they were started with, exit
- * handling and respawn, stopping, and reload.
+ * share on the master's side: the messages both send, what they were
+ * started with, exit handling and respawn, stopping, and reload.
  */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "master/master.h"
 #include "master/spawn.h"
+
+int aux_dispatch(struct aux_proc *x, struct chan_msg *msg, aux_msg_fn *own)
+{
+    if (msg->fd >= 0)
+        close(msg->fd);
+    /* any message is a sign of life, MSG_LISTENING too: one stopped before
+     * its first pong must not get the whole start-up grace */
+    watchdog_alive(&x->c.live, loop_now(x->c.m->loop));
+    if (msg->hdr.type == MSG_PONG && msg->hdr.len == 0)
+        return 0;
+    if (msg->hdr.type == MSG_LISTENING && msg->hdr.len == 0) {
+        aux_listening(x);
+        return 0;
+    }
+    if (own != NULL && own(x, msg) == 0)
+        return 0;
+    /* our own child speaking out of turn is a bug; it is replaced, not trusted */
+    log_error("%s (pid %d): unexpected message type %u; killing it", x->c.kind->name, (int)x->c.pid,
+              msg->hdr.type);
+    return -1;
+}
 
 enum child_exit aux_exited(struct child *c, int status)
 {
@@ -22,30 +43,30 @@ enum child_exit aux_exited(struct child *c, int status)
 
     spawn_describe_exit(status, how, sizeof(how));
     child_close(c);
-    x->c.pid = 0;
+    c->pid = 0;
     x->restarting = false;
     /* a READY=1 waiting for it waits no longer: it failed this time */
     x->failed = x->failed || (!x->listening && !asked);
     x->listening = false;
     master_ready_update(m);
     if (m->phase == MASTER_STOPPING || !c->kind->wanted(c)) {
-        log_info("%s %s", x->c.kind->name, how);
+        log_info("%s %s", c->kind->name, how);
         return CHILD_REPLACED;
     }
     if (asked) {
         /* a restart the master asked for is not a crash: no brake */
-        log_info("%s %s, restarting it on the new settings", x->c.kind->name, how);
-        loop_timer_set(m->loop, &x->c.respawn, 0);
+        log_info("%s %s, restarting it on the new settings", c->kind->name, how);
+        loop_timer_set(m->loop, &c->respawn, 0);
         return CHILD_REPLACED;
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == MC_EXIT_FATAL) {
-        log_error("%s %s (fatal: see its log), not respawning it", x->c.kind->name, how);
+        log_error("%s %s (fatal: see its log), not respawning it", c->kind->name, how);
         return CHILD_FATAL;
     }
-    uint64_t delay = spawn_restart_delay(&x->c.quick_deaths, x->c.started_ms, loop_now(m->loop));
-    log_msg(delay > 0 ? LOGL_ERROR : LOGL_WARN, "%s %s%s, respawning in %llu ms", x->c.kind->name,
+    uint64_t delay = spawn_restart_delay(&c->quick_deaths, c->started_ms, loop_now(m->loop));
+    log_msg(delay > 0 ? LOGL_ERROR : LOGL_WARN, "%s %s%s, respawning in %llu ms", c->kind->name,
             how, delay > 0 ? " soon after starting again" : "", (unsigned long long)delay);
-    loop_timer_set(m->loop, &x->c.respawn, delay);
+    loop_timer_set(m->loop, &c->respawn, delay);
     return CHILD_REPLACED;
 }
 

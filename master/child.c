@@ -4,7 +4,6 @@
  * drain on an event, close) and finding it when it is reaped.
  */
 #include <signal.h>
-#include <stdio.h>
 #include <sys/epoll.h>
 
 #include "common/log.h"

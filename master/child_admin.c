@@ -6,46 +6,34 @@
  */
 #include <grp.h>
 #include <pwd.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "common/msg.h"
 #include "master/master.h"
-#include "master/spawn.h"
 
-static int child_admin_dispatch(void *arg, struct chan_msg *msg)
+/* The admin's own messages: its dropped log lines, and the API's requests. */
+static int child_admin_message(struct aux_proc *a, const struct chan_msg *msg)
 {
-    struct aux_proc *a = CHILD_OF(struct aux_proc, arg);
-
-    if (msg->fd >= 0)
-        close(msg->fd);
-    watchdog_alive(&a->c.live, loop_now(a->c.m->loop)); /* any message is a sign of life */
-    if (msg->hdr.type == MSG_PONG && msg->hdr.len == 0)
-        return 0;
-    if (msg->hdr.type == MSG_LISTENING && msg->hdr.len == 0) {
-        aux_listening(a);
-        return 0;
-    }
     if (msg->hdr.type == MSG_ADMIN_LOG_DROPPED && msg->hdr.len == sizeof(uint64_t)) {
         uint64_t n;
         memcpy(&n, msg->data, sizeof(n));
         atomic_fetch_add_explicit(&a->c.m->shm->log_dropped_admin, n, memory_order_relaxed);
         return 0;
     }
-    if (msg->hdr.type != MSG_ADMIN_REQ) {
-        log_error("admin (pid %d): unexpected message type %u; killing it", (int)a->c.pid,
-                  msg->hdr.type);
+    if (msg->hdr.type != MSG_ADMIN_REQ)
         return -1;
-    }
     api_handle(&a->c.m->api, a->c.pid, msg);
     return 0;
+}
+
+static int child_admin_dispatch(void *arg, struct chan_msg *msg)
+{
+    return aux_dispatch(CHILD_OF(struct aux_proc, arg), msg, child_admin_message);
 }
 
 /* The workers' account is a member of gr (its primary group, or listed). */

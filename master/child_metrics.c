@@ -6,38 +6,20 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "common/msg.h"
 #include "common/proc.h"
 #include "master/master.h"
-#include "master/spawn.h"
 
+/* It says nothing of its own: only what every auxiliary process says. */
 static int child_metrics_dispatch(void *arg, struct chan_msg *msg)
 {
-    struct aux_proc *x = CHILD_OF(struct aux_proc, arg);
-
-    if (msg->fd >= 0)
-        close(msg->fd);
-    /* any message is a sign of life, MSG_LISTENING too: an exporter stopped
-     * before its first pong must not get the whole start-up grace */
-    watchdog_alive(&x->c.live, loop_now(x->c.m->loop));
-    if (msg->hdr.type == MSG_PONG && msg->hdr.len == 0)
-        return 0;
-    if (msg->hdr.type == MSG_LISTENING && msg->hdr.len == 0) {
-        aux_listening(x);
-        return 0;
-    }
-    log_error("metrics (pid %d): unexpected message type %u; killing it", (int)x->c.pid,
-              msg->hdr.type);
-    return -1;
+    return aux_dispatch(CHILD_OF(struct aux_proc, arg), msg, NULL);
 }
 
 /* The counters, as an fd that cannot be mapped writable: the exporter only reads. */

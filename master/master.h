@@ -200,6 +200,11 @@ void child_worker_stop(struct child *c, bool graceful);
 unsigned child_worker_count_alive(const struct master *m);
 
 /* aux.c: the auxiliary processes' (admin, metrics) life cycle */
+/* A kind's own messages: 0 when taken, -1 when not one of them. */
+typedef int aux_msg_fn(struct aux_proc *x, const struct chan_msg *msg);
+/* Their kinds' dispatch: what both say (MSG_PONG, MSG_LISTENING, any
+ * message a sign of life), then own (may be NULL); anything else kills it. */
+int aux_dispatch(struct aux_proc *x, struct chan_msg *msg, aux_msg_fn *own);
 /* Their kinds' exited: respawned unless the master is stopping, it is no
  * longer wanted, or it exited fatally; at once when the master asked it to
  * restart, else through the crash-loop brake. */
