@@ -1,7 +1,9 @@
 /*
  * What every child has on the master's side, whatever its kind (worker,
- * admin, metrics exporter), and the table of kinds that says how each is
- * started, fed and replaced (relayd's struct privsep_proc is the model).
+ * admin, metrics exporter), and the kind that says how each is started,
+ * fed and replaced: one struct child_kind per kind, a row of relayd's
+ * struct privsep_proc table (child_worker.c, child_admin.c,
+ * child_metrics.c define them).
  * One spawn, one respawn timer, one channel event handler and one reap
  * serve every kind; the kind supplies only what differs.
  */
