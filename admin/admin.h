@@ -1,6 +1,6 @@
 /*
  * mc-proxy-admin: the gRPC API process. The master fork+execs it with
- * its channel on fd 3 and sends MSG_ADMIN_SETTINGS; the admin serves
+ * its channel on PROC_CHAN_FD (common/proc.h) and sends MSG_ADMIN_SETTINGS; the admin serves
  * gRPC and forwards every ProxyAdminService call to the master
  * (MSG_ADMIN_REQ), answering with the master's MSG_ADMIN_RESP. It never
  * touches the database and never forks.
@@ -16,8 +16,6 @@
 
 #include "common/chan.h"
 #include "common/config.h"
-
-#define ADMIN_CHAN_FD 3
 
 struct admin_settings {
     bool setuid;

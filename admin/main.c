@@ -26,30 +26,11 @@
 #include "common/log.h"
 #include "common/pb.h"
 #include "common/priv.h"
+#include "common/proc.h"
 
 #define SETTINGS_TIMEOUT_MS 5000
 
 static volatile sig_atomic_t sig_stop;
-
-static void on_signal(int signo)
-{
-    (void)signo;
-    sig_stop = 1;
-}
-
-static void signals_setup(void)
-{
-    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
-
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGQUIT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN); /* reload is the master's job */
-    /* and so is reopening the access file (SIGUSR1 to the whole unit is harmless) */
-    signal(SIGUSR1, SIG_IGN);
-}
 
 /* gRPC's own diagnostics (TLS handshake failures, bind errors) go to our log.
  * Its ERROR lines are mostly about clients, hence warn. */
@@ -98,7 +79,7 @@ int main(int argc, char **argv)
     (void)argv;
     log_init("admin");
     log_nonblock(NULL); /* flushed by the server loop (rpc.c) */
-    if (argc != 1 || fcntl(ADMIN_CHAN_FD, F_GETFD) < 0) {
+    if (argc != 1 || fcntl(PROC_CHAN_FD, F_GETFD) < 0) {
         fprintf(stderr, "mc-proxy-admin: started by mc-proxy, not by hand\n");
         return MC_EXIT_FATAL;
     }
@@ -108,8 +89,11 @@ int main(int argc, char **argv)
         log_errno(LOGL_ERROR, errno, "prctl(PR_SET_NO_NEW_PRIVS)");
         return MC_EXIT_FATAL;
     }
-    signals_setup();
-    chan_init(&link.chan, ADMIN_CHAN_FD);
+    proc_signals((const struct proc_signal[]){{SIGTERM, &sig_stop},
+                                              {SIGINT, &sig_stop},
+                                              {SIGQUIT, &sig_stop}},
+                 3, NULL, NULL);
+    chan_init(&link.chan, PROC_CHAN_FD);
     if (link_read_settings(&link, SETTINGS_TIMEOUT_MS, &st) < 0) {
         chan_close(&link.chan);
         return MC_EXIT_FATAL;
@@ -126,12 +110,12 @@ int main(int argc, char **argv)
     pem_free(&pem);
     if (srv == NULL) {
         /* may be transient (address in use): let the master retry */
-        rc = 1;
+        rc = PROC_EXIT_RESPAWN;
     } else {
         if (!st.setuid || priv_drop(true, st.uid, st.gid) == 0) {
             /* a credential change clears the parent-death signal */
             prctl(PR_SET_PDEATHSIG, SIGTERM);
-            rc = rpc_server_run(srv, &sig_stop) == 0 ? 0 : 1;
+            rc = rpc_server_run(srv, &sig_stop) == 0 ? 0 : PROC_EXIT_RESPAWN;
         }
         rpc_server_close(srv);
     }

@@ -1,8 +1,9 @@
 /*
- * The event loop of every process: epoll (edge- or level-triggered per
- * registration), a binary min-heap of timers, and a millisecond monotonic
- * clock cached once per iteration. Signals are delivered only inside
- * epoll_pwait(), so handlers that set flags never race the loop.
+ * The event loop of the master, the workers and the metrics exporter:
+ * epoll (edge- or level-triggered per registration), a binary min-heap of
+ * timers, and a millisecond monotonic clock cached once per iteration.
+ * Their signals are delivered only inside epoll_pwait() (proc_signals),
+ * so handlers that set flags never race the loop.
  */
 #ifndef MC_LOOP_H
 #define MC_LOOP_H

@@ -1,14 +1,18 @@
 /*
- * Messages on the master <-> worker channel (see chan.h for framing).
- * Payloads are plain structs: both ends are the same binary. Variable
- * parts (names) follow the fixed struct and their lengths are in it;
- * every handler checks the exact total size.
+ * Messages on the channels between the master and its children (workers,
+ * admin, metrics exporter; see chan.h for framing). Payloads are plain
+ * structs: both ends are built from the same tree. Variable parts (names)
+ * follow the fixed struct and their lengths are in it; every handler
+ * checks the exact total size.
  *
- * Start-up and every later change follow one pattern (relayd's):
- *   master: MSG_STATE_BEGIN(gen), MSG_LISTENER_CONF..., MSG_ROUTE...,
+ * Start-up and every later change of the routing state follow one
+ * pattern (relayd's):
+ *   master: MSG_STATE_BEGIN(gen), MSG_LISTENER_CONF..., [MSG_FW_RULES...],
+ *           MSG_ROUTE... and, in a delta, MSG_ROUTE_DEL...,
  *           MSG_STATE_COMMIT(gen)
- *   worker: builds the new tables aside, swaps them in on COMMIT, answers
- *           MSG_ACK(gen).
+ *   worker: builds the new generation aside (a delta queues its route
+ *           changes and applies them to the tables it shares with the
+ *           current one), makes it current on COMMIT, answers MSG_ACK(gen).
  * A worker starts accepting after its first COMMIT, so the master's first
  * ACK from every worker means "every worker is accepting".
  */

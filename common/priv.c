@@ -28,7 +28,7 @@ static const struct {
      "grpc.socket_group's)"},
 };
 
-static bool master_keeps(cap_value_t cap)
+static bool priv_master_keeps(cap_value_t cap)
 {
     for (size_t i = 0; i < MC_ARRAY_LEN(master_caps); i++) {
         if (master_caps[i].cap == cap)
@@ -73,7 +73,7 @@ int priv_drop(bool do_setuid, uid_t uid, gid_t gid)
 }
 
 /* Every capability the master keeps must be both permitted and in the bounding set. */
-static int master_caps_present(void)
+static int priv_master_caps_present(void)
 {
     cap_t cur = cap_get_proc();
     int rc = 0;
@@ -107,12 +107,12 @@ int priv_restrict_master(void)
                   "`user`; start mc-proxy as root without it, or as the service user");
         return -1;
     }
-    if (master_caps_present() < 0)
+    if (priv_master_caps_present() < 0)
         return -1;
     /* The bounding set first: dropping from it takes CAP_SETPCAP, which goes next. */
     cap_value_t n_caps = (cap_value_t)cap_max_bits();
     for (cap_value_t c = 0; c < n_caps; c++) {
-        if (!master_keeps(c) && cap_get_bound(c) == 1 && cap_drop_bound(c) < 0) {
+        if (!priv_master_keeps(c) && cap_get_bound(c) == 1 && cap_drop_bound(c) < 0) {
             int err = errno;
             char *name = cap_to_name(c);
             log_errno(LOGL_ERROR, err, "cannot drop %s from the bounding set (needs cap_setpcap)",

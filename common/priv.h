@@ -1,6 +1,6 @@
 /*
  * Privileges: what the master keeps when started as root, and giving up
- * everything in a child process (workers, admin). ARCHITECTURE.md,
+ * everything in a child process (workers, admin, metrics exporter). ARCHITECTURE.md,
  * "Privileges", explains the sets and why.
  */
 #ifndef MC_PRIV_H

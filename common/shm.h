@@ -1,7 +1,8 @@
 /*
  * Counters shared by every process: a memfd the master creates before
- * starting any child, mapped MAP_SHARED by the master and each worker
- * (the fd travels over the channel, since workers are exec'd).
+ * starting any child, mapped MAP_SHARED by the master and each worker,
+ * and read-only by the metrics exporter (the fd travels over the
+ * channel, since the children are exec'd).
  *
  * Each worker writes only its own slot, except the per-listener active
  * counts, which are global (max_connections is enforced across workers):

@@ -38,13 +38,13 @@ void accesslog_close(struct master *m)
     m->access_fd = -1;
 }
 
-static void accesslog_queue(struct worker_proc *w, int fd)
+static void accesslog_queue(struct child_worker *w, int fd)
 {
-    if (w->pid != 0 && w->chan.fd >= 0)
-        chan_send(&w->chan, MSG_LOG_FILE, 0, NULL, 0, fd);
+    if (w->c.pid != 0 && w->c.chan.fd >= 0)
+        chan_send(&w->c.chan, MSG_LOG_FILE, 0, NULL, 0, fd);
 }
 
-void accesslog_send(struct master *m, struct worker_proc *w)
+void accesslog_send(struct master *m, struct child_worker *w)
 {
     if (m->access_fd >= 0)
         accesslog_queue(w, m->access_fd);
@@ -66,9 +66,9 @@ void accesslog_reopen(struct master *m, const char *why)
     accesslog_close(m);
     m->access_fd = fd;
     for (unsigned i = 0; i < m->n_slots; i++) {
-        struct worker_proc *w = &m->workers[i];
+        struct child_worker *w = &m->workers[i];
         accesslog_queue(w, fd);
-        child_chan_flush(&w->chan, "worker", w->pid);
+        child_flush(&w->c);
     }
     log_info("%s: access lines go to %s", why, path != NULL ? path : "stderr");
 }

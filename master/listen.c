@@ -1,3 +1,4 @@
+/* The listening sockets (listen.h): binding, and naming who holds a port in use. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,7 @@
 /*
  * Master process: start-up (database, listening sockets, children), the
- * supervision loop, publishing state changes, and stopping.
+ * supervision loop, publishing state changes, and stopping. Reload is
+ * reload.c.
  *
  * Signal handlers only set flags; the handled signals are blocked except
  * inside epoll_pwait(), and all the work happens in the loop after it
@@ -21,6 +22,7 @@
 
 #include "common/log.h"
 #include "common/priv.h"
+#include "common/proc.h"
 #include "common/ratelimit.h"
 #include "master/listen.h"
 #include "master/master.h"
@@ -36,48 +38,17 @@
 
 static volatile sig_atomic_t sig_child, sig_term, sig_quit, sig_hup, sig_usr1;
 
-static void on_signal(int signo)
+/* The handled signals are blocked outside epoll_pwait; returns the mask to wait with. */
+static void master_signals(sigset_t *waitmask)
 {
-    switch (signo) {
-    case SIGCHLD:
-        sig_child = 1;
-        break;
-    case SIGTERM:
-    case SIGINT:
-        sig_term = 1;
-        break;
-    case SIGQUIT:
-        sig_quit = 1;
-        break;
-    case SIGHUP:
-        sig_hup = 1;
-        break;
-    case SIGUSR1:
-        sig_usr1 = 1;
-        break;
-    }
-}
+    static const struct proc_signal sigs[] = {
+        {SIGCHLD, &sig_child}, {SIGTERM, &sig_term}, {SIGINT, &sig_term},
+        {SIGQUIT, &sig_quit},  {SIGHUP, &sig_hup},   {SIGUSR1, &sig_usr1},
+    };
+    sigset_t orig;
 
-static const int handled_signals[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1};
-
-/* Blocks the handled signals outside epoll_pwait; returns the mask to wait with. */
-static void signals_setup(sigset_t *waitmask)
-{
-    sigset_t block, orig;
-    struct sigaction sa = {.sa_handler = on_signal};
-
-    sigemptyset(&block);
-    sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < MC_ARRAY_LEN(handled_signals); i++) {
-        sigaddset(&block, handled_signals[i]);
-        sigaction(handled_signals[i], &sa, NULL);
-    }
-    signal(SIGPIPE, SIG_IGN);
-    sigprocmask(SIG_BLOCK, &block, &orig);
+    proc_signals(sigs, MC_ARRAY_LEN(sigs), &orig, waitmask);
     spawn_set_sigmask(&orig);
-    *waitmask = orig;
-    for (size_t i = 0; i < MC_ARRAY_LEN(handled_signals); i++)
-        sigdelset(waitmask, handled_signals[i]);
 }
 
 int *master_lfd(struct master *m, unsigned listener, unsigned sock)
@@ -94,21 +65,19 @@ int master_listener_index(const struct master *m, const char *addr)
     return -1;
 }
 
-static void master_reload(struct master *m);
-
-static bool generation_ready(const struct master *m)
+static bool master_generation_ready(const struct master *m)
 {
     unsigned ready = 0;
     for (unsigned i = 0; i < m->n_slots; i++) {
-        const struct worker_proc *w = &m->workers[i];
+        const struct child_worker *w = &m->workers[i];
         ready += w->used && !w->retiring && w->ready;
     }
     return ready == m->n_workers;
 }
 
 /* Appends to buf what READY=1 says of x when it is wanted and not listening. */
-static void ready_describe_down(char *buf, size_t size, const char *what, const struct aux_proc *x,
-                                bool wanted)
+static void master_ready_describe_down(char *buf, size_t size, const char *what,
+                                       const struct aux_proc *x, bool wanted)
 {
     size_t n = strlen(buf);
 
@@ -124,29 +93,28 @@ static void master_ready_send(struct master *m, bool deadline)
     bool admin = m->cfg->grpc.enabled, metrics = m->cfg->metrics.enabled;
     char down[160] = "";
 
-    if (!m->ready_owed ||
-        (!deadline && !(aux_settled(&m->admin, admin) && aux_settled(&m->metrics, metrics))))
+    if (!m->ready_owed || (!deadline && !(aux_settled(&m->admin) && aux_settled(&m->metrics))))
         return;
     m->ready_owed = false;
     loop_timer_stop(m->loop, &m->ready_timer);
     if (m->phase == MASTER_STOPPING)
         return;
-    ready_describe_down(down, sizeof(down), "admin API", &m->admin, admin);
-    ready_describe_down(down, sizeof(down), "metrics listener", &m->metrics, metrics);
+    master_ready_describe_down(down, sizeof(down), "admin API", &m->admin, admin);
+    master_ready_describe_down(down, sizeof(down), "metrics listener", &m->metrics, metrics);
     if (down[0] != '\0')
         log_error("ready with the workers accepting, but%s: see its lines above", down + 1);
     sdnotify("READY=1\nSTATUS=serving %u listener(s) with %u worker(s)%s%s", m->n_bound,
              m->n_workers, m->ready_reloaded ? "; reloaded" : "", down);
 }
 
-static void ready_timer_cb(struct timer *t)
+static void master_ready_timer_cb(struct timer *t)
 {
     master_ready_send(t->data, true);
 }
 
 /* Every worker accepts: READY=1 goes out once the rest is up too, or
  * after READY_AUX_WAIT_MS. */
-static void master_ready_owe(struct master *m, bool reloaded)
+void master_ready_owe(struct master *m, bool reloaded)
 {
     m->ready_owed = true;
     m->ready_reloaded = reloaded;
@@ -159,37 +127,9 @@ void master_ready_update(struct master *m)
     master_ready_send(m, false);
 }
 
-/* The new generation is accepting: the old one stops accepting and drains. */
-static void reload_complete(struct master *m)
-{
-    unsigned retired = 0;
-
-    for (unsigned i = 0; i < m->n_slots; i++) {
-        struct worker_proc *w = &m->workers[i];
-        if (w->used && w->retiring) {
-            worker_stop(m, w, true);
-            retired++;
-        }
-    }
-    config_free(m->cfg_prev);
-    m->cfg_prev = NULL;
-    m->reloading = false;
-    atomic_fetch_add_explicit(&m->shm->reloads, 1, memory_order_relaxed);
-    /* restarted only when their own settings (or certificates) changed */
-    admin_reload(m);
-    metrics_reload(m);
-    log_info("reload complete in %llu ms: %u worker(s) took over, %u draining",
-             (unsigned long long)(loop_now(m->loop) - m->reload_started_ms), m->n_workers, retired);
-    master_ready_owe(m, true);
-    if (m->reload_pending) {
-        m->reload_pending = false;
-        master_reload(m);
-    }
-}
-
 void master_check_ready(struct master *m)
 {
-    if (!generation_ready(m))
+    if (!master_generation_ready(m))
         return;
     if (m->phase == MASTER_STARTING) {
         m->phase = MASTER_RUNNING;
@@ -219,9 +159,9 @@ static void master_warn_countries(const struct master *m)
  * it, unless it is still starting from that generation or a newer one (it
  * accepts nothing before; under back-to-back reloads new workers keep
  * starting, and waiting for them would hold a reply for ever). */
-static bool worker_owes_ack(const struct worker_proc *wp, uint32_t gen)
+static bool master_owes_ack(const struct child_worker *wp, uint32_t gen)
 {
-    return wp->pid != 0 && wp->chan.fd >= 0 && wp->acked_gen < gen &&
+    return wp->c.pid != 0 && wp->c.chan.fd >= 0 && wp->acked_gen < gen &&
            (wp->ready || wp->start_gen < gen);
 }
 
@@ -259,7 +199,7 @@ void master_check_waits(struct master *m)
     while (m->waits != NULL) {
         struct publish_wait *w = m->waits;
         for (unsigned i = 0; i < m->n_slots; i++) {
-            if (worker_owes_ack(&m->workers[i], w->gen))
+            if (master_owes_ack(&m->workers[i], w->gen))
                 return;
         }
         m->waits = w->next;
@@ -316,7 +256,7 @@ int master_publish(struct master *m, master_done_fn *done, void *arg)
         tail = &(*tail)->next;
     *tail = w;
     for (unsigned i = 0; i < m->n_slots; i++)
-        worker_push_state(m, &m->workers[i], changes, n_changes, rules);
+        child_worker_push_state(m, &m->workers[i], changes, n_changes, rules);
     free(changes);
     if (rules)
         master_warn_countries(m);
@@ -325,25 +265,19 @@ int master_publish(struct master *m, master_done_fn *done, void *arg)
     return 0;
 }
 
-static void worker_respawn_cb(struct timer *t)
+/* A worker that cannot start fails the reload in progress; with no worker
+ * left, the master stops. */
+static void master_worker_fatal(struct master *m)
 {
-    struct worker_proc *w = t->data;
-    if (w->m->phase != MASTER_STOPPING && w->used && !w->retiring && w->pid == 0)
-        worker_spawn(w->m, w);
-}
-
-static void admin_respawn_cb(struct timer *t)
-{
-    struct master *m = t->data;
-    if (m->phase != MASTER_STOPPING && m->admin.pid == 0 && m->cfg->grpc.enabled)
-        admin_spawn(m);
-}
-
-static void metrics_respawn_cb(struct timer *t)
-{
-    struct master *m = t->data;
-    if (m->phase != MASTER_STOPPING && m->metrics.pid == 0 && m->cfg->metrics.enabled)
-        metrics_spawn(m);
+    if (m->reloading) {
+        reload_failed(m, "a new worker could not start");
+        return;
+    }
+    if (child_worker_count_alive(m) == 0) {
+        log_error("no worker left, stopping");
+        m->exit_code = 1;
+        master_stop(m, true);
+    }
 }
 
 static void master_reap(struct master *m)
@@ -352,24 +286,13 @@ static void master_reap(struct master *m)
     pid_t pid;
 
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        if (pid == m->admin.pid) {
-            admin_exited(m, status);
-            continue;
-        }
-        if (pid == m->metrics.pid) {
-            metrics_exited(m, status);
-            continue;
-        }
-        for (unsigned i = 0; i < m->n_slots; i++) {
-            if (m->workers[i].pid == pid) {
-                worker_exited(m, &m->workers[i], status);
-                break;
-            }
-        }
+        struct child *c = child_find(m, pid);
+        if (c != NULL && c->kind->exited(c, status) == CHILD_FATAL && c->kind->id == CHILD_WORKER)
+            master_worker_fatal(m);
     }
 }
 
-static void close_listeners(struct master *m)
+static void master_close_listeners(struct master *m)
 {
     for (unsigned i = 0; m->lfds != NULL && i < m->n_bound * MC_MAX_WORKERS; i++) {
         if (m->lfds[i] >= 0)
@@ -378,25 +301,25 @@ static void close_listeners(struct master *m)
     }
 }
 
-static bool children_alive(const struct master *m)
+static bool master_children_alive(const struct master *m)
 {
-    return workers_alive(m) > 0 || m->admin.pid != 0 || m->metrics.pid != 0;
+    return child_worker_count_alive(m) > 0 || m->admin.c.pid != 0 || m->metrics.c.pid != 0;
 }
 
-static void stop_timer_cb(struct timer *t)
+static void master_stop_timer_cb(struct timer *t)
 {
     struct master *m = t->data;
     for (unsigned i = 0; i < m->n_slots; i++) {
-        if (m->workers[i].pid != 0) {
+        if (m->workers[i].c.pid != 0) {
             log_warn("worker %u (pid %d) still running at the deadline, killing it", i,
-                     (int)m->workers[i].pid);
-            kill(m->workers[i].pid, SIGKILL);
+                     (int)m->workers[i].c.pid);
+            kill(m->workers[i].c.pid, SIGKILL);
         }
     }
-    if (m->admin.pid != 0)
-        kill(m->admin.pid, SIGKILL);
-    if (m->metrics.pid != 0)
-        kill(m->metrics.pid, SIGKILL);
+    if (m->admin.c.pid != 0)
+        kill(m->admin.c.pid, SIGKILL);
+    if (m->metrics.c.pid != 0)
+        kill(m->metrics.c.pid, SIGKILL);
 }
 
 void master_stop(struct master *m, bool graceful)
@@ -404,19 +327,19 @@ void master_stop(struct master *m, bool graceful)
     if (m->phase == MASTER_STOPPING && graceful)
         return;
     log_info("%s stop: %u worker(s) running", graceful ? "graceful" : "immediate",
-             workers_alive(m));
+             child_worker_count_alive(m));
     sdnotify("STOPPING=1\nSTATUS=stopping");
     m->phase = MASTER_STOPPING;
-    close_listeners(m);
+    master_close_listeners(m);
     for (unsigned i = 0; i < m->n_slots; i++)
-        worker_stop(m, &m->workers[i], graceful);
-    admin_stop(m);
-    metrics_stop(m);
+        child_worker_stop(&m->workers[i].c, graceful);
+    aux_stop(&m->admin.c, graceful);
+    aux_stop(&m->metrics.c, graceful);
     loop_timer_set(m->loop, &m->stop_timer,
                    graceful ? m->cfg->proxy.shutdown_timeout_ms + STOP_GRACE_MS : QUIT_GRACE_MS);
 }
 
-static void watchdog_cb(struct timer *t)
+static void master_sd_watchdog_cb(struct timer *t)
 {
     struct master *m = t->data;
     sdnotify("WATCHDOG=1");
@@ -425,12 +348,12 @@ static void watchdog_cb(struct timer *t)
 
 /* Resolves `user` and the admin's accounts; when not root `user` is ignored
  * with a notice. */
-static int master_resolve_user(struct master *m)
+int master_resolve_user(struct master *m)
 {
     if (geteuid() != 0) {
         if (m->cfg->user != NULL)
             log_info("not started as root: ignoring user \"%s\"", m->cfg->user);
-        return admin_accounts_resolve(m, true, &(struct admin_accounts){0});
+        return child_admin_accounts_resolve(m, true, &(struct child_admin_accounts){0});
     }
     if (m->cfg->user == NULL) {
         log_error("started as root: the config must name a `user` for workers to run as");
@@ -444,11 +367,11 @@ static int master_resolve_user(struct master *m)
     m->setuid = true;
     m->uid = pw->pw_uid;
     m->gid = pw->pw_gid;
-    return admin_accounts_resolve(m, true, &(struct admin_accounts){0});
+    return child_admin_accounts_resolve(m, true, &(struct child_admin_accounts){0});
 }
 
 /* A proxy holds two fds per connection: take the whole hard limit. */
-static void raise_nofile(void)
+static void master_raise_nofile(void)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -507,7 +430,7 @@ static int master_load_state(struct master *m)
 }
 
 /* Binds more SO_REUSEPORT sockets so that every listener has n. */
-static int master_grow_sockets(struct master *m, unsigned n)
+int master_grow_sockets(struct master *m, unsigned n)
 {
     for (unsigned i = 0; i < m->n_bound; i++) {
         const struct listener_conf *l =
@@ -554,133 +477,6 @@ static int master_bind(struct master *m)
     return 0;
 }
 
-/*
- * The old generation keeps serving until the new one is ready; then it is
- * retired. Run when a new worker dies fatally before that point.
- */
-void master_reload_failed(struct master *m, const char *why)
-{
-    for (unsigned i = 0; i < m->n_slots; i++) {
-        struct worker_proc *w = &m->workers[i];
-        if (!w->used)
-            continue;
-        if (!w->retiring) {
-            /* the new generation: never accepted for long, if at all */
-            w->retiring = true;
-            loop_timer_stop(m->loop, &w->respawn);
-            if (w->pid != 0)
-                worker_stop(m, w, true);
-            else
-                w->used = false;
-        } else if (!w->draining) {
-            /* the generation that keeps serving: one that died meanwhile starts again */
-            w->retiring = false;
-            if (w->pid == 0 && !timer_armed(&w->respawn))
-                loop_timer_set(m->loop, &w->respawn, 0);
-        }
-    }
-    config_free(m->cfg);
-    m->cfg = m->cfg_prev;
-    m->cfg_prev = NULL;
-    m->n_workers = m->n_workers_prev;
-    m->reloading = false;
-    log_configure(m->cfg->log_level, m->cfg->log_format);
-    accesslog_reopen(m, "reload rollback");
-    log_error("reload failed: %s; the previous configuration keeps running", why);
-    sdnotify("READY=1\nSTATUS=reload failed: %s; running the previous configuration", why);
-}
-
-static void report_reload_error(void *arg, const char *msg)
-{
-    unsigned *n = arg;
-    (*n)++;
-    log_error("reload: %s", msg);
-}
-
-/* What a reload cannot change is kept, and said once. */
-static void reload_keep_fixed(struct master *m, struct config *next)
-{
-    if (strcmp(next->database_path, m->cfg->database_path) != 0)
-        log_warn("reload: database.path changed to %s; it takes effect on restart, %s stays open",
-                 next->database_path, m->cfg->database_path);
-    for (unsigned i = 0; i < next->n_listeners; i++) {
-        if (master_listener_index(m, next->listeners[i].addr) < 0)
-            log_warn("reload: listener %s is in the config but not bound; listeners are owned "
-                     "by the database and bound at start",
-                     next->listeners[i].addr);
-    }
-}
-
-/*
- * SIGHUP: re-reads the config file and applies what it owns (timeouts,
- * log, workers, affinity, user, admin and metrics settings) by starting a
- * new generation of workers on the same listening sockets; the old one
- * keeps accepting until the new one is ready, then drains. A bad config
- * changes nothing.
- */
-static void master_reload(struct master *m)
-{
-    unsigned n_errors = 0;
-
-    if (m->phase != MASTER_RUNNING || m->reloading) {
-        m->reload_pending = m->phase != MASTER_STOPPING;
-        log_info("SIGHUP: a reload is already in progress; another one follows it");
-        return;
-    }
-    /* a READY=1 still owed is this reload's to send */
-    m->ready_owed = false;
-    loop_timer_stop(m->loop, &m->ready_timer);
-    sdnotify("RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
-             (unsigned long long)mc_monotonic_ms() * 1000, m->cfg->path);
-    log_info("SIGHUP: reloading %s", m->cfg->path);
-    struct config *next = config_load(m->cfg->path, report_reload_error, &n_errors);
-    if (next == NULL) {
-        log_error("reload: %u error(s) in %s; the previous configuration keeps running", n_errors,
-                  m->cfg->path);
-        sdnotify("READY=1\nSTATUS=reload failed: %u error(s) in %s; running the previous "
-                 "configuration",
-                 n_errors, m->cfg->path);
-        return;
-    }
-    reload_keep_fixed(m, next);
-    config_drop_seed(next);
-    /* the new workers get new copies; a file that fails keeps the old one */
-    master_geoip_load(m, next);
-    certs_mark_stale(&m->certs, m->state);
-
-    struct config *prev = m->cfg;
-    bool prev_setuid = m->setuid;
-    uid_t prev_uid = m->uid;
-    gid_t prev_gid = m->gid;
-    unsigned n = config_worker_count(next);
-    m->cfg = next;
-    if (master_resolve_user(m) < 0 || master_grow_sockets(m, n) < 0) {
-        m->cfg = prev;
-        m->setuid = prev_setuid;
-        m->uid = prev_uid;
-        m->gid = prev_gid;
-        config_free(next);
-        sdnotify("READY=1\nSTATUS=reload failed; running the previous configuration");
-        return;
-    }
-    m->cfg_prev = prev;
-    m->n_workers_prev = m->n_workers;
-    m->n_workers = n;
-    m->reloading = true;
-    m->reload_started_ms = loop_now(m->loop);
-    log_configure(next->log_level, next->log_format);
-    accesslog_reopen(m, "reload");
-    for (unsigned i = 0; i < m->n_slots; i++) {
-        if (m->workers[i].used)
-            m->workers[i].retiring = true;
-    }
-    if (workers_start_generation(m) < 0) {
-        master_reload_failed(m, "no free worker slots for a new generation");
-        return;
-    }
-    master_check_ready(m);
-}
-
 static int master_find_self(struct master *m)
 {
     char path[PATH_MAX];
@@ -696,14 +492,14 @@ static int master_find_self(struct master *m)
 
 static void master_free(struct master *m)
 {
-    close_listeners(m);
+    master_close_listeners(m);
     free(m->lfds);
     for (unsigned i = 0; m->bound != NULL && i < m->n_bound; i++)
         free(m->bound[i]);
     free(m->bound);
     for (unsigned i = 0; i < m->n_slots; i++) {
-        if (m->workers[i].chan.fd >= 0)
-            chan_close(&m->workers[i].chan);
+        if (m->workers[i].c.chan.fd >= 0)
+            chan_close(&m->workers[i].c.chan);
     }
     config_free(m->cfg_prev);
     aux_free(&m->admin);
@@ -731,31 +527,20 @@ static void master_free(struct master *m)
 
 static void master_start_children(struct master *m)
 {
-    m->stop_timer = (struct timer){.cb = stop_timer_cb, .data = m};
-    m->ready_timer = (struct timer){.cb = ready_timer_cb, .data = m};
+    m->stop_timer = (struct timer){.cb = master_stop_timer_cb, .data = m};
+    m->ready_timer = (struct timer){.cb = master_ready_timer_cb, .data = m};
     if (sdnotify_watchdog_ms() > 0) {
-        m->watchdog = (struct timer){.cb = watchdog_cb, .data = m};
+        m->watchdog = (struct timer){.cb = master_sd_watchdog_cb, .data = m};
         loop_timer_set(m->loop, &m->watchdog, sdnotify_watchdog_ms() / 2);
     }
     sdnotify("STATUS=starting %u worker(s)", m->n_workers);
-    for (unsigned i = 0; i < MC_MAX_WORKERS; i++) {
-        struct worker_proc *w = &m->workers[i];
-        w->m = m;
-        w->id = i;
-        w->respawn = (struct timer){.cb = worker_respawn_cb, .data = w};
-    }
-    workers_start_generation(m);
+    child_worker_start_generation(m);
     watchdog_start(m);
-    m->admin.m = m;
-    m->admin.name = "admin";
-    m->admin.respawn = (struct timer){.cb = admin_respawn_cb, .data = m};
+    child_admin_api_init(m);
     if (m->cfg->grpc.enabled)
-        admin_spawn(m);
-    m->metrics.m = m;
-    m->metrics.name = "metrics exporter";
-    m->metrics.respawn = (struct timer){.cb = metrics_respawn_cb, .data = m};
+        child_spawn(&m->admin.c);
     if (m->cfg->metrics.enabled)
-        metrics_spawn(m);
+        child_spawn(&m->metrics.c);
 }
 
 int master_run(struct config *cfg)
@@ -770,13 +555,15 @@ int master_run(struct config *cfg)
     sigset_t waitmask;
 
     m.n_workers = config_worker_count(cfg);
-    for (unsigned i = 0; i < MC_MAX_WORKERS; i++)
-        m.workers[i].chan.fd = -1;
-    m.admin.chan.fd = -1;
-    m.metrics.chan.fd = -1;
+    for (unsigned i = 0; i < MC_MAX_WORKERS; i++) {
+        child_init(&m.workers[i].c, &m, &child_worker_kind);
+        m.workers[i].id = i;
+    }
+    child_init(&m.admin.c, &m, &child_admin_kind);
+    child_init(&m.metrics.c, &m, &child_metrics_kind);
 
     sdnotify_init();
-    raise_nofile();
+    master_raise_nofile();
     m.loop = loop_new();
     if (m.loop == NULL || master_find_self(&m) < 0 || master_resolve_user(&m) < 0 ||
         master_load_state(&m) < 0)
@@ -787,7 +574,7 @@ int master_run(struct config *cfg)
     log_nonblock(m.loop);
     m.shm_fd = shm_create(&m.shm);
     m.ratelimit_fd = ratelimit_create(&m.ratelimit);
-    if (m.shm_fd < 0 || m.ratelimit_fd < 0 || master_geoip_load(&m, m.cfg) < 0 ||
+    if (m.shm_fd < 0 || m.ratelimit_fd < 0 || geoip_db_load(&m, m.cfg) < 0 ||
         ticketkeys_start(&m) < 0)
         goto fail;
     master_warn_countries(&m);
@@ -798,10 +585,10 @@ int master_run(struct config *cfg)
     if (accesslog_open(&m) < 0)
         goto fail;
     log_count_drops(&m.shm->log_dropped_master);
-    signals_setup(&waitmask);
+    master_signals(&waitmask);
     master_start_children(&m);
 
-    while (!(m.phase == MASTER_STOPPING && !children_alive(&m))) {
+    while (!(m.phase == MASTER_STOPPING && !master_children_alive(&m))) {
         if (loop_run_once(m.loop, &waitmask) < 0) {
             m.exit_code = 1;
             break;
@@ -820,7 +607,7 @@ int master_run(struct config *cfg)
         }
         if (sig_hup) {
             sig_hup = 0;
-            master_reload(&m);
+            reload_start(&m);
         }
         if (sig_usr1) {
             sig_usr1 = 0;

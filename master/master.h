@@ -15,55 +15,34 @@
 #include "common/loop.h"
 #include "common/msg.h"
 #include "common/shm.h"
+#include "master/api.h"
 #include "master/certs.h"
+#include "master/child.h"
 #include "master/state.h"
 #include "master/store.h"
 
-/* What the watchdog (watchdog.c) knows of one child's progress. */
-struct liveness {
-    uint64_t seen;    /* workers: the beat count last read from shm */
-    uint64_t last_ms; /* when it last showed progress (or started) */
-    uint64_t ping_ms; /* admin, exporter: when the unanswered MSG_PING went out; 0: none */
-    bool shown;       /* it has shown progress since it started */
-    bool killed;      /* the watchdog sent it SIGKILL */
-};
-
-struct worker_proc {
-    struct master *m;
+/* A worker on the master's side (child_worker.c). */
+struct child_worker {
+    struct child c;
     unsigned id;   /* slot in shm */
     bool used;     /* the slot belongs to a running or restarting worker */
     bool retiring; /* of the previous generation: stops accepting once the new one is ready */
     bool draining; /* sent MSG_STOP: its slot is freed when it exits */
     unsigned pos, stride; /* it accepts on every listener's sockets s with s % stride == pos */
-    pid_t pid;            /* 0 when not running */
-    struct chan chan;
-    struct ev ev;
-    bool ready;         /* has applied a generation and is accepting */
-    uint32_t acked_gen; /* newest generation it applied */
-    uint32_t start_gen; /* the generation it was started with: it accepts nothing older */
-    uint64_t started_ms;
-    unsigned quick_deaths; /* consecutive exits soon after start: the crash-loop brake */
-    struct timer respawn;
-    struct liveness live;
+    bool ready;           /* has applied a generation and is accepting */
+    uint32_t acked_gen;   /* newest generation it applied */
+    uint32_t start_gen;   /* the generation it was started with: it accepts nothing older */
 };
 
-/* An auxiliary process with a channel: the admin (gRPC API, admin/) and the
+/* An auxiliary process (aux.c): the admin (gRPC API, admin/) and the
  * metrics exporter (metrics/). */
 struct aux_proc {
-    struct master *m;
-    const char *name;
-    pid_t pid; /* 0 when not running */
-    struct chan chan;
-    struct ev ev;
-    uint64_t started_ms;
-    unsigned quick_deaths;
+    struct child c;
     bool restarting; /* asked to exit to be started again: its exit is no crash */
     /* READY=1 waits for each configured one to be listening, or to have
      * failed to start (exited before it listened) since then */
     bool listening; /* said MSG_LISTENING */
     bool failed;    /* exited before listening; cleared when it listens or a reload retries */
-    struct timer respawn;
-    struct liveness live;
     /* What it was started with (its settings, and for the admin its TLS
      * files' identity): a reload restarts it only when that changed. */
     void *started_with;
@@ -72,8 +51,7 @@ struct aux_proc {
 
 /* A change waiting for every live worker's ack of its generation. applied
  * is false when the wait expired first (PUBLISH_DEADLINE_MS). */
-typedef void master_done_fn(void *arg, bool applied);
-#define PUBLISH_DEADLINE_MS (MSG_ADMIN_TIMEOUT_MS - MSG_ADMIN_TIMEOUT_MS / 5)
+typedef api_done_fn master_done_fn;
 struct publish_wait {
     uint32_t gen;
     uint64_t started_ms;
@@ -121,7 +99,7 @@ struct master {
      * SO_REUSEPORT socket would be reset). */
     int *lfds;
     unsigned n_sockets;
-    struct worker_proc workers[MC_MAX_WORKERS]; /* slots; [0, n_slots) ever used */
+    struct child_worker workers[MC_MAX_WORKERS]; /* slots; [0, n_slots) ever used */
     unsigned n_slots;
     unsigned n_workers; /* size of the current generation */
 
@@ -136,6 +114,7 @@ struct master {
     gid_t gid;
 
     struct aux_proc admin;
+    struct api api; /* what the admin's requests are handled with (api.c) */
     struct aux_proc metrics;
     /* READY=1 is owed (start-up, or a reload that completed) until the
      * admin and metrics processes are listening, or READY_AUX_WAIT_MS */
@@ -171,15 +150,20 @@ int master_listener_index(const struct master *m, const char *addr);
 /* Answers request id of the admin process admin (its pid) on the admin
  * channel (see msg.h); dropped when that process is gone, since its
  * replacement numbers its requests afresh. */
-void master_admin_reply(struct master *m, pid_t admin, uint32_t id, int32_t status,
-                        const char *message, const void *body, size_t len);
+void child_admin_reply(struct master *m, pid_t admin, uint32_t id, int32_t status,
+                       const char *message, const void *body, size_t len);
 
 /* graceful: workers stop accepting and drain; immediate: they exit now */
 void master_stop(struct master *m, bool graceful);
 
 /* Between the master's own files. */
 int *master_lfd(struct master *m, unsigned listener, unsigned sock);
-void master_reload_failed(struct master *m, const char *why);
+/* Resolves `user` and the admin's accounts for m->cfg; -1 (logged). */
+int master_resolve_user(struct master *m);
+/* Binds more SO_REUSEPORT sockets so that every listener has n; -1 (logged). */
+int master_grow_sockets(struct master *m, unsigned n);
+/* Every worker accepts: READY=1 goes out once the admin and exporter are up too. */
+void master_ready_owe(struct master *m, bool reloaded);
 /* A worker acked: completes the start-up or a reload. */
 void master_check_ready(struct master *m);
 /* The admin or exporter started listening or exited: sends READY=1 when
@@ -189,6 +173,13 @@ void master_check_waits(struct master *m);
 /* Ends, as not applied, the publishes older than PUBLISH_DEADLINE_MS. */
 void master_expire_waits(struct master *m);
 
+/* reload.c: SIGHUP. reload_start begins one (or queues it behind the one
+ * in progress); reload_complete retires the old generation once the new
+ * one is ready; reload_failed rolls back to the previous configuration. */
+void reload_start(struct master *m);
+void reload_complete(struct master *m);
+void reload_failed(struct master *m, const char *why);
+
 /* watchdog.c: proxy.worker_watchdog over workers and the admin process */
 void watchdog_start(struct master *m);
 /* A child just started: its time to show progress starts now. */
@@ -196,33 +187,33 @@ void watchdog_reset(struct liveness *l, uint64_t now_ms, uint64_t seen);
 /* The admin or the exporter said something: it is alive. */
 void watchdog_alive(struct liveness *l, uint64_t now_ms);
 
-/* workers.c */
+/* child_worker.c: the master's side of the workers */
+extern const struct child_kind child_worker_kind;
 /* Starts a generation of m->n_workers workers in free slots; -1 if too few slots. */
-int workers_start_generation(struct master *m);
-void worker_spawn(struct master *m, struct worker_proc *w);
+int child_worker_start_generation(struct master *m);
 /* Queues the current state as a new generation: a delta of n_changes
  * route changes, or the whole state when n_changes is -1. */
-void worker_push_state(struct master *m, struct worker_proc *w, const struct route_change *changes,
-                       int n_changes, bool rules);
-void worker_exited(struct master *m, struct worker_proc *w, int status);
-void worker_stop(struct master *m, struct worker_proc *w, bool graceful);
-unsigned workers_alive(const struct master *m);
+void child_worker_push_state(struct master *m, struct child_worker *w,
+                             const struct route_change *changes, int n_changes, bool rules);
+/* graceful: MSG_STOP, it drains; else SIGQUIT. Its slot is freed when it exits. */
+void child_worker_stop(struct child *c, bool graceful);
+unsigned child_worker_count_alive(const struct master *m);
 
-/* aux.c: a child's channel, and the auxiliary processes' life cycle */
-void child_chan_close(struct loop *l, struct chan *c, struct ev *ev);
-void child_chan_flush(struct chan *c, const char *name, pid_t pid);
-/* Flushes on EPOLLOUT, drains on input; on EOF or garbage closes the channel
- * (killing a child that sent garbage). */
-void child_chan_event(struct loop *l, struct chan *c, struct ev *ev, pid_t pid, uint32_t events,
-                      chan_handler_fn *handle, void *arg, const char *name);
-/* Exit of an auxiliary process: respawned unless the master is stopping, it
- * is no longer wanted, or it exited fatally; at once when the master asked
- * it to restart, else through the crash-loop brake. */
-void aux_exited(struct master *m, struct aux_proc *x, int status, bool wanted);
-void aux_stop(struct master *m, struct aux_proc *x);
+/* aux.c: the auxiliary processes' (admin, metrics) life cycle */
+/* A kind's own messages: 0 when taken, -1 when not one of them. */
+typedef int aux_msg_fn(struct aux_proc *x, const struct chan_msg *msg);
+/* Their kinds' dispatch: what both say (MSG_PONG, MSG_LISTENING, any
+ * message a sign of life), then own (may be NULL); anything else kills it. */
+int aux_dispatch(struct aux_proc *x, struct chan_msg *msg, aux_msg_fn *own);
+/* Their kinds' exited: respawned unless the master is stopping, it is no
+ * longer wanted, or it exited fatally; at once when the master asked it to
+ * restart, else through the crash-loop brake. */
+enum child_exit aux_exited(struct child *c, int status);
+/* Their kinds' stop: SIGTERM, graceful or not. */
+void aux_stop(struct child *c, bool graceful);
 /* Records what a just started x runs with (iov: its settings as sent, plus
  * anything else whose change needs a restart). */
-void aux_started(struct master *m, struct aux_proc *x, pid_t pid, const struct iovec *iov, int n);
+void aux_started(struct aux_proc *x, const struct iovec *iov, int n);
 /*
  * After a reload: x ends up running on the current settings when wanted,
  * stopped otherwise, whatever state it was in. A running x is restarted
@@ -231,34 +222,34 @@ void aux_started(struct master *m, struct aux_proc *x, pid_t pid, const struct i
  * not running is started now unless a respawn with the same settings is
  * already due.
  */
-void aux_reload(struct master *m, struct aux_proc *x, bool wanted, const struct iovec *iov, int n);
+void aux_reload(struct aux_proc *x, const struct iovec *iov, int n);
 void aux_free(struct aux_proc *x);
 /* x said MSG_LISTENING. */
 void aux_listening(struct aux_proc *x);
 /* What READY=1 waits for: x not wanted, listening, or failed to start. */
-bool aux_settled(const struct aux_proc *x, bool wanted);
+bool aux_settled(const struct aux_proc *x);
 
-/* geoip.c: (re)loads cfg's GeoIP database into m->geoip_fd. A failure
+/* geoip_db.c: (re)loads cfg's GeoIP database into m->geoip_fd. A failure
  * keeps a copy already loaded (logged); -1 only when there is none. */
-int master_geoip_load(struct master *m, const struct config *cfg);
+int geoip_db_load(struct master *m, const struct config *cfg);
 
 /* ticketkeys.c: the session ticket keys. ticketkeys_start draws the first
  * (-1 when getrandom() fails) and arms the rotation; ticketkeys_send gives a
  * starting worker the current and previous key. */
 int ticketkeys_start(struct master *m);
-void ticketkeys_send(struct master *m, struct worker_proc *w);
+void ticketkeys_send(struct master *m, struct child_worker *w);
 
 /* accesslog.c: log.access_file. accesslog_open at start (-1: cannot open it);
  * accesslog_send gives a starting worker the file; accesslog_reopen (SIGUSR1,
  * reload) opens the configured path again and gives every worker the new fd. */
 int accesslog_open(struct master *m);
 void accesslog_close(struct master *m);
-void accesslog_send(struct master *m, struct worker_proc *w);
+void accesslog_send(struct master *m, struct child_worker *w);
 void accesslog_reopen(struct master *m, const char *why);
 
-/* admin.c */
+/* child_admin.c: the master's side of the admin process */
 /* Who the admin process runs as and who may connect to its unix socket. */
-struct admin_accounts {
+struct child_admin_accounts {
     uid_t uid; /* grpc.user, else `user` (used when m->setuid) */
     gid_t gid;
     gid_t socket_gid; /* grpc.socket_group; as root, root's group by default; -1: as created */
@@ -266,20 +257,18 @@ struct admin_accounts {
 /* Resolves them for m->cfg, after `user` (m->uid). -1 (logged) when an
  * account does not exist or would let the workers reach the admin API;
  * notices says what a master that is not root ignores. */
-int admin_accounts_resolve(const struct master *m, bool notices, struct admin_accounts *out);
-void admin_spawn(struct master *m);
-void admin_exited(struct master *m, int status);
-void admin_stop(struct master *m);
-void admin_reload(struct master *m);
+int child_admin_accounts_resolve(const struct master *m, bool notices,
+                                 struct child_admin_accounts *out);
+/* What the admin's requests are handled with: m's state, store and counters,
+ * once the listeners are bound. */
+void child_admin_api_init(struct master *m);
+extern const struct child_kind child_admin_kind;
+/* After a reload: restarted only when its settings or TLS files changed. */
+void child_admin_reload(struct master *m);
 
-/* metrics.c */
-void metrics_spawn(struct master *m);
-void metrics_exited(struct master *m, int status);
-void metrics_stop(struct master *m);
-void metrics_reload(struct master *m);
-
-/* master/admin_rpc.c: handles one MSG_ADMIN_REQ. Every path ends in exactly
- * one master_admin_reply() for the request's id, now or after a publish. */
-void admin_rpc_handle(struct master *m, const struct chan_msg *msg);
+/* child_metrics.c: the master's side of the metrics exporter */
+extern const struct child_kind child_metrics_kind;
+/* After a reload: restarted only when its settings changed. */
+void child_metrics_reload(struct master *m);
 
 #endif

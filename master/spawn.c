@@ -1,3 +1,4 @@
+/* fork+exec of a child with its channel on PROC_CHAN_FD, and the crash-loop brake (spawn.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -8,19 +9,19 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/proc.h"
 #include "master/spawn.h"
 
-#define QUICK_DEATH_MS                                                                             \
-    1000 /* a child dying sooner than this after start counts toward the brake                     \
-          */
+/* a child dying sooner than this after start counts toward the brake */
+#define QUICK_DEATH_MS 1000
 #define RESTART_MIN_MS 100
 #define RESTART_MAX_MS 5000
 
-static sigset_t child_sigmask;
+static sigset_t spawn_sigmask;
 
 void spawn_set_sigmask(const void *origmask)
 {
-    child_sigmask = *(const sigset_t *)origmask;
+    spawn_sigmask = *(const sigset_t *)origmask;
 }
 
 pid_t spawn_child(struct loop *l, const char *path, char *const argv[], struct chan *chan,
@@ -41,10 +42,10 @@ pid_t spawn_child(struct loop *l, const char *path, char *const argv[], struct c
     }
     if (pid == 0) {
         /* a fresh image: no inherited heap, database handle or address-space layout */
-        sigprocmask(SIG_SETMASK, &child_sigmask, NULL);
-        if (sv[1] == CHILD_CHAN_FD)
+        sigprocmask(SIG_SETMASK, &spawn_sigmask, NULL);
+        if (sv[1] == PROC_CHAN_FD)
             fcntl(sv[1], F_SETFD, 0);
-        else if (dup2(sv[1], CHILD_CHAN_FD) < 0)
+        else if (dup2(sv[1], PROC_CHAN_FD) < 0)
             _exit(127);
         execv(path, argv);
         log_errno(LOGL_ERROR, errno, "cannot execute %s", path);

@@ -1,4 +1,4 @@
-/* Starting and supervising child processes (workers, admin). */
+/* fork+exec of a child with its channel, and the crash-loop brake. */
 #ifndef MC_SPAWN_H
 #define MC_SPAWN_H
 
@@ -8,10 +8,8 @@
 #include "common/chan.h"
 #include "common/loop.h"
 
-#define CHILD_CHAN_FD 3 /* where a child finds its channel to the master */
-
 /*
- * fork+execs path with argv, its channel on fd 3 and the signal mask
+ * fork+execs path with argv, its channel on PROC_CHAN_FD and the signal mask
  * restored to origmask. On success initialises *chan (the master's end),
  * registers ev (fd, cb, data set by the caller except fd) and returns the
  * pid; -1 (logged) on failure.

@@ -56,7 +56,7 @@ static void *dup_array(const void *a, unsigned n, size_t size, bool *ok)
 }
 
 /* Deep-copies what a route's struct copy shares with its source. */
-static bool route_own(struct route_conf *r)
+static bool state_route_own(struct route_conf *r)
 {
     bool ok = true;
 
@@ -72,7 +72,7 @@ static bool route_own(struct route_conf *r)
     return ok;
 }
 
-static int route_by_hostname(const void *a, const void *b)
+static int state_route_by_hostname(const void *a, const void *b)
 {
     return strcmp(((const struct route_conf *)a)->hostname,
                   ((const struct route_conf *)b)->hostname);
@@ -93,9 +93,9 @@ static bool listener_own(struct listener_conf *l)
     l->routes = dup_array(l->routes, n, sizeof(*l->routes), &ok);
     l->n_routes = 0;
     for (unsigned i = 0; ok && i < n; i++, l->n_routes++)
-        ok = route_own(&l->routes[i]);
+        ok = state_route_own(&l->routes[i]);
     if (ok)
-        qsort(l->routes, l->n_routes, sizeof(*l->routes), route_by_hostname);
+        qsort(l->routes, l->n_routes, sizeof(*l->routes), state_route_by_hostname);
     return ok;
 }
 
@@ -194,7 +194,7 @@ static bool str_eq(const char *a, const char *b)
     return (a == NULL || b == NULL) ? a == b : strcmp(a, b) == 0;
 }
 
-static bool route_conf_eq(const struct route_conf *a, const struct route_conf *b)
+static bool state_route_eq(const struct route_conf *a, const struct route_conf *b)
 {
     if (!str_eq(a->backend, b->backend) || a->mode != b->mode ||
         !str_eq(a->tls_cert, b->tls_cert) || !str_eq(a->tls_key, b->tls_key) ||
@@ -247,7 +247,7 @@ int state_route_changes(const struct state *old, const struct state *next,
                 c.removed = true;
             } else if (cmp > 0) {
                 c.route = &b->routes[j++];
-            } else if (!route_conf_eq(&a->routes[i++], &b->routes[j])) {
+            } else if (!state_route_eq(&a->routes[i++], &b->routes[j])) {
                 c.route = &b->routes[j++];
             } else {
                 j++;

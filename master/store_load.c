@@ -304,14 +304,14 @@ static unsigned policies_missing(const struct route_conf *a, const struct route_
     return n;
 }
 
-static bool route_differs(const struct route_conf *a, const struct route_conf *b)
+static bool store_route_differs(const struct route_conf *a, const struct route_conf *b)
 {
     return !str_eq(a->backend, b->backend) || a->mode != b->mode ||
            !str_eq(a->tls_cert, b->tls_cert) || !str_eq(a->tls_key, b->tls_key) ||
            a->backend_tls != b->backend_tls || a->send_proxy_protocol != b->send_proxy_protocol;
 }
 
-static int route_cmp(const void *a, const void *b)
+static int store_route_cmp(const void *a, const void *b)
 {
     const struct route_conf *const *x = a, *const *y = b;
 
@@ -327,7 +327,7 @@ static const struct route_conf **routes_by_name(const struct listener_conf *l)
         return NULL;
     for (unsigned i = 0; i < l->n_routes; i++)
         v[i] = &l->routes[i];
-    qsort(v, l->n_routes, sizeof(*v), route_cmp);
+    qsort(v, l->n_routes, sizeof(*v), store_route_cmp);
     return v;
 }
 
@@ -359,7 +359,8 @@ static int routes_diff(struct store *st, const struct listener_conf *cfg,
             (*n)++, j++;
         } else {
             y = &db->routes[j++];
-            *n += route_differs(x[i], y) + policies_missing(x[i], y) + policies_missing(y, x[i]);
+            *n += store_route_differs(x[i], y) + policies_missing(x[i], y) +
+                  policies_missing(y, x[i]);
             i++;
         }
     }

@@ -65,7 +65,8 @@ static int policies_append(struct store *st, sqlite3_int64 id, const struct rout
  * (keeping its id), and replaces its policies with r's, in order. An
  * unknown mode or policy type binds NULL, which the schema refuses.
  */
-static int route_write(struct store *st, sqlite3_int64 listener_id, const struct route_conf *r)
+static int store_route_write(struct store *st, sqlite3_int64 listener_id,
+                             const struct route_conf *r)
 {
     sqlite3_int64 id;
     int rc;
@@ -93,10 +94,11 @@ static int route_write(struct store *st, sqlite3_int64 listener_id, const struct
  * transaction, which has nothing to replace; a hostname twice in one
  * listener (config_load refuses that) fails the seed, as an address
  * twice does. Seeding runs this once per route, so it is a kept plain
- * INSERT: route_write's upsert with RETURNING builds a temporary table
+ * INSERT: store_route_write's upsert with RETURNING builds a temporary table
  * on every run and costs several times as much.
  */
-static int route_insert(struct store *st, sqlite3_int64 listener_id, const struct route_conf *r)
+static int store_route_insert(struct store *st, sqlite3_int64 listener_id,
+                              const struct route_conf *r)
 {
     int rc;
 
@@ -133,7 +135,7 @@ static int listener_insert(struct store *st, const struct listener_conf *l)
                                     "Iut", id, i, cidr));
     }
     for (i = 0; rc == STORE_OK && i < l->n_routes; i++)
-        rc = route_insert(st, id, &l->routes[i]);
+        rc = store_route_insert(st, id, &l->routes[i]);
     return rc;
 }
 
@@ -183,7 +185,8 @@ static int listener_id(struct store *st, const char *addr, sqlite3_int64 *id)
     return rc;
 }
 
-static int route_id(struct store *st, const char *listener, const char *hostname, sqlite3_int64 *id)
+static int store_route_id(struct store *st, const char *listener, const char *hostname,
+                          sqlite3_int64 *id)
 {
     sqlite3_int64 lid;
     int rc = listener_id(st, listener, &lid);
@@ -208,7 +211,7 @@ int store_route_upsert(struct store *st, const char *listener, const struct rout
     if (rc == STORE_OK)
         rc = listener_id(st, listener, &lid);
     if (rc == STORE_OK)
-        rc = route_write(st, lid, r);
+        rc = store_route_write(st, lid, r);
     return store_end(st, store_commit(st, rc), err);
 }
 
@@ -219,7 +222,7 @@ int store_route_delete(struct store *st, const char *listener, const char *hostn
     int rc = store_begin(st, "delete route");
 
     if (rc == STORE_OK)
-        rc = route_id(st, listener, hostname, &id);
+        rc = store_route_id(st, listener, hostname, &id);
     /* Its policies go with it (ON DELETE CASCADE). */
     if (rc == STORE_OK)
         rc = stmt_run(st, stmt(st, "DELETE FROM routes WHERE id = ?1", "I", id));
@@ -269,7 +272,7 @@ int store_policy_add(struct store *st, const char *listener, const char *hostnam
     int rc = store_begin(st, "add l7 policy");
 
     if (rc == STORE_OK)
-        rc = route_id(st, listener, hostname, &rid);
+        rc = store_route_id(st, listener, hostname, &rid);
     if (rc == STORE_OK) {
         rc = stmt_int(st,
                       stmt(st,
@@ -291,7 +294,7 @@ int store_policy_delete(struct store *st, const char *listener, const char *host
     int rc = store_begin(st, "delete l7 policy");
 
     if (rc == STORE_OK)
-        rc = route_id(st, listener, hostname, &rid);
+        rc = store_route_id(st, listener, hostname, &rid);
     if (rc == STORE_OK)
         rc = stmt_run(st, stmt(st,
                                "DELETE FROM l7_policies"

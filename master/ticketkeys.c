@@ -19,10 +19,10 @@ static int ticketkeys_draw(uint8_t key[MSG_TICKET_KEY_LEN])
     return getrandom(key, MSG_TICKET_KEY_LEN, 0) == MSG_TICKET_KEY_LEN ? 0 : -1;
 }
 
-void ticketkeys_send(struct master *m, struct worker_proc *w)
+void ticketkeys_send(struct master *m, struct child_worker *w)
 {
-    if (w->pid != 0 && w->chan.fd >= 0)
-        chan_send(&w->chan, MSG_TICKET_KEYS, 0, &m->ticket_keys, sizeof(m->ticket_keys), -1);
+    if (w->c.pid != 0 && w->c.chan.fd >= 0)
+        chan_send(&w->c.chan, MSG_TICKET_KEYS, 0, &m->ticket_keys, sizeof(m->ticket_keys), -1);
 }
 
 /* The previous key goes, the current becomes the previous, next the current. */
@@ -48,9 +48,9 @@ static void ticketkeys_rotate_cb(struct timer *t)
     ticketkeys_rotate(&m->ticket_keys, next);
     OPENSSL_cleanse(next, sizeof(next));
     for (unsigned i = 0; i < m->n_slots; i++) {
-        struct worker_proc *w = &m->workers[i];
+        struct child_worker *w = &m->workers[i];
         ticketkeys_send(m, w);
-        child_chan_flush(&w->chan, "worker", w->pid);
+        child_flush(&w->c);
     }
     log_info("session ticket key rotated: tickets issued before the previous rotation no "
              "longer resume");

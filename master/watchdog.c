@@ -33,7 +33,8 @@ void watchdog_alive(struct liveness *l, uint64_t now_ms)
 
 /* Whether l is past its time: limit_ms since since_ms (plus the grace before
  * the first sign of life). */
-static bool overdue(const struct liveness *l, uint64_t since_ms, uint64_t now_ms, uint64_t limit_ms)
+static bool watchdog_overdue(const struct liveness *l, uint64_t since_ms, uint64_t now_ms,
+                             uint64_t limit_ms)
 {
     uint64_t allowed = limit_ms + (l->shown ? 0 : WATCHDOG_START_GRACE_MS);
     return !l->killed && now_ms - since_ms >= allowed;
@@ -41,48 +42,49 @@ static bool overdue(const struct liveness *l, uint64_t since_ms, uint64_t now_ms
 
 /* limit 0: the watchdog is off; progress is still recorded, so that turning
  * it on by a reload does not find everyone overdue */
-static void watch_worker(struct master *m, struct worker_proc *w, uint64_t now, uint64_t limit)
+static void watchdog_worker(struct master *m, struct child_worker *w, uint64_t now, uint64_t limit)
 {
     uint64_t beats = atomic_load_explicit(&m->shm->workers[w->id].beats, memory_order_relaxed);
 
-    if (beats != w->live.seen || limit == 0) {
-        w->live.shown |= beats != w->live.seen;
-        w->live.seen = beats;
-        w->live.last_ms = now;
+    if (beats != w->c.live.seen || limit == 0) {
+        w->c.live.shown |= beats != w->c.live.seen;
+        w->c.live.seen = beats;
+        w->c.live.last_ms = now;
         return;
     }
-    if (!overdue(&w->live, w->live.last_ms, now, limit))
+    if (!watchdog_overdue(&w->c.live, w->c.live.last_ms, now, limit))
         return;
     log_error("worker %u (pid %d) showed no progress for %llu ms: killing it (watchdog)", w->id,
-              (int)w->pid, (unsigned long long)(now - w->live.last_ms));
-    w->live.killed = true;
-    kill(w->pid, SIGKILL);
+              (int)w->c.pid, (unsigned long long)(now - w->c.live.last_ms));
+    w->c.live.killed = true;
+    kill(w->c.pid, SIGKILL);
     /* it no longer counts for any publish: its replacement starts from the current state */
-    child_chan_close(m->loop, &w->chan, &w->ev);
+    child_close(&w->c);
 }
 
 /* A ping goes out SHM_BEAT_MS after the last sign of life; each gets the
  * whole watchdog's time to be answered. */
-static void watch_aux(struct aux_proc *a, uint64_t now, uint64_t limit)
+static void watchdog_aux(struct aux_proc *a, uint64_t now, uint64_t limit)
 {
     if (limit == 0) {
-        a->live.last_ms = now;
-        a->live.ping_ms = 0;
+        a->c.live.last_ms = now;
+        a->c.live.ping_ms = 0;
         return;
     }
-    if (a->live.ping_ms != 0) {
-        if (overdue(&a->live, a->live.ping_ms, now, limit)) {
-            log_error("%s (pid %d) showed no progress for %llu ms: killing it (watchdog)", a->name,
-                      (int)a->pid, (unsigned long long)(now - a->live.last_ms));
-            a->live.killed = true;
-            kill(a->pid, SIGKILL);
+    if (a->c.live.ping_ms != 0) {
+        if (watchdog_overdue(&a->c.live, a->c.live.ping_ms, now, limit)) {
+            log_error("%s (pid %d) showed no progress for %llu ms: killing it (watchdog)",
+                      a->c.kind->name, (int)a->c.pid,
+                      (unsigned long long)(now - a->c.live.last_ms));
+            a->c.live.killed = true;
+            kill(a->c.pid, SIGKILL);
         }
         return;
     }
-    if (a->chan.fd >= 0 && now - a->live.last_ms >= SHM_BEAT_MS) {
-        a->live.ping_ms = now;
-        if (chan_send(&a->chan, MSG_PING, 0, NULL, 0, -1) == 0)
-            child_chan_flush(&a->chan, a->name, a->pid);
+    if (a->c.chan.fd >= 0 && now - a->c.live.last_ms >= SHM_BEAT_MS) {
+        a->c.live.ping_ms = now;
+        if (chan_send(&a->c.chan, MSG_PING, 0, NULL, 0, -1) == 0)
+            child_flush(&a->c);
     }
 }
 
@@ -94,13 +96,13 @@ static void watchdog_tick(struct timer *t)
 
     if (m->phase != MASTER_STOPPING) {
         for (unsigned i = 0; i < m->n_slots; i++) {
-            if (m->workers[i].pid != 0)
-                watch_worker(m, &m->workers[i], now, limit);
+            if (m->workers[i].c.pid != 0)
+                watchdog_worker(m, &m->workers[i], now, limit);
         }
-        if (m->admin.pid != 0)
-            watch_aux(&m->admin, now, limit);
-        if (m->metrics.pid != 0)
-            watch_aux(&m->metrics, now, limit);
+        if (m->admin.c.pid != 0)
+            watchdog_aux(&m->admin, now, limit);
+        if (m->metrics.c.pid != 0)
+            watchdog_aux(&m->metrics, now, limit);
     }
     master_expire_waits(m);
     master_check_waits(m);

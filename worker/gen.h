@@ -2,7 +2,9 @@
  * One generation of a worker's routing state: every listener's route
  * table and settings, the firewall, the GeoIP handle. A generation is
  * built aside while the master's messages arrive and becomes current as
- * one pointer swap on COMMIT, so no connection ever sees half of one.
+ * one pointer swap on COMMIT (a delta's route changes wait for COMMIT
+ * too, then change the shared tables in one go), so no connection ever
+ * sees half of one.
  *
  * Reference-counted: the worker holds the current one, and a connection
  * holds the one it was admitted with until it is routed (its firewall

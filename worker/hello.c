@@ -193,7 +193,7 @@ static enum hello_result reject(struct hello *h, enum hello_reject why)
  * non-TLS input is refused on its first byte and an oversized record as
  * soon as its length is in, without waiting for its body.
  */
-static enum hello_reject check_record_header(const uint8_t *buf, size_t len, size_t pos)
+static enum hello_reject hello_check_record_header(const uint8_t *buf, size_t len, size_t pos)
 {
     size_t have = len - pos;
 
@@ -282,7 +282,7 @@ enum hello_result hello_parse(struct hello *h, const uint8_t *buf, size_t len, u
     while (!msg_complete(h)) {
         size_t pos = h->next_rec, n;
 
-        why = check_record_header(buf, len, pos);
+        why = hello_check_record_header(buf, len, pos);
         if (why != HELLO_REJECT_NONE)
             return reject(h, why);
         if (len - pos < REC_HDR)

@@ -1,3 +1,4 @@
+/* One direction of an L4 relay, and the per-worker pool of pipes it splices through (relay.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /*
  * Per-listener route tables: hostname -> backend. Routes are immutable
  * and reference-counted, so a connection keeps the route it was given
- * after the table it came from has been replaced.
+ * after a later generation removed or replaced it in its table.
  */
 #ifndef MC_ROUTE_H
 #define MC_ROUTE_H

@@ -1,6 +1,7 @@
 /*
  * Worker process main: the channel to the master, the routing-state
- * generations, the accept loop and the drain on stop.
+ * generations, its accept sockets (common/acceptor.c) and the drain on
+ * stop.
  */
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -23,101 +24,26 @@
 #include "worker/tickets.h"
 #include "worker/worker.h"
 
-#define WORKER_CHAN_FD      3
-#define ACCEPT_BATCH        64  /* accepts per wakeup before other events get a turn */
-#define EMFILE_RETRY_MS     250 /* accept pause when out of descriptors */
-#define EMFILE_LOG_EVERY_MS 1000
-#define PIPE_POOL_CAP       64
-#define EXIT_PROTOCOL       1
+#define ACCEPT_BATCH  64 /* accepts per wakeup before other events get a turn */
+#define PIPE_POOL_CAP 64
 
 static volatile sig_atomic_t sig_drain, sig_quit;
 static struct worker worker;
 
-static void on_signal(int signo)
+static void worker_sock_on_accept(void *arg, int fd, const struct mc_addr *peer)
 {
-    if (signo == SIGQUIT)
-        sig_quit = 1;
-    else
-        sig_drain = 1;
+    struct wsock *ws = arg;
+    conn_accept(ws->l, fd, peer);
 }
 
-static void sock_on_accept(struct ev *ev, uint32_t events)
+static void worker_sock_start(struct wsock *ws)
 {
-    struct wsock *ws = ev->data;
-    struct wlistener *l = ws->l;
-    struct worker *w = l->w;
-    (void)events;
-
-    for (int i = 0; i < ACCEPT_BATCH && ws->accepting; i++) {
-        struct mc_addr peer = {.len = sizeof(peer.ss)};
-        int fd =
-            accept4(ws->fd, (struct sockaddr *)&peer.ss, &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-            conn_accept(l, fd, &peer);
-            continue;
-        }
-        switch (errno) {
-        case EAGAIN:
-            return;
-        case EINTR:
-        case ECONNABORTED:
-        case EPROTO:
-            continue;
-        case EMFILE:
-        case ENFILE:
-        case ENOBUFS:
-        case ENOMEM:
-            /* stop accepting for a moment instead of spinning on a full table */
-            if (loop_now(w->loop) - w->emfile_logged_ms >= EMFILE_LOG_EVERY_MS) {
-                log_errno(LOGL_ERROR, errno, "accept() on %s; pausing accepts for %d ms", l->addr,
-                          EMFILE_RETRY_MS);
-                w->emfile_logged_ms = loop_now(w->loop);
-            }
-            loop_del(w->loop, &ws->ev);
-            ws->accepting = false;
-            loop_timer_set(w->loop, &ws->retry, EMFILE_RETRY_MS);
-            return;
-        default:
-            log_errno(LOGL_ERROR, errno, "accept() on %s", l->addr);
-            return;
-        }
-    }
-}
-
-static void sock_start(struct wsock *ws)
-{
-    struct worker *w = ws->l->w;
-
-    if (ws->fd < 0 || ws->accepting || w->draining)
-        return;
-    if (loop_add(w->loop, &ws->ev, EPOLLIN) < 0) {
-        log_errno(LOGL_ERROR, errno, "epoll_ctl() for listener %s", ws->l->addr);
-        return;
-    }
-    ws->accepting = true;
-}
-
-static void sock_pause_end(struct timer *t)
-{
-    sock_start(t->data);
-}
-
-static void sock_close(struct wsock *ws)
-{
-    struct worker *w = ws->l->w;
-
-    if (ws->fd < 0)
-        return;
-    if (ws->accepting)
-        loop_del(w->loop, &ws->ev);
-    loop_timer_stop(w->loop, &ws->retry);
-    close(ws->fd);
-    ws->fd = -1;
-    ws->accepting = false;
+    if (!ws->l->w->draining)
+        acceptor_start(&ws->acc);
 }
 
 /* Takes ownership of fd, an accept socket of listener l. */
-static int sock_add(struct worker *w, struct wlistener *l, int fd)
+static int worker_sock_add(struct worker *w, struct wlistener *l, int fd)
 {
     struct wsock **socks = realloc(w->socks, (w->n_socks + 1) * sizeof(*socks));
     struct wsock *ws = socks ? calloc(1, sizeof(*ws)) : NULL;
@@ -128,18 +54,18 @@ static int sock_add(struct worker *w, struct wlistener *l, int fd)
         close(fd);
         return -1;
     }
-    *ws = (struct wsock){.l = l, .fd = fd};
-    ws->ev = (struct ev){.fd = fd, .cb = sock_on_accept, .data = ws};
-    ws->retry = (struct timer){.cb = sock_pause_end, .data = ws};
+    ws->l = l;
+    acceptor_init(&ws->acc, w->loop, fd, ACCEPT_BATCH, l->addr, &w->emfile_logged_ms,
+                  worker_sock_on_accept, ws);
     w->socks[w->n_socks++] = ws;
     if (w->started)
-        sock_start(ws);
+        worker_sock_start(ws);
     return 0;
 }
 
 static void worker_exit(struct worker *w, int code);
 
-static void drain_deadline(struct timer *t)
+static void worker_drain_deadline(struct timer *t)
 {
     struct worker *w = t->data;
     log_info("shutdown timeout exceeded, forcing close of %u connection(s)", w->n_conns);
@@ -152,14 +78,14 @@ static void worker_drain(struct worker *w)
         return;
     w->draining = true;
     for (unsigned i = 0; i < w->n_socks; i++)
-        sock_close(w->socks[i]);
+        acceptor_close(&w->socks[i]->acc);
     l7_pool_close_all(); /* and l7_pool_put() pools no more */
     log_info("draining %u connection(s)", w->n_conns);
     if (w->n_conns > 0)
         loop_timer_set(w->loop, &w->drain_timer, w->settings.shutdown_timeout_ms);
 }
 
-static void ops_clear(struct worker *w)
+static void worker_ops_clear(struct worker *w)
 {
     for (unsigned i = 0; i < w->n_ops; i++) {
         if (w->ops[i].add != NULL)
@@ -169,7 +95,7 @@ static void ops_clear(struct worker *w)
     w->n_ops = 0;
 }
 
-static int ops_push(struct worker *w, struct delta_op op)
+static int worker_ops_push(struct worker *w, struct delta_op op)
 {
     if (w->n_ops == w->cap_ops) {
         unsigned cap = w->cap_ops ? w->cap_ops * 2 : 16;
@@ -184,7 +110,7 @@ static int ops_push(struct worker *w, struct delta_op op)
 }
 
 /* Applies a delta generation's changes to the tables it shares with the current one. */
-static int ops_apply(struct worker *w)
+static int worker_ops_apply(struct worker *w)
 {
     for (unsigned i = 0; i < w->n_ops; i++) {
         struct delta_op *op = &w->ops[i];
@@ -199,24 +125,24 @@ static int ops_apply(struct worker *w)
         if (route_table_add(*t, op->add) < 0)
             return -1;
     }
-    ops_clear(w);
+    worker_ops_clear(w);
     return 0;
 }
 
-static void pending_clear(struct worker *w)
+static void worker_pending_clear(struct worker *w)
 {
-    ops_clear(w);
+    worker_ops_clear(w);
     gen_unref(w->pending);
     w->pending = NULL;
 }
 
 /* COMMIT: the new generation becomes current. Connections keep the one they hold. */
-static int state_commit(struct worker *w, uint32_t gen)
+static int worker_commit(struct worker *w, uint32_t gen)
 {
     struct gen *g = w->pending;
     unsigned n_routes = 0;
 
-    if (w->pending_delta && ops_apply(w) < 0)
+    if (w->pending_delta && worker_ops_apply(w) < 0)
         return -1;
     if (w->pending_rules && (g->fw->n_rules != w->pending_n_rules || firewall_seal(g->fw) < 0)) {
         log_error("generation %u: %u firewall rule(s) received, the master sent %u", gen,
@@ -237,14 +163,14 @@ static int state_commit(struct worker *w, uint32_t gen)
     if (!w->started) {
         w->started = true;
         for (unsigned i = 0; i < w->n_socks; i++)
-            sock_start(w->socks[i]);
+            worker_sock_start(w->socks[i]);
     }
     chan_send(&w->chan, MSG_ACK, gen, NULL, 0, -1);
     log_debug("generation %u applied (%s)", gen, w->pending_delta ? "delta" : "full");
     return 0;
 }
 
-static int apply_settings(struct worker *w, const struct msg_settings *s)
+static int worker_settings(struct worker *w, const struct msg_settings *s)
 {
     bool first = !w->have_settings;
 
@@ -276,8 +202,8 @@ static int apply_settings(struct worker *w, const struct msg_settings *s)
  * certificate OpenSSL refuses leaves the route without a context: its
  * connections are closed, and the master has said why.
  */
-static int add_route_l7(struct route *r, const struct msg_route *mr, const uint8_t *p, size_t len,
-                        size_t *used)
+static int worker_route_add_l7(struct route *r, const struct msg_route *mr, const uint8_t *p,
+                               size_t len, size_t *used)
 {
     size_t off = 0;
 
@@ -314,8 +240,8 @@ static int add_route_l7(struct route *r, const struct msg_route *mr, const uint8
  * One packed route at p (len bytes left in the message) into the new
  * table of a full generation, or a delta's ops; *used is its size.
  */
-static int add_route(struct worker *w, const struct msg_routes *h, const uint8_t *p, size_t len,
-                     size_t *used)
+static int worker_route_add(struct worker *w, const struct msg_routes *h, const uint8_t *p,
+                            size_t len, size_t *used)
 {
     char host[UINT8_MAX + 1], backend[ADDR_STRLEN];
     struct msg_route mr;
@@ -337,13 +263,13 @@ static int add_route(struct worker *w, const struct msg_routes *h, const uint8_t
                                 mr.send_proxy_protocol);
     if (r == NULL)
         return -1;
-    if (mr.mode == ROUTE_L7 ? add_route_l7(r, &mr, p + *used, len - *used, used) < 0
+    if (mr.mode == ROUTE_L7 ? worker_route_add_l7(r, &mr, p + *used, len - *used, used) < 0
                             : mr.n_policies != 0 || mr.cert_len != 0 || mr.key_len != 0) {
         route_unref(r);
         return -1;
     }
     if (w->pending_delta) {
-        if (ops_push(w, (struct delta_op){.listener = h->listener_id, .add = r}) == 0)
+        if (worker_ops_push(w, (struct delta_op){.listener = h->listener_id, .add = r}) == 0)
             return 0;
         route_unref(r);
         return -1;
@@ -361,7 +287,7 @@ static int add_route(struct worker *w, const struct msg_routes *h, const uint8_t
 }
 
 /* MSG_ROUTE: one or more routes of one listener, packed (msg.h). */
-static int add_routes(struct worker *w, const struct chan_msg *m)
+static int worker_routes_add(struct worker *w, const struct chan_msg *m)
 {
     struct msg_routes h;
     size_t used;
@@ -372,13 +298,13 @@ static int add_routes(struct worker *w, const struct chan_msg *m)
     if (h.listener_id >= MC_MAX_LISTENERS)
         return -1;
     for (size_t off = sizeof(h); off < m->hdr.len; off += used) {
-        if (add_route(w, &h, m->data + off, m->hdr.len - off, &used) < 0)
+        if (worker_route_add(w, &h, m->data + off, m->hdr.len - off, &used) < 0)
             return -1;
     }
     return 0;
 }
 
-static int del_route(struct worker *w, const struct chan_msg *m)
+static int worker_route_del(struct worker *w, const struct chan_msg *m)
 {
     struct msg_route_del md;
 
@@ -390,7 +316,7 @@ static int del_route(struct worker *w, const struct chan_msg *m)
         return -1;
     char *host = strndup((const char *)m->data + sizeof(md), md.hostname_len);
     if (host == NULL ||
-        ops_push(w, (struct delta_op){.listener = md.listener_id, .del = host}) < 0) {
+        worker_ops_push(w, (struct delta_op){.listener = md.listener_id, .del = host}) < 0) {
         free(host);
         return -1;
     }
@@ -398,7 +324,7 @@ static int del_route(struct worker *w, const struct chan_msg *m)
 }
 
 /* MSG_LISTENER_CONF: a listener's settings and its trusted proxies. */
-static int listener_conf(struct worker *w, const struct chan_msg *m)
+static int worker_listener_conf(struct worker *w, const struct chan_msg *m)
 {
     struct msg_listener_conf lc;
     struct msg_cidr mc;
@@ -428,7 +354,7 @@ static int listener_conf(struct worker *w, const struct chan_msg *m)
 }
 
 /* MSG_FW_RULES: part of the new generation's firewall. */
-static int fw_rules(struct worker *w, const struct chan_msg *m)
+static int worker_fw_rules(struct worker *w, const struct chan_msg *m)
 {
     struct msg_fw_rules h;
     struct msg_fw_rule r;
@@ -452,7 +378,7 @@ static int fw_rules(struct worker *w, const struct chan_msg *m)
  * malformed message is a bug on our side, so the worker exits and is
  * replaced rather than running on state it cannot trust.
  */
-static int on_message(struct worker *w, struct chan_msg *m)
+static int worker_on_message(struct worker *w, struct chan_msg *m)
 {
     uint32_t len = m->hdr.len;
     bool want_fd = m->hdr.type == MSG_SHM || m->hdr.type == MSG_LISTENER ||
@@ -495,7 +421,7 @@ static int on_message(struct worker *w, struct chan_msg *m)
         if (len != sizeof(s) || w->shm == NULL)
             return -1;
         memcpy(&s, m->data, sizeof(s));
-        return apply_settings(w, &s);
+        return worker_settings(w, &s);
     }
     case MSG_LISTENER: {
         struct msg_listener ml;
@@ -510,14 +436,14 @@ static int on_message(struct worker *w, struct chan_msg *m)
         }
         struct wlistener *l = &w->listeners[ml.id];
         memcpy(l->addr, ml.addr, sizeof(l->addr));
-        return sock_add(w, l, m->fd);
+        return worker_sock_add(w, l, m->fd);
     }
     case MSG_STATE_BEGIN: {
         struct msg_state_begin b;
         if (len != sizeof(b) || !w->have_settings)
             return -1;
         memcpy(&b, m->data, sizeof(b));
-        pending_clear(w);
+        worker_pending_clear(w);
         /* a delta needs a base: only after the first full generation; a full one carries rules */
         if ((b.delta && !w->started) || (!b.delta && !b.rules))
             return -1;
@@ -538,23 +464,23 @@ static int on_message(struct worker *w, struct chan_msg *m)
     case MSG_LISTENER_CONF:
         if (w->pending == NULL || m->hdr.gen != w->pending->id)
             return -1;
-        return listener_conf(w, m);
+        return worker_listener_conf(w, m);
     case MSG_FW_RULES:
         if (w->pending == NULL || m->hdr.gen != w->pending->id || !w->pending_rules)
             return -1;
-        return fw_rules(w, m);
+        return worker_fw_rules(w, m);
     case MSG_ROUTE:
         if (w->pending == NULL || m->hdr.gen != w->pending->id)
             return -1;
-        return add_routes(w, m);
+        return worker_routes_add(w, m);
     case MSG_ROUTE_DEL:
         if (w->pending == NULL || m->hdr.gen != w->pending->id)
             return -1;
-        return del_route(w, m);
+        return worker_route_del(w, m);
     case MSG_STATE_COMMIT:
         if (len != 0 || w->pending == NULL || m->hdr.gen != w->pending->id)
             return -1;
-        return state_commit(w, m->hdr.gen);
+        return worker_commit(w, m->hdr.gen);
     case MSG_STOP:
         if (len != 0)
             return -1;
@@ -581,31 +507,24 @@ static int on_message(struct worker *w, struct chan_msg *m)
     return -1;
 }
 
-static int on_message_cb(void *arg, struct chan_msg *m)
+static int worker_on_message_cb(void *arg, struct chan_msg *m)
 {
     struct worker *w = arg;
-    if (on_message(w, m) < 0) {
+    if (worker_on_message(w, m) < 0) {
         log_error("malformed message type %u (len %u) from the master", m->hdr.type, m->hdr.len);
-        worker_exit(w, EXIT_PROTOCOL);
+        worker_exit(w, PROC_EXIT_RESPAWN);
     }
     return 0;
 }
 
-static void chan_on_event(struct ev *ev, uint32_t events)
+static void worker_chan_event(struct ev *ev, uint32_t events)
 {
     struct worker *w = ev->data;
 
     (void)events;
-    if (w->chan.fd < 0)
-        return;
-    /* edge-triggered: drain until the socket would block */
-    int rc = chan_drain(&w->chan, on_message_cb, w);
-    if (chan_flush(&w->chan) == MC_ERROR)
-        rc = MC_ERROR;
-    if (rc != MC_OK) {
+    if (w->chan.fd >= 0 &&
+        !proc_chan_event(w->loop, &w->chan, &w->chan_ev, worker_on_message_cb, w)) {
         /* the master is gone (or its channel broke): finish what we have and leave */
-        loop_del(w->loop, &w->chan_ev);
-        chan_close(&w->chan);
         if (!w->draining)
             log_warn("master channel closed, draining");
         worker_drain(w);
@@ -618,13 +537,13 @@ static void worker_exit(struct worker *w, int code)
     conn_free_dead(w);
     l7_pool_close_all();
     for (unsigned i = 0; i < w->n_socks; i++) {
-        sock_close(w->socks[i]);
+        acceptor_close(&w->socks[i]->acc);
         free(w->socks[i]);
     }
     free(w->socks);
     gen_unref(w->cur);
     w->cur = NULL;
-    pending_clear(w);
+    worker_pending_clear(w);
     geoip_close(w->geoip);
     free(w->ops);
     pipe_pool_free(&w->pipes);
@@ -635,7 +554,7 @@ static void worker_exit(struct worker *w, int code)
 }
 
 /* Only wakes the loop: each of its iterations is a beat. */
-static void beat_tick(struct timer *t)
+static void worker_beat_tick(struct timer *t)
 {
     struct worker *w = t->data;
     loop_timer_set(w->loop, t, SHM_BEAT_MS);
@@ -644,38 +563,25 @@ static void beat_tick(struct timer *t)
 int worker_main(int argc, char **argv)
 {
     struct worker *w = &worker;
-    sigset_t block, waitmask;
-    struct sigaction sa = {.sa_handler = on_signal};
+    sigset_t waitmask;
     char *end;
 
     log_init("worker");
     if (argc != 3)
-        return EXIT_PROTOCOL;
+        return PROC_EXIT_RESPAWN;
     unsigned long id = strtoul(argv[2], &end, 10);
     if (*end != '\0' || id >= MC_MAX_WORKERS)
-        return EXIT_PROTOCOL;
+        return PROC_EXIT_RESPAWN;
     w->id = (unsigned)id;
 
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGQUIT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGHUP, SIG_IGN); /* reload is the master's job */
-    /* and so is reopening the access file (SIGUSR1 to the whole unit is harmless) */
-    signal(SIGUSR1, SIG_IGN);
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGQUIT);
-    sigprocmask(SIG_BLOCK, &block, &waitmask);
-    sigdelset(&waitmask, SIGTERM);
-    sigdelset(&waitmask, SIGINT);
-    sigdelset(&waitmask, SIGQUIT);
+    proc_signals((const struct proc_signal[]){{SIGTERM, &sig_drain},
+                                              {SIGINT, &sig_drain},
+                                              {SIGQUIT, &sig_quit}},
+                 3, NULL, &waitmask);
 
     w->loop = loop_new();
     if (w->loop == NULL)
-        return EXIT_PROTOCOL;
+        return PROC_EXIT_RESPAWN;
     log_nonblock(w->loop);
     pipe_pool_init(&w->pipes, PIPE_POOL_CAP);
     for (unsigned i = 0; i < MC_MAX_LISTENERS; i++) {
@@ -684,19 +590,17 @@ int worker_main(int argc, char **argv)
         l->id = i;
     }
     w->resume_timer = (struct timer){.cb = l4_resume_all, .data = w};
-    w->drain_timer = (struct timer){.cb = drain_deadline, .data = w};
-    w->beat_timer = (struct timer){.cb = beat_tick, .data = w};
+    w->drain_timer = (struct timer){.cb = worker_drain_deadline, .data = w};
+    w->beat_timer = (struct timer){.cb = worker_beat_tick, .data = w};
     loop_timer_set(w->loop, &w->beat_timer, SHM_BEAT_MS);
-    chan_init(&w->chan, WORKER_CHAN_FD);
-    w->chan_ev = (struct ev){.fd = WORKER_CHAN_FD, .cb = chan_on_event, .data = w};
-    if (loop_add(w->loop, &w->chan_ev, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
-        log_errno(LOGL_ERROR, errno, "epoll_ctl() for the master channel");
-        return EXIT_PROTOCOL;
-    }
+    w->chan_ev = (struct ev){.cb = worker_chan_event, .data = w};
+    if (proc_chan_open(w->loop, &w->chan, &w->chan_ev, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) <
+        0)
+        return PROC_EXIT_RESPAWN;
 
     for (;;) {
         if (loop_run_once(w->loop, &waitmask) < 0)
-            worker_exit(w, EXIT_PROTOCOL);
+            worker_exit(w, PROC_EXIT_RESPAWN);
         if (w->slot != NULL)
             shm_beat(w->slot); /* the master's watchdog watches this move */
         conn_free_dead(w);

@@ -1,7 +1,8 @@
 /*
  * A worker process: one epoll loop, no threads. It accepts on its own
  * SO_REUSEPORT sockets and runs every connection through
- * [PROXY] -> firewall -> SNI -> route (conn.c) -> relay (l4.c). What it
+ * [PROXY] -> firewall -> SNI -> route (conn.c) -> L4 relay (l4.c) or L7
+ * proxy (l7*.c). What it
  * routes by arrives from the master over the channel, one generation
  * (gen.h) at a time.
  */
@@ -11,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/acceptor.h"
 #include "common/addr.h"
 #include "common/chan.h"
 #include "common/loop.h"
@@ -43,10 +45,7 @@ struct wlistener {
  */
 struct wsock {
     struct wlistener *l;
-    int fd;
-    struct ev ev;
-    bool accepting;
-    struct timer retry; /* re-enables accepting after EMFILE */
+    struct acceptor acc;
 };
 
 struct worker {
@@ -84,8 +83,8 @@ struct worker {
 
     bool draining;
     struct timer drain_timer;
-    struct timer beat_timer; /* wakes an idle loop so that it shows life (shm.h) */
-    uint64_t emfile_logged_ms;
+    struct timer beat_timer;   /* wakes an idle loop so that it shows life (shm.h) */
+    uint64_t emfile_logged_ms; /* the last accept pause logged, for all its sockets */
 
     struct pipe_pool pipes;
     uint8_t scratch[HELLO_MAX_MSG]; /* hello_parse() gathers split messages here */

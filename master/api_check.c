@@ -10,7 +10,8 @@
 #include <string.h>
 
 #include "common/check.h"
-#include "master/admin_rpc.h"
+#include "master/api_impl.h"
+#include "master/state.h"
 
 /* The first error a check reports, as the answer's text. */
 struct first_error {
@@ -18,7 +19,7 @@ struct first_error {
     char text[CHECK_MSG_LEN + 64];
 };
 
-static void keep_first(void *arg, const char *key, const char *msg)
+static void api_check_keep_first(void *arg, const char *key, const char *msg)
 {
     struct first_error *fe = arg;
 
@@ -27,53 +28,53 @@ static void keep_first(void *arg, const char *key, const char *msg)
     fe->set = true;
 }
 
-#define REPORT(fe) ((struct check_report){.fn = keep_first, .arg = (fe)})
+#define REPORT(fe) ((struct check_report){.fn = api_check_keep_first, .arg = (fe)})
 
 /* -1 after answering r with the first error, when there was one. */
-static int answer(const struct rpc *r, const struct first_error *fe)
+static int api_check_answer(const struct api_call *r, const struct first_error *fe)
 {
     if (!fe->set)
         return 0;
-    rpc_error(r, RPC_INVALID_ARGUMENT, "%s", fe->text);
+    api_error(r, API_INVALID_ARGUMENT, "%s", fe->text);
     return -1;
 }
 
-int normalize_host(const struct rpc *r, const char *in, char *out)
+int api_check_host(const struct api_call *r, const char *in, char *out)
 {
     struct first_error fe = {0};
     struct check_report rep = REPORT(&fe);
 
     check_hostname(in, out, &rep);
-    return answer(r, &fe);
+    return api_check_answer(r, &fe);
 }
 
-int policy_from_pb(const struct rpc *r, const pb_policy *in, struct policy_conf *out)
+int api_check_policy(const struct api_call *r, const pb_policy *in, struct policy_conf *out)
 {
     struct first_error fe = {0};
     struct check_report rep = REPORT(&fe);
 
     if (in == NULL) {
-        rpc_error(r, RPC_INVALID_ARGUMENT, "policy is required");
+        api_error(r, API_INVALID_ARGUMENT, "policy is required");
         return -1;
     }
     if (check_policy_type(in->type, &out->type, "type", &rep) == 0) {
         out->value = in->value;
         check_policy(out, "value", &rep);
     }
-    return answer(r, &fe);
+    return api_check_answer(r, &fe);
 }
 
-int route_from_pb(const struct rpc *r, const pb_route *in, struct route_conf *rc, char *host)
+int api_check_route(const struct api_call *r, const pb_route *in, struct route_conf *rc, char *host)
 {
     struct first_error fe = {0};
     struct check_report rep = REPORT(&fe);
 
     if (in == NULL) {
-        rpc_error(r, RPC_INVALID_ARGUMENT, "route is required");
+        api_error(r, API_INVALID_ARGUMENT, "route is required");
         return -1;
     }
     if (check_route_mode(in->mode, &rc->mode, "mode", &rep) < 0)
-        return answer(r, &fe);
+        return api_check_answer(r, &fe);
     rc->hostname = in->hostname;
     rc->backend = in->backend;
     rc->tls_cert = in->tls_cert[0] != '\0' ? in->tls_cert : NULL;
@@ -83,7 +84,7 @@ int route_from_pb(const struct rpc *r, const pb_route *in, struct route_conf *rc
     if (in->n_l7_policies > 0) {
         rc->policies = calloc(in->n_l7_policies, sizeof(*rc->policies));
         if (rc->policies == NULL) {
-            rpc_error(r, RPC_RESOURCE_EXHAUSTED, "out of memory");
+            api_error(r, API_RESOURCE_EXHAUSTED, "out of memory");
             return -1;
         }
         rc->n_policies = (unsigned)in->n_l7_policies;
@@ -97,40 +98,40 @@ int route_from_pb(const struct rpc *r, const pb_route *in, struct route_conf *rc
             rc->policies[i].value = in->l7_policies[i]->value;
     }
     if (fe.set)
-        return answer(r, &fe);
+        return api_check_answer(r, &fe);
     check_route(rc, host, &rep);
     rc->hostname = host;
-    return answer(r, &fe);
+    return api_check_answer(r, &fe);
 }
 
-int rule_from_pb(const struct rpc *r, const pb_rule *in, enum fw_type *type, char *value)
+int api_check_rule(const struct api_call *r, const pb_rule *in, enum fw_type *type, char *value)
 {
     char msg[CHECK_MSG_LEN];
     int t;
 
     if (in == NULL) {
-        rpc_error(r, RPC_INVALID_ARGUMENT, "rule is required");
+        api_error(r, API_INVALID_ARGUMENT, "rule is required");
         return -1;
     }
     t = fw_type_parse(in->type);
     if (t < 0) {
-        rpc_error(r, RPC_INVALID_ARGUMENT, "type: expected one of ip, cidr, country, got \"%s\"",
+        api_error(r, API_INVALID_ARGUMENT, "type: expected one of ip, cidr, country, got \"%s\"",
                   CHECK_QUOTED(in->type));
         return -1;
     }
     *type = (enum fw_type)t;
     if (check_fw_rule(*type, in->value, value, msg) < 0) {
-        rpc_error(r, RPC_INVALID_ARGUMENT, "value: %s", msg);
+        api_error(r, API_INVALID_ARGUMENT, "value: %s", msg);
         return -1;
     }
     return 0;
 }
 
-int max_connections_check(const struct rpc *r, int64_t n)
+int api_check_max_connections(const struct api_call *r, int64_t n)
 {
     struct first_error fe = {0};
     struct check_report rep = REPORT(&fe);
 
     check_max_connections(n, &rep);
-    return answer(r, &fe);
+    return api_check_answer(r, &fe);
 }

@@ -1,66 +1,43 @@
 /*
  * The master's side of the admin process (mc-proxy-admin, which links
  * gRPC and so is exec'd, never merely forked): start it with its
- * settings, hand its requests to admin_rpc.c, carry the replies back,
+ * settings, hand its requests to api.c, carry the replies back,
  * and replace it when it dies.
  */
 #include <grp.h>
 #include <pwd.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "common/msg.h"
 #include "master/master.h"
-#include "master/spawn.h"
 
-static void admin_flush(struct aux_proc *a)
+/* The admin's own messages: its dropped log lines, and the API's requests. */
+static int child_admin_message(struct aux_proc *a, const struct chan_msg *msg)
 {
-    child_chan_flush(&a->chan, "admin", a->pid);
-}
-
-static int admin_on_message(void *arg, struct chan_msg *msg)
-{
-    struct aux_proc *a = arg;
-
-    if (msg->fd >= 0)
-        close(msg->fd);
-    watchdog_alive(&a->live, loop_now(a->m->loop)); /* any message is a sign of life */
-    if (msg->hdr.type == MSG_PONG && msg->hdr.len == 0)
-        return 0;
-    if (msg->hdr.type == MSG_LISTENING && msg->hdr.len == 0) {
-        aux_listening(a);
-        return 0;
-    }
     if (msg->hdr.type == MSG_ADMIN_LOG_DROPPED && msg->hdr.len == sizeof(uint64_t)) {
         uint64_t n;
         memcpy(&n, msg->data, sizeof(n));
-        atomic_fetch_add_explicit(&a->m->shm->log_dropped_admin, n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&a->c.m->shm->log_dropped_admin, n, memory_order_relaxed);
         return 0;
     }
-    if (msg->hdr.type != MSG_ADMIN_REQ) {
-        log_error("admin (pid %d): unexpected message type %u; killing it", (int)a->pid,
-                  msg->hdr.type);
+    if (msg->hdr.type != MSG_ADMIN_REQ)
         return -1;
-    }
-    admin_rpc_handle(a->m, msg);
+    api_handle(&a->c.m->api, a->c.pid, msg);
     return 0;
 }
 
-static void admin_on_event(struct ev *ev, uint32_t events)
+static int child_admin_dispatch(void *arg, struct chan_msg *msg)
 {
-    struct aux_proc *a = ev->data;
-    child_chan_event(a->m->loop, &a->chan, &a->ev, a->pid, events, admin_on_message, a, "admin");
+    return aux_dispatch(CHILD_OF(struct aux_proc, arg), msg, child_admin_message);
 }
 
 /* The workers' account is a member of gr (its primary group, or listed). */
-static bool group_holds_workers(const struct group *gr, const struct master *m)
+static bool child_admin_group_holds_workers(const struct group *gr, const struct master *m)
 {
     if (gr->gr_gid == m->gid)
         return true;
@@ -72,7 +49,7 @@ static bool group_holds_workers(const struct group *gr, const struct master *m)
 }
 
 /* This process has gid as its effective or a supplementary group. */
-static bool in_group(gid_t gid)
+static bool child_admin_in_group(gid_t gid)
 {
     int n = getgroups(0, NULL);
     gid_t *groups = n > 0 ? calloc((size_t)n, sizeof(*groups)) : NULL;
@@ -86,11 +63,12 @@ static bool in_group(gid_t gid)
     return found;
 }
 
-int admin_accounts_resolve(const struct master *m, bool notices, struct admin_accounts *out)
+int child_admin_accounts_resolve(const struct master *m, bool notices,
+                                 struct child_admin_accounts *out)
 {
     const struct grpc_conf *g = &m->cfg->grpc;
 
-    *out = (struct admin_accounts){.uid = m->uid, .gid = m->gid, .socket_gid = (gid_t)-1};
+    *out = (struct child_admin_accounts){.uid = m->uid, .gid = m->gid, .socket_gid = (gid_t)-1};
     if (!g->enabled)
         return 0;
     if (!m->setuid) {
@@ -122,14 +100,14 @@ int admin_accounts_resolve(const struct master *m, bool notices, struct admin_ac
         log_error("grpc.socket_group \"%s\" does not exist", g->socket_group);
         return -1;
     }
-    if (!m->setuid && !in_group(gr->gr_gid)) {
+    if (!m->setuid && !child_admin_in_group(gr->gr_gid)) {
         /* without root, a file's group can only become one of our own */
         log_error("grpc.socket_group \"%s\": not started as root, and the service user is "
                   "not in that group",
                   g->socket_group);
         return -1;
     }
-    if (m->setuid && group_holds_workers(gr, m)) {
+    if (m->setuid && child_admin_group_holds_workers(gr, m)) {
         log_error("grpc.socket_group \"%s\" has the workers' account \"%s\" in it: they could "
                   "connect to the admin API; use a group of its own",
                   g->socket_group, m->cfg->user);
@@ -141,26 +119,26 @@ int admin_accounts_resolve(const struct master *m, bool notices, struct admin_ac
 
 /* What identifies a TLS file's content without reading it: a rotated
  * certificate is a new inode or a new mtime. All zero when missing. */
-struct admin_file_id {
+struct child_admin_file_id {
     uint64_t dev, ino, size;
     int64_t mtime_sec, mtime_nsec;
 };
 
 /* MSG_ADMIN_SETTINGS from the current config, as iov[0..5). */
-struct admin_settings_msg {
+struct child_admin_settings {
     struct msg_admin_settings as;
     char unix_addr[4096 + 8];
     struct iovec iov[5];
-    struct admin_file_id files[3];
+    struct child_admin_file_id files[3];
 };
 
-static int admin_settings_build(const struct master *m, struct admin_settings_msg *b)
+static int child_admin_settings_build(const struct master *m, struct child_admin_settings *b)
 {
     const struct grpc_conf *g = &m->cfg->grpc;
     const char *addr = g->addr;
-    struct admin_accounts acc;
+    struct child_admin_accounts acc;
 
-    if (admin_accounts_resolve(m, false, &acc) < 0)
+    if (child_admin_accounts_resolve(m, false, &acc) < 0)
         return -1;
 
     memset(b, 0, sizeof(*b)); /* the padding too: the bytes are compared across reloads */
@@ -191,65 +169,60 @@ static int admin_settings_build(const struct master *m, struct admin_settings_ms
     for (int i = 0; i < 3; i++) {
         struct stat st;
         if (s[i + 1] != NULL && stat(s[i + 1], &st) == 0)
-            b->files[i] = (struct admin_file_id){st.st_dev, st.st_ino, (uint64_t)st.st_size,
-                                                 st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
+            b->files[i] = (struct child_admin_file_id){st.st_dev, st.st_ino, (uint64_t)st.st_size,
+                                                       st.st_mtim.tv_sec, st.st_mtim.tv_nsec};
     }
     return 0;
 }
 
 /* The settings message plus the TLS files' identity: what a restart would change. */
-static int admin_started_with(const struct admin_settings_msg *b, struct iovec out[6])
+static int child_admin_started_with(const struct child_admin_settings *b, struct iovec out[6])
 {
     memcpy(out, b->iov, sizeof(b->iov));
     out[5] = (struct iovec){(void *)b->files, sizeof(b->files)};
     return 6;
 }
 
-void admin_spawn(struct master *m)
+static void child_admin_exec(const struct child *c, struct child_exec *e)
 {
-    struct aux_proc *a = &m->admin;
-    struct admin_settings_msg b;
-    struct iovec with[6];
-    char path[4096];
-    char *argv[] = {"mc-proxy-admin", NULL};
+    snprintf(e->path, sizeof(e->path), "%s/mc-proxy-admin", c->m->self_dir);
+    e->argv[0] = "mc-proxy-admin";
+}
 
-    snprintf(path, sizeof(path), "%s/mc-proxy-admin", m->self_dir);
-    a->ev = (struct ev){.cb = admin_on_event, .data = a};
-    pid_t pid = spawn_child(m->loop, path, argv, &a->chan, &a->ev);
-    if (pid < 0) {
-        loop_timer_set(m->loop, &a->respawn, 1000);
-        return;
-    }
-    int rc = admin_settings_build(m, &b);
-    aux_started(m, a, pid, with, rc == 0 ? admin_started_with(&b, with) : 0);
-    if (rc < 0 || chan_sendv(&a->chan, MSG_ADMIN_SETTINGS, 0, b.iov, 5, -1) < 0)
+/* Its settings; what it was started with is kept for the next reload. */
+static void child_admin_init(struct child *c)
+{
+    struct master *m = c->m;
+    struct aux_proc *a = CHILD_OF(struct aux_proc, c);
+    struct child_admin_settings b;
+    struct iovec with[6];
+
+    int rc = child_admin_settings_build(m, &b);
+    aux_started(a, with, rc == 0 ? child_admin_started_with(&b, with) : 0);
+    if (rc < 0 || chan_sendv(&c->chan, MSG_ADMIN_SETTINGS, 0, b.iov, 5, -1) < 0)
         log_error("admin: cannot queue its settings");
-    admin_flush(a);
-    log_info("admin started, pid %d, serving %s", (int)pid, m->cfg->grpc.addr);
+    child_flush(c);
+    log_info("admin started, pid %d, serving %s", (int)c->pid, m->cfg->grpc.addr);
 }
 
-void admin_exited(struct master *m, int status)
+static bool child_admin_wanted(const struct child *c)
 {
-    aux_exited(m, &m->admin, status, m->cfg->grpc.enabled);
+    return c->m->cfg->grpc.enabled;
 }
 
-void admin_stop(struct master *m)
+void child_admin_reload(struct master *m)
 {
-    aux_stop(m, &m->admin);
-}
-
-void admin_reload(struct master *m)
-{
-    struct admin_settings_msg b;
+    struct child_admin_settings b;
     struct iovec with[6];
-    bool wanted = m->cfg->grpc.enabled;
 
-    aux_reload(m, &m->admin, wanted, with,
-               wanted && admin_settings_build(m, &b) == 0 ? admin_started_with(&b, with) : 0);
+    aux_reload(&m->admin, with,
+               child_admin_wanted(&m->admin.c) && child_admin_settings_build(m, &b) == 0
+                   ? child_admin_started_with(&b, with)
+                   : 0);
 }
 
-void master_admin_reply(struct master *m, pid_t admin, uint32_t id, int32_t status,
-                        const char *message, const void *body, size_t len)
+void child_admin_reply(struct master *m, pid_t admin, uint32_t id, int32_t status,
+                       const char *message, const void *body, size_t len)
 {
     struct aux_proc *a = &m->admin;
     size_t mlen = message ? strlen(message) : 0;
@@ -260,9 +233,46 @@ void master_admin_reply(struct master *m, pid_t admin, uint32_t id, int32_t stat
         {(void *)body, len},
     };
 
-    if (a->chan.fd < 0 || a->pid != admin)
+    if (a->c.chan.fd < 0 || a->c.pid != admin)
         return; /* the admin died; its caller already got an error */
-    if (chan_sendv(&a->chan, MSG_ADMIN_RESP, 0, iov, 3, -1) < 0)
+    if (chan_sendv(&a->c.chan, MSG_ADMIN_RESP, 0, iov, 3, -1) < 0)
         log_error("admin: cannot queue the reply to request %u", id);
-    admin_flush(a);
+    child_flush(&a->c);
 }
+
+static int child_admin_publish(void *m, api_done_fn *done, void *arg)
+{
+    return master_publish(m, done, arg);
+}
+
+static void child_admin_api_reply(void *m, pid_t admin, uint32_t id, int32_t status,
+                                  const char *message, const void *body, size_t len)
+{
+    child_admin_reply(m, admin, id, status, message, body, len);
+}
+
+void child_admin_api_init(struct master *m)
+{
+    m->api = (struct api){
+        .state = &m->state,
+        .cfg = &m->cfg,
+        .store = m->store,
+        .shm = m->shm,
+        .bound = m->bound,
+        .n_bound = m->n_bound,
+        .publish = child_admin_publish,
+        .reply = child_admin_api_reply,
+        .ctx = m,
+    };
+}
+
+const struct child_kind child_admin_kind = {
+    .name = "admin",
+    .id = CHILD_ADMIN,
+    .exec = child_admin_exec,
+    .init = child_admin_init,
+    .dispatch = child_admin_dispatch,
+    .wanted = child_admin_wanted,
+    .exited = aux_exited,
+    .stop = aux_stop,
+};

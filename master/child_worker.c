@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,7 +15,7 @@
 #include "master/master.h"
 #include "master/spawn.h"
 
-static void worker_send_settings(struct master *m, struct worker_proc *w)
+static void child_worker_send_settings(struct master *m, struct child_worker *w)
 {
     const struct config *cfg = m->cfg;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -36,12 +35,7 @@ static void worker_send_settings(struct master *m, struct worker_proc *w)
         .rate_window_ms = cfg->firewall.rate_window_ms,
         .response_timeout_ms = cfg->proxy.response_timeout_ms,
     };
-    chan_send(&w->chan, MSG_SETTINGS, 0, &s, sizeof(s), -1);
-}
-
-static void worker_flush(struct worker_proc *w)
-{
-    child_chan_flush(&w->chan, "worker", w->pid);
+    chan_send(&w->c.chan, MSG_SETTINGS, 0, &s, sizeof(s), -1);
 }
 
 /* MSG_ROUTE messages being filled, for one listener at a time (msg.h). */
@@ -61,7 +55,7 @@ _Static_assert(sizeof(struct msg_routes) +
                "a full MSG_ROUTE fits in a channel message");
 
 /* Queues the routes packed so far, if any. */
-static int batch_flush(struct route_batch *b)
+static int child_worker_batch_flush(struct route_batch *b)
 {
     int n = 1 + 3 * (int)b->n;
 
@@ -78,7 +72,8 @@ static int batch_flush(struct route_batch *b)
  * still goes, so that the worker's tables add up; the worker closes its
  * connections (certs_get logged why).
  */
-static int batch_send_l7(struct route_batch *b, struct msg_route *mr, const struct route_conf *r)
+static int child_worker_batch_send_l7(struct route_batch *b, struct msg_route *mr,
+                                      const struct route_conf *r)
 {
     const struct cert_pem *pem = certs_get(b->certs, r);
     size_t size = sizeof(*mr) + mr->hostname_len + mr->backend_len;
@@ -119,15 +114,16 @@ static int batch_send_l7(struct route_batch *b, struct msg_route *mr, const stru
 }
 
 /* Packs r, a route of listener id; a message full or of another listener is queued first. */
-static int batch_add(struct route_batch *b, int id, uint32_t listener_routes,
-                     const struct route_conf *r)
+static int child_worker_batch_add(struct route_batch *b, int id, uint32_t listener_routes,
+                                  const struct route_conf *r)
 {
     struct msg_route *mr;
     struct iovec *iov;
 
-    if (r->mode == ROUTE_L7 && batch_flush(b) < 0)
+    if (r->mode == ROUTE_L7 && child_worker_batch_flush(b) < 0)
         return -1;
-    if ((b->head.listener_id != (uint32_t)id || b->n == MSG_ROUTES_PER_MSG) && batch_flush(b) < 0)
+    if ((b->head.listener_id != (uint32_t)id || b->n == MSG_ROUTES_PER_MSG) &&
+        child_worker_batch_flush(b) < 0)
         return -1;
     b->head = (struct msg_routes){.listener_id = (uint32_t)id, .listener_routes = listener_routes};
     mr = &b->routes[b->n];
@@ -140,7 +136,7 @@ static int batch_add(struct route_batch *b, int id, uint32_t listener_routes,
     };
     msg_route_set_addr(mr, &r->backend_addr);
     if (r->mode == ROUTE_L7)
-        return batch_send_l7(b, mr, r);
+        return child_worker_batch_send_l7(b, mr, r);
     iov = &b->iov[1 + 3 * b->n++];
     iov[0] = (struct iovec){mr, sizeof(*mr)};
     iov[1] = (struct iovec){r->hostname, mr->hostname_len};
@@ -148,7 +144,8 @@ static int batch_add(struct route_batch *b, int id, uint32_t listener_routes,
     return 0;
 }
 
-static int send_route_del(struct chan *c, uint32_t gen, int id, const struct route_conf *r)
+static int child_worker_send_route_del(struct chan *c, uint32_t gen, int id,
+                                       const struct route_conf *r)
 {
     struct msg_route_del md = {.listener_id = (uint32_t)id,
                                .hostname_len = (uint8_t)strlen(r->hostname)};
@@ -157,8 +154,8 @@ static int send_route_del(struct chan *c, uint32_t gen, int id, const struct rou
 }
 
 /* One listener's settings, its trusted proxies in binary form after them. */
-static int send_listener_conf(struct master *m, struct chan *c, int id,
-                              const struct listener_conf *l)
+static int child_worker_send_listener_conf(struct master *m, struct chan *c, int id,
+                                           const struct listener_conf *l)
 {
     struct msg_cidr trusted[MSG_TRUSTED_MAX];
     unsigned n = MC_MIN(l->n_trusted_proxies, (unsigned)MSG_TRUSTED_MAX);
@@ -176,7 +173,7 @@ static int send_listener_conf(struct master *m, struct chan *c, int id,
 }
 
 /* Every rule, whole, in messages of MSG_FW_RULES_PER_MSG. */
-static int send_rules(struct master *m, struct chan *c)
+static int child_worker_send_rules(struct master *m, struct chan *c)
 {
     for (unsigned off = 0; off < m->state->n_rules; off += MSG_FW_RULES_PER_MSG) {
         struct msg_fw_rules h = {.n = MC_MIN(m->state->n_rules - off, MSG_FW_RULES_PER_MSG)};
@@ -189,7 +186,7 @@ static int send_rules(struct master *m, struct chan *c)
 }
 
 /* BEGIN, every bound listener's settings and, when asked, the rules; routes follow, then COMMIT. */
-static int send_begin(struct master *m, struct chan *c, bool delta, bool rules)
+static int child_worker_send_begin(struct master *m, struct chan *c, bool delta, bool rules)
 {
     const struct state *st = m->state;
     struct msg_state_begin b = {
@@ -210,40 +207,40 @@ static int send_begin(struct master *m, struct chan *c, bool delta, bool rules)
         int id = master_listener_index(m, l->addr);
         if (id < 0)
             continue; /* in the database but not bound: only a restart binds it */
-        if (send_listener_conf(m, c, id, l) < 0)
+        if (child_worker_send_listener_conf(m, c, id, l) < 0)
             return -1;
     }
-    return rules ? send_rules(m, c) : 0;
+    return rules ? child_worker_send_rules(m, c) : 0;
 }
 
 /* Queues one whole generation of routing state: BEGIN, objects, COMMIT. */
-static int worker_send_state(struct master *m, struct worker_proc *w, struct route_batch *b)
+static int child_worker_send_state(struct master *m, struct child_worker *w, struct route_batch *b)
 {
     const struct state *st = m->state;
-    struct chan *c = &w->chan;
+    struct chan *c = &w->c.chan;
 
-    if (send_begin(m, c, false, true) < 0)
+    if (child_worker_send_begin(m, c, false, true) < 0)
         return -1;
     for (unsigned i = 0; i < st->n_listeners; i++) {
         const struct listener_conf *l = &st->listeners[i];
         int id = master_listener_index(m, l->addr);
         for (unsigned j = 0; id >= 0 && j < l->n_routes; j++) {
-            if (batch_add(b, id, l->n_routes, &l->routes[j]) < 0)
+            if (child_worker_batch_add(b, id, l->n_routes, &l->routes[j]) < 0)
                 return -1;
         }
     }
-    if (batch_flush(b) < 0)
+    if (child_worker_batch_flush(b) < 0)
         return -1;
     return chan_send(c, MSG_STATE_COMMIT, m->gen, NULL, 0, -1);
 }
 
 /* Queues a delta generation: only the routes that changed. */
-static int worker_send_delta(struct master *m, struct worker_proc *w, struct route_batch *b,
-                             const struct route_change *changes, unsigned n, bool rules)
+static int child_worker_send_delta(struct master *m, struct child_worker *w, struct route_batch *b,
+                                   const struct route_change *changes, unsigned n, bool rules)
 {
-    struct chan *c = &w->chan;
+    struct chan *c = &w->c.chan;
 
-    if (send_begin(m, c, true, rules) < 0)
+    if (child_worker_send_begin(m, c, true, rules) < 0)
         return -1;
     for (unsigned i = 0; i < n; i++) {
         int id = master_listener_index(m, changes[i].listener->addr);
@@ -251,38 +248,38 @@ static int worker_send_delta(struct master *m, struct worker_proc *w, struct rou
             continue;
         int rc;
         if (!changes[i].removed)
-            rc = batch_add(b, id, 0, changes[i].route);
-        else if ((rc = batch_flush(b)) == 0) /* in the order the changes are listed */
-            rc = send_route_del(c, m->gen, id, changes[i].route);
+            rc = child_worker_batch_add(b, id, 0, changes[i].route);
+        else if ((rc = child_worker_batch_flush(b)) == 0) /* in the order the changes are listed */
+            rc = child_worker_send_route_del(c, m->gen, id, changes[i].route);
         if (rc < 0)
             return -1;
     }
-    if (batch_flush(b) < 0)
+    if (child_worker_batch_flush(b) < 0)
         return -1;
     return chan_send(c, MSG_STATE_COMMIT, m->gen, NULL, 0, -1);
 }
 
-void worker_push_state(struct master *m, struct worker_proc *w, const struct route_change *changes,
-                       int n_changes, bool rules)
+void child_worker_push_state(struct master *m, struct child_worker *w,
+                             const struct route_change *changes, int n_changes, bool rules)
 {
-    struct route_batch b = {.c = &w->chan, .certs = &m->certs, .gen = m->gen};
+    struct route_batch b = {.c = &w->c.chan, .certs = &m->certs, .gen = m->gen};
 
-    if (w->pid == 0 || w->chan.fd < 0)
+    if (w->c.pid == 0 || w->c.chan.fd < 0)
         return;
-    int rc = n_changes >= 0 ? worker_send_delta(m, w, &b, changes, (unsigned)n_changes, rules)
-                            : worker_send_state(m, w, &b);
+    int rc = n_changes >= 0 ? child_worker_send_delta(m, w, &b, changes, (unsigned)n_changes, rules)
+                            : child_worker_send_state(m, w, &b);
     if (rc < 0) {
         /* it would run on stale routes: replace it, it restarts from the current state */
         log_error("worker %u: cannot queue generation %u, restarting it", w->id, m->gen);
-        kill(w->pid, SIGKILL);
+        kill(w->c.pid, SIGKILL);
         return;
     }
-    worker_flush(w);
+    child_flush(&w->c);
 }
 
-static int worker_on_message(void *arg, struct chan_msg *msg)
+static int child_worker_dispatch(void *arg, struct chan_msg *msg)
 {
-    struct worker_proc *w = arg;
+    struct child_worker *w = CHILD_OF(struct child_worker, arg);
 
     if (msg->fd >= 0)
         close(msg->fd);
@@ -290,81 +287,77 @@ static int worker_on_message(void *arg, struct chan_msg *msg)
         w->acked_gen = msg->hdr.gen;
         if (!w->ready) {
             w->ready = true;
-            log_debug("worker %u (pid %d) is accepting", w->id, (int)w->pid);
-            master_check_ready(w->m);
+            log_debug("worker %u (pid %d) is accepting", w->id, (int)w->c.pid);
+            master_check_ready(w->c.m);
         }
-        master_check_waits(w->m);
+        master_check_waits(w->c.m);
         return 0;
     }
     /* our own child speaking out of turn is a bug; it is replaced, not trusted */
     log_error("worker %u (pid %d): unexpected message type %u len %u; killing it", w->id,
-              (int)w->pid, msg->hdr.type, msg->hdr.len);
+              (int)w->c.pid, msg->hdr.type, msg->hdr.len);
     return -1;
 }
 
-static void worker_chan_close(struct worker_proc *w)
+static void child_worker_exec(const struct child *c, struct child_exec *e)
 {
-    child_chan_close(w->m->loop, &w->chan, &w->ev);
+    const struct child_worker *w = CHILD_OF(const struct child_worker, c);
+
+    snprintf(e->path, sizeof(e->path), "/proc/self/exe");
+    snprintf(e->arg, sizeof(e->arg), "%u", w->id);
+    e->argv[0] = "mc-proxy";
+    e->argv[1] = PROC_WORKER_ARG;
+    e->argv[2] = e->arg;
 }
 
-static void worker_on_event(struct ev *ev, uint32_t events)
+/* Its shared memory, settings, sockets and the whole current state. */
+static void child_worker_init(struct child *c)
 {
-    struct worker_proc *w = ev->data;
-    child_chan_event(w->m->loop, &w->chan, &w->ev, w->pid, events, worker_on_message, w, "worker");
-}
+    struct child_worker *w = CHILD_OF(struct child_worker, c);
+    struct master *m = c->m;
 
-void worker_spawn(struct master *m, struct worker_proc *w)
-{
-    char id[16];
-    char exe[] = "/proc/self/exe";
-    char *argv[] = {"mc-proxy", PROC_WORKER_ARG, id, NULL};
-
-    snprintf(id, sizeof(id), "%u", w->id);
-    w->ev = (struct ev){.cb = worker_on_event, .data = w};
-    pid_t pid = spawn_child(m->loop, exe, argv, &w->chan, &w->ev);
-    if (pid < 0) {
-        loop_timer_set(m->loop, &w->respawn, 1000);
-        return;
-    }
-    w->pid = pid;
     w->ready = false;
     w->acked_gen = 0;
     w->start_gen = m->gen;
-    w->started_ms = loop_now(m->loop);
-    watchdog_reset(&w->live, w->started_ms,
-                   atomic_load_explicit(&m->shm->workers[w->id].beats, memory_order_relaxed));
-    atomic_store(&m->shm->workers[w->id].pid, pid);
+    c->live.seen = atomic_load_explicit(&m->shm->workers[w->id].beats, memory_order_relaxed);
+    atomic_store(&m->shm->workers[w->id].pid, c->pid);
 
     struct msg_shm s = {.size = sizeof(struct shm)};
-    chan_send(&w->chan, MSG_SHM, 0, &s, sizeof(s), m->shm_fd);
+    chan_send(&c->chan, MSG_SHM, 0, &s, sizeof(s), m->shm_fd);
     struct msg_shm rl = {.size = ratelimit_region_size()};
-    chan_send(&w->chan, MSG_RATELIMIT, 0, &rl, sizeof(rl), m->ratelimit_fd);
+    chan_send(&c->chan, MSG_RATELIMIT, 0, &rl, sizeof(rl), m->ratelimit_fd);
     if (m->geoip_fd >= 0)
-        chan_send(&w->chan, MSG_GEOIP, 0, NULL, 0, m->geoip_fd);
-    worker_send_settings(m, w);
+        chan_send(&c->chan, MSG_GEOIP, 0, NULL, 0, m->geoip_fd);
+    child_worker_send_settings(m, w);
     ticketkeys_send(m, w);
     accesslog_send(m, w);
     for (unsigned i = 0; i < m->n_bound; i++) {
         struct msg_listener ml = {.id = i};
         snprintf(ml.addr, sizeof(ml.addr), "%s", m->bound[i]);
         for (unsigned s = w->pos; s < m->n_sockets; s += w->stride)
-            chan_send(&w->chan, MSG_LISTENER, 0, &ml, sizeof(ml), *master_lfd(m, i, s));
+            chan_send(&c->chan, MSG_LISTENER, 0, &ml, sizeof(ml), *master_lfd(m, i, s));
     }
-    worker_push_state(m, w, NULL, -1, true);
-    log_info("worker %u started, pid %d", w->id, (int)pid);
+    child_worker_push_state(m, w, NULL, -1, true);
+    log_info("worker %u started, pid %d", w->id, (int)c->pid);
 }
 
-unsigned workers_alive(const struct master *m)
+static bool child_worker_wanted(const struct child *c)
+{
+    const struct child_worker *w = CHILD_OF(const struct child_worker, c);
+    return w->used && !w->retiring;
+}
+
+unsigned child_worker_count_alive(const struct master *m)
 {
     unsigned n = 0;
     for (unsigned i = 0; i < m->n_slots; i++)
-        n += m->workers[i].pid != 0;
+        n += m->workers[i].c.pid != 0;
     return n;
 }
 
-int workers_start_generation(struct master *m)
+int child_worker_start_generation(struct master *m)
 {
-    struct worker_proc *slots[MC_MAX_WORKERS];
+    struct child_worker *slots[MC_MAX_WORKERS];
     unsigned n = 0;
 
     for (unsigned i = 0; i < MC_MAX_WORKERS && n < m->n_workers; i++) {
@@ -374,84 +367,91 @@ int workers_start_generation(struct master *m)
     if (n < m->n_workers)
         return -1;
     for (unsigned p = 0; p < n; p++) {
-        struct worker_proc *w = slots[p];
+        struct child_worker *w = slots[p];
         w->used = true;
         w->retiring = false;
         w->draining = false;
         w->pos = p;
         w->stride = n;
-        w->quick_deaths = 0;
+        w->c.quick_deaths = 0;
         if (w->id + 1 > m->n_slots)
             m->n_slots = w->id + 1;
-        worker_spawn(m, w);
+        child_spawn(&w->c);
     }
     return 0;
 }
 
-void worker_exited(struct master *m, struct worker_proc *w, int status)
+static enum child_exit child_worker_exited(struct child *c, int status)
 {
+    struct child_worker *w = CHILD_OF(struct child_worker, c);
+    struct master *m = c->m;
     char how[64];
 
     spawn_describe_exit(status, how, sizeof(how));
-    worker_chan_close(w);
+    child_close(c);
     shm_worker_reap(m->shm, w->id);
-    ratelimit_reap(m->ratelimit, w->pid);
-    w->pid = 0;
+    ratelimit_reap(m->ratelimit, c->pid);
+    c->pid = 0;
     w->ready = false;
     master_check_waits(m);
 
     if (m->phase == MASTER_STOPPING || w->draining) {
         log_info("worker %u %s", w->id, how);
         w->used = false;
-        loop_timer_stop(m->loop, &w->respawn);
-        return;
+        loop_timer_stop(m->loop, &c->respawn);
+        return CHILD_REPLACED;
     }
     if (w->retiring) {
         /* a reload is replacing it: not respawned, but the slot is kept so
          * that a failed reload starts it again */
         log_warn("worker %u %s during a reload", w->id, how);
-        return;
+        return CHILD_REPLACED;
     }
     if (WIFEXITED(status) && WEXITSTATUS(status) == MC_EXIT_FATAL) {
         log_error("worker %u %s (fatal), not respawning it", w->id, how);
         w->used = false;
-        if (m->reloading) {
-            master_reload_failed(m, "a new worker could not start");
-            return;
-        }
-        if (workers_alive(m) == 0) {
-            log_error("no worker left, stopping");
-            m->exit_code = 1;
-            master_stop(m, true);
-        }
-        return;
+        return CHILD_FATAL;
     }
     atomic_fetch_add(&m->shm->worker_restarts, 1);
-    if (w->live.killed)
+    if (c->live.killed)
         atomic_fetch_add(&m->shm->worker_restarts_watchdog, 1);
-    uint64_t delay = spawn_restart_delay(&w->quick_deaths, w->started_ms, loop_now(m->loop));
+    uint64_t delay = spawn_restart_delay(&c->quick_deaths, c->started_ms, loop_now(m->loop));
     if (delay == 0) {
         log_warn("worker %u %s, respawning", w->id, how);
-        worker_spawn(m, w);
-        return;
+        child_spawn(c);
+        return CHILD_REPLACED;
     }
     log_error("worker %u %s soon after starting again, respawning in %llu ms", w->id, how,
               (unsigned long long)delay);
-    loop_timer_set(m->loop, &w->respawn, delay);
+    loop_timer_set(m->loop, &c->respawn, delay);
+    return CHILD_REPLACED;
 }
 
-void worker_stop(struct master *m, struct worker_proc *w, bool graceful)
+void child_worker_stop(struct child *c, bool graceful)
 {
-    loop_timer_stop(m->loop, &w->respawn);
-    if (w->pid == 0) {
+    struct child_worker *w = CHILD_OF(struct child_worker, c);
+
+    loop_timer_stop(c->m->loop, &c->respawn);
+    if (c->pid == 0) {
         w->used = false; /* waiting to be respawned: nothing left to wait for */
         return;
     }
     w->draining = true;
-    if (graceful && w->chan.fd >= 0) {
-        chan_send(&w->chan, MSG_STOP, 0, NULL, 0, -1);
-        worker_flush(w);
+    if (graceful && c->chan.fd >= 0) {
+        chan_send(&c->chan, MSG_STOP, 0, NULL, 0, -1);
+        child_flush(c);
     } else {
-        kill(w->pid, SIGQUIT);
+        kill(c->pid, SIGQUIT);
     }
 }
+
+const struct child_kind child_worker_kind = {
+    .name = "worker",
+    .id = CHILD_WORKER,
+    .exec = child_worker_exec,
+    .init = child_worker_init,
+    .dispatch = child_worker_dispatch,
+    .wanted = child_worker_wanted,
+    .exited = child_worker_exited,
+    .stop = child_worker_stop,
+};

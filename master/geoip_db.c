@@ -10,7 +10,7 @@
 #include "common/log.h"
 #include "master/master.h"
 
-int master_geoip_load(struct master *m, const struct config *cfg)
+int geoip_db_load(struct master *m, const struct config *cfg)
 {
     char err[512];
 
