@@ -82,9 +82,10 @@ static bool prefix_eq(const uint64_t a[2], const uint64_t b[2], unsigned len)
     return (((a[0] ^ b[0]) & m0) | ((a[1] ^ b[1]) & m1)) == 0;
 }
 
+/* Bit i (0..127) of k; the masks keep every index and shift in range. */
 static unsigned prefix_bit(const uint64_t k[2], unsigned i)
 {
-    return i < 64 ? (unsigned)(k[0] >> (63 - i)) & 1 : (unsigned)(k[1] >> (127 - i)) & 1;
+    return (unsigned)(k[(i >> 6) & 1] >> (63 - (i & 63))) & 1;
 }
 
 /* Length of the common leading bits of a and b, 0..128. */

@@ -225,8 +225,10 @@ static void test_partial(void)
     pair(&a, &b);
     setsockopt(a.fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
     setsockopt(b.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-    if (pipe(p) < 0)
+    if (buf == NULL || pipe(p) < 0) {
+        free(buf);
         return;
+    }
     fill(buf, len, 5);
     chan_send(&a, 1, 1, buf, len, p[1]);
     chan_send(&a, 2, 2, buf, len, p[1]);

@@ -150,7 +150,7 @@ static void test_rotation(SSL_CTX *sctx, int version, const char *name)
 
 int main(void)
 {
-    char *cert, *key;
+    char *cert = NULL, *key = NULL;
     size_t cert_len, key_len;
     struct route_l7 *l7 = route_l7_new(0);
 
