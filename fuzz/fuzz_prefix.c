@@ -5,9 +5,16 @@
  * from the input (each rule's address, its neighbours past the prefix,
  * the IPv4-mapped form, raw input bytes) must agree with brute force:
  * addr_cidr_contains() over every rule, longest wins, and among equal
- * prefixes the last added (which replaced the others' tags).
+ * prefixes the last added (which replaced the others' tags). A sealed
+ * set refuses adds, as does any set a bad rule or a zero tag.
+ *
+ * With a line "#stride" among them, each family's first rule is also
+ * spread over BIG_RULES neighbours in a second set, enough for sealing to
+ * index that family by its top bits: every lookup must then answer as
+ * the walk from the root answered before sealing.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <string.h>
 
@@ -16,8 +23,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define MAX_RULES     256 /* the reference is quadratic */
-#define RULE_TEXT_MAX 80  /* longer than any rule the parser accepts */
+#define MAX_RULES     256  /* the reference is quadratic */
+#define RULE_TEXT_MAX 80   /* longer than any rule the parser accepts */
+#define BIG_RULES     9000 /* over prefix.c's PREFIX_STRIDE_MIN_RULES (8192) */
 
 static struct mc_cidr rules[MAX_RULES];
 
@@ -81,10 +89,88 @@ static void check_around(const struct prefix_set *s, size_t n, const struct mc_c
     }
 }
 
+/* Neighbour j of c: j in the bits below a prefix lengthened to hold it. */
+static struct mc_cidr spread(const struct mc_cidr *c, uint32_t j)
+{
+    struct mc_cidr d = *c;
+    int at = d.family == AF_INET ? 1 : 4; /* bytes at..at+1 get j */
+
+    if (d.prefix < (at + 2) * 8)
+        d.prefix = (uint8_t)((at + 2) * 8);
+    d.addr[at] = (uint8_t)(j >> 8);
+    d.addr[at + 1] = (uint8_t)j;
+    return d;
+}
+
+/* The big set of "#stride": the same answers before and after sealing. */
+static void check_stride(size_t n)
+{
+    static uint32_t before[2][BIG_RULES];
+    const struct mc_cidr *first[2] = {NULL, NULL};
+    struct prefix_set *s = prefix_set_new();
+
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        int t = rules[i].family == AF_INET6;
+        if (first[t] == NULL)
+            first[t] = &rules[i];
+    }
+    for (int t = 0; t < 2; t++) {
+        for (uint32_t j = 0; first[t] != NULL && j < BIG_RULES; j++) {
+            struct mc_cidr d = spread(first[t], j);
+            if (prefix_set_add(s, &d, j + 1) < 0)
+                goto out; /* ENOMEM */
+        }
+    }
+    for (int t = 0; t < 2; t++) {
+        for (uint32_t j = 0; first[t] != NULL && j < BIG_RULES; j++) {
+            struct mc_cidr d = spread(first[t], j * 7 + 3);
+            before[t][j] = prefix_set_lookup(s, d.family, d.addr);
+        }
+    }
+    if (prefix_set_seal(s) < 0)
+        goto out;
+    for (int t = 0; t < 2; t++) {
+        for (uint32_t j = 0; first[t] != NULL && j < BIG_RULES; j++) {
+            struct mc_cidr d = spread(first[t], j * 7 + 3);
+            if (prefix_set_lookup(s, d.family, d.addr) != before[t][j])
+                __builtin_trap();
+        }
+    }
+    if (prefix_set_memory(s) < prefix_set_count(s) * 32)
+        __builtin_trap(); /* a node per rule at least */
+out:
+    prefix_set_free(s);
+}
+
+/* What the set must refuse, leaving it as it was. */
+static void check_refusals(struct prefix_set *s, size_t n, bool sealed)
+{
+    struct mc_cidr bad = n > 0 ? rules[0] : (struct mc_cidr){.family = AF_INET};
+    size_t count = prefix_set_count(s);
+
+    if (prefix_set_add(s, &bad, 0) == 0 || errno != EINVAL)
+        __builtin_trap(); /* a zero tag */
+    bad.prefix = 129;
+    if (prefix_set_add(s, &bad, 1) == 0 || errno != EINVAL)
+        __builtin_trap();
+    bad.family = AF_UNIX;
+    bad.prefix = 0;
+    if (prefix_set_add(s, &bad, 1) == 0 || errno != EINVAL)
+        __builtin_trap();
+    if (sealed && n > 0 && (prefix_set_add(s, &rules[0], 1) == 0 || errno != EPERM))
+        __builtin_trap();
+    if (prefix_set_count(s) != count || prefix_set_lookup(s, AF_UNIX, rules[0].addr) != 0 ||
+        prefix_set_lookup(NULL, AF_INET, rules[0].addr) != 0)
+        __builtin_trap();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct prefix_set *s = prefix_set_new();
     size_t n = 0, pos = 0;
+    bool stride = false;
 
     if (s == NULL)
         return 0;
@@ -97,7 +183,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (len < sizeof(line)) {
             memcpy(line, data + pos, len);
             line[len] = '\0';
-            if (addr_parse_cidr(line, true, &rules[n], &err) == 0) {
+            if (strcmp(line, "#stride") == 0)
+                stride = true;
+            else if (addr_parse_cidr(line, true, &rules[n], &err) == 0) {
                 if (prefix_set_add(s, &rules[n], (uint32_t)n + 1) < 0) {
                     if (errno != ENOMEM)
                         __builtin_trap(); /* a rule the parser accepted */
@@ -108,8 +196,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         pos += len + 1;
     }
+    check_refusals(s, n, false);
     if (prefix_set_seal(s) < 0)
         goto out;
+    check_refusals(s, n, true);
     if (prefix_set_count(s) != reference_count(n))
         __builtin_trap();
     for (size_t i = 0; i < n; i++)
@@ -118,6 +208,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(s, n, AF_INET, data + pos);
         check(s, n, AF_INET6, data + pos);
     }
+    if (stride)
+        check_stride(n);
 out:
     prefix_set_free(s);
     return 0;
