@@ -18,9 +18,11 @@ llvmcov=$(command -v llvm-cov-14 || command -v llvm-cov)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# What each target is measured on: FILE (every function in it) or
-# FILE:F1,F2 (those functions only, where the file holds more than the
-# parser; a static function is named as in the source).
+# What each target is measured on: FILE (every function in it), FILE:F1,F2
+# (those functions only) or FILE:-F1,F2 (all but those), where the file
+# holds more than the parser: the builder beside a parser, the loader's
+# file reading, entry points the API uses. A static function is named as
+# in the source.
 declare -A parser=(
     [hello]="worker/hello.c"
     [http1]="worker/http1.c"
@@ -28,7 +30,11 @@ declare -A parser=(
     [proxy_proto_build]="worker/proxy_proto.c:proxy_proto_build_v2,ip4_of,ip6_of,port_of"
     [prefix]="common/prefix.c common/addr.c:addr_parse_cidr,parse_prefix,copy_ip"
     [chan]="common/chan.c"
-    [config]="common/config.c common/config_tree.c common/config_schema.c common/config_check.c"
+    [config]="common/config.c:-config_load,listener_conf_find,config_worker_count
+              common/config_tree.c:-read_text
+              common/config_schema.c:-route_mode_name,route_mode_parse,policy_type_name,policy_type_parse,strval_parse
+              common/config_check.c:-set_paths
+              common/check.c:-check_route_mode,check_policy_type,check_key_pair"
     [metrics_http]="metrics/http.c"
     [admin_link]="admin/link.c"
 )
@@ -44,17 +50,20 @@ measure() {
     "$llvmcov" report -show-functions -path-equivalence="$cov_build/..,$root" \
         -instr-profile="$prof" "$bin" "$root/$file" 2>/dev/null |
         awk -v want="$funcs" -v each="${FUZZ_FUNCTIONS:-0}" '
-        BEGIN { n = split(want, w, ","); for (i = 1; i <= n; i++) keep[w[i]] = 1 }
+        BEGIN {
+            skip = sub(/^-/, "", want)
+            n = split(want, w, ","); for (i = 1; i <= n; i++) keep[w[i]] = 1
+        }
         # rows: name regions missed cover lines missed cover branches missed cover
         NF == 10 && $1 != "Name" && $1 != "TOTAL" {
-            name = $1; sub(/^[^:]*:/, "", name)
-            if (n == 0 || name in keep) {
-                lines += $5; missed += $6; found[name] = 1
+            name = $1; sub(/^[^:]*:/, "", name); seen[name] = 1
+            if (n == 0 || (name in keep) != skip) {
+                lines += $5; missed += $6
                 if (each == 1) printf "    %-32s %5d lines %5d missed\n", name, $5, $6 > "/dev/stderr"
             }
         }
         END {
-            for (f in keep) if (!(f in found)) print "missing function " f > "/dev/stderr"
+            for (f in keep) if (!(f in seen)) print "missing function " f > "/dev/stderr"
             print lines + 0, missed + 0
         }'
 }
@@ -69,8 +78,10 @@ for f in "$fuzz_build"/fuzz_*; do
     seeds=$root/fuzz/corpus/$n
     new=$tmp/new-$n
     mkdir -p "$new" "$seeds"
+    dict=()
+    [ -f "$root/fuzz/$n.dict" ] && dict=(-dict="$root/fuzz/$n.dict")
     # new inputs go to the scratch dir (first), the seeds are only read
-    if ! "$f" -max_total_time="$secs" "$new" "$seeds" >"$tmp/$n.log" 2>&1; then
+    if ! "$f" "${dict[@]}" -max_total_time="$secs" "$new" "$seeds" >"$tmp/$n.log" 2>&1; then
         echo "FAIL fuzz_$n: see its output:"
         tail -n 40 "$tmp/$n.log" | sed 's/^/    /'
         failed=$((failed + 1))
@@ -97,7 +108,11 @@ for f in "$fuzz_build"/fuzz_*; do
     for spec in ${parser[$n]:-?}; do
         funcs=${spec#*:}
         [ "$funcs" = "$spec" ] && what+=" $spec" && continue
-        what+=" ${spec%%:*} ($(tr -cd , <<<"$funcs" | wc -c | awk '{ print $1 + 1 }') functions)"
+        k=$(tr -cd , <<<"$funcs" | wc -c | awk '{ print $1 + 1 }')
+        case $funcs in
+        -*) what+=" ${spec%%:*} (but $k functions)" ;;
+        *) what+=" ${spec%%:*} ($k functions)" ;;
+        esac
     done
     printf '%-24s %6d %8s  %s\n' "fuzz_$n" "$inputs" "${cover:-n/a}" "${what# }"
 done
