@@ -2,13 +2,14 @@
  * hello_parse() fed incrementally must agree with one call over the whole
  * input. Input: byte 0 is the largest chunk (1..256), byte 1 seeds the
  * chunk sizes, the rest is the connection's bytes. Each call sees a buffer
- * whose bytes past len are ASan-poisoned, so any read past len is caught.
+ * whose bytes past len are ASan-poisoned (fuzz_chunks.h), so any read past
+ * len is caught.
  */
 #include "worker/hello.h"
 
-#include <sanitizer/asan_interface.h>
-#include <stdlib.h>
 #include <string.h>
+
+#include "fuzz/fuzz_chunks.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -39,38 +40,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static uint8_t scratch[HELLO_MAX_MSG];
     struct hello whole = {0}, inc = {0};
     enum hello_result rw, ri = HELLO_NEED_MORE;
-    size_t max_chunk, len, have = 0;
-    uint32_t rnd;
-    uint8_t *buf;
+    struct fuzz_chunks c;
+    size_t len;
 
     if (size < 3)
         return 0;
-    max_chunk = (size_t)data[0] + 1;
-    rnd = data[1] | 0x100u;
-    data += 2;
     len = size - 2;
 
-    rw = hello_parse(&whole, data, len, scratch);
+    rw = hello_parse(&whole, data + 2, len, scratch);
     if (!sane(&whole, rw, len))
         __builtin_trap();
 
-    buf = malloc(len);
-    if (buf == NULL)
+    if (!fuzz_chunks_init(&c, data + 2, len, (size_t)data[0] + 1, data[1]))
         return 0;
-    memcpy(buf, data, len);
-    ASAN_POISON_MEMORY_REGION(buf, len);
-    while (ri == HELLO_NEED_MORE && have < len) {
-        size_t n;
-
-        rnd = rnd * 1103515245u + 12345u;
-        n = 1 + (rnd >> 16) % max_chunk;
-        n = n < len - have ? n : len - have;
-        ASAN_UNPOISON_MEMORY_REGION(buf + have, n);
-        have += n;
-        ri = hello_parse(&inc, buf, have, scratch);
-    }
-    ASAN_UNPOISON_MEMORY_REGION(buf, len);
-    free(buf);
+    while (ri == HELLO_NEED_MORE && fuzz_chunks_next(&c) > 0)
+        ri = hello_parse(&inc, c.buf, c.have, scratch);
+    fuzz_chunks_free(&c);
 
     if (!same(&whole, rw, &inc, ri))
         __builtin_trap();
