@@ -101,7 +101,7 @@ static uint32_t sum_of(const uint8_t *p, size_t n)
     return h;
 }
 
-/* sendmsg() of p[0..len) with nfds copies of /dev/null; what the socket took. */
+/* sendmsg() of p[0..len) with nfds copies of /dev/null; a full socket takes less. */
 static void raw_send(struct run *x, const uint8_t *p, size_t len, int nfds)
 {
     union {
@@ -121,7 +121,7 @@ static void raw_send(struct run *x, const uint8_t *p, size_t len, int nfds)
         for (int i = 0; i < nfds; i++)
             memcpy(CMSG_DATA(cm) + i * sizeof(int), &x->devnull, sizeof(int));
     }
-    (void)sendmsg(x->w.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT); /* a full socket takes less */
+    (void)sendmsg(x->w.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     x->clean = false;
 }
 
@@ -192,7 +192,8 @@ static void flush_all(struct run *x)
 
 static void op_send(struct run *x, uint8_t op)
 {
-    uint16_t type = (uint16_t)(next_byte(x) << 8 | next_byte(x));
+    uint16_t type = (uint16_t)(next_byte(x) << 8);
+    type |= next_byte(x);
     uint8_t b = next_byte(x);
     size_t len = (size_t)b * (op & OP_BIG ? 64 : 1);
     bool fd = op & OP_FLAG;
