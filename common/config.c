@@ -6,7 +6,7 @@
  *
  *  1. libyaml reads the file into a document tree, and the MCPROXY_*
  *     environment overrides are spliced into that tree.
- *  2. A walk of the tree against the libcyaml schema (the one list
+ *  2. A walk of the tree against the schema (the one list
  *     of keys) records the line of every key path and reports unknown
  *     keys, wrong shapes, bad scalars and missing keys. A bad value is
  *     replaced with a placeholder that the schema accepts, and its entity
@@ -15,8 +15,8 @@
  *     step 4 skip what is already known to be wrong instead of reporting
  *     it twice.
  *  3. The tree, now the schema's shape, fills the raw_* structs by the
- *     schema's description of them (libcyaml's own load would parse the
- *     text a second time, which cost as much as all the rest).
+ *     schema's description of them (config_impl.h has the schema's
+ *     types; ARCHITECTURE.md says why the loader is not libcyaml).
  *  4. Conversion into struct config checks what each value means and
  *     resolves relative paths, finding each value's line by key path.
  *

@@ -1,5 +1,6 @@
 /*
- * The YAML configuration (SPEC section 3), loaded with libcyaml.
+ * The YAML configuration (SPEC section 3), read with libyaml and loaded
+ * by the schema in config_schema.c (config.c describes the steps).
  *
  * config_load() parses, applies MCPROXY_<SECTION>_<KEY> environment
  * overrides, validates, and either returns a complete config or reports

@@ -1,6 +1,6 @@
 /*
  * Step 4 of the config loader (see config.c): what each value means.
- * The raw structs libcyaml filled are checked and converted into struct
+ * The raw structs step 3 filled are checked and converted into struct
  * config, relative paths resolved against the config's directory; each
  * error is reported at the line the index of step 2 has for its key.
  */

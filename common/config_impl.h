@@ -1,7 +1,7 @@
 /*
- * Private to the config loader, config*.c: the raw structs libcyaml
- * fills, the loader state its steps share, and what each step's file
- * offers the others. config.c describes the steps.
+ * Private to the config loader, config*.c: the schema's types, the raw
+ * structs the typed load fills, the loader state its steps share, and
+ * what each step's file offers the others. config.c describes the steps.
  */
 #ifndef MC_CONFIG_IMPL_H
 #define MC_CONFIG_IMPL_H
@@ -11,7 +11,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <cyaml/cyaml.h>
 #include <yaml.h>
 
 #include "common/check.h"
@@ -20,6 +19,39 @@
 
 /* Key paths are built from schema keys and indices only, so this is ample. */
 #define PATH_LEN 256
+
+/*
+ * The schema: what each key's value must be and which raw struct member
+ * it fills. One table of cfg_field per mapping, ended by a NULL key.
+ */
+enum cfg_type { CFG_STRING, CFG_UINT, CFG_BOOL, CFG_ENUM, CFG_MAPPING, CFG_SEQUENCE };
+
+#define CFG_OPTIONAL 0x1 /* the key may be absent */
+#define CFG_POINTER  0x2 /* the member points to the value, allocated by the load */
+
+/* A word an enum key accepts, and its value. */
+struct cfg_word {
+    const char *str;
+    int val;
+};
+
+struct cfg_value {
+    enum cfg_type type;
+    unsigned flags;
+    size_t size;                    /* of the value: the integer, the struct, an entry */
+    const struct cfg_field *fields; /* CFG_MAPPING */
+    const struct cfg_value *entry;  /* CFG_SEQUENCE: each entry */
+    unsigned max;                   /* CFG_SEQUENCE: at most this many entries */
+    const struct cfg_word *words;   /* CFG_ENUM */
+    unsigned n_words;
+};
+
+struct cfg_field {
+    const char *key;
+    struct cfg_value value;
+    size_t offset;                   /* of the member in its struct */
+    size_t count_offset, count_size; /* CFG_SEQUENCE: the entry count's member */
+};
 
 /* The file as step 3 loads it: strings where the meaning is checked later.
  * The strings point into the document tree. */
@@ -190,8 +222,8 @@ bool cfg_walk(struct loader *ld);
 const struct path_entry *cfg_idx_find(struct loader *ld, const char *path);
 
 /* config_schema.c: the schema, the one list of keys, and step 3. */
-extern const cyaml_schema_field_t cfg_root_fields[];
-extern const cyaml_schema_value_t cfg_schema;
+extern const struct cfg_field cfg_root_fields[];
+extern const struct cfg_value cfg_schema;
 /* The raw structs, valid until loader_finish (they point into the tree). */
 struct raw_config *cfg_typed_load(struct loader *ld);
 

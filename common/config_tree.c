@@ -119,9 +119,9 @@ static const char *node_env(const struct loader *ld, int id)
     return NULL;
 }
 
-static bool is_scalar_type(enum cyaml_type t)
+static bool is_scalar_type(enum cfg_type t)
 {
-    return t != CYAML_MAPPING && t != CYAML_SEQUENCE;
+    return t != CFG_MAPPING && t != CFG_SEQUENCE;
 }
 
 /* An empty, "~" or "null" plain scalar: YAML's null, taken as "key absent". */
@@ -278,9 +278,9 @@ static void env_override(struct loader *ld, const char *section, const char *key
  */
 static void env_apply(struct loader *ld)
 {
-    for (const cyaml_schema_field_t *f = cfg_root_fields; f->key != NULL && !ld->oom; f++) {
-        if (f->value.type == CYAML_MAPPING) {
-            for (const cyaml_schema_field_t *s = f->value.mapping.fields; s->key != NULL; s++)
+    for (const struct cfg_field *f = cfg_root_fields; f->key != NULL && !ld->oom; f++) {
+        if (f->value.type == CFG_MAPPING) {
+            for (const struct cfg_field *s = f->value.fields; s->key != NULL; s++)
                 if (is_scalar_type(s->value.type))
                     env_override(ld, f->key, s->key);
         } else if (is_scalar_type(f->value.type)) {
@@ -349,24 +349,23 @@ static size_t path_index(char *path, size_t len, size_t i)
     return path_append(path, len, p, (size_t)(buf + sizeof(buf) - p));
 }
 
-static const char *expected(const cyaml_schema_value_t *s, char *buf, size_t size)
+static const char *expected(const struct cfg_value *s, char *buf, size_t size)
 {
     size_t o;
 
     switch (s->type) {
-    case CYAML_MAPPING:
+    case CFG_MAPPING:
         return "a mapping";
-    case CYAML_SEQUENCE:
+    case CFG_SEQUENCE:
         return "a sequence";
-    case CYAML_BOOL:
+    case CFG_BOOL:
         return "true or false";
-    case CYAML_UINT:
+    case CFG_UINT:
         return "an unsigned integer";
-    case CYAML_ENUM:
+    case CFG_ENUM:
         o = (size_t)snprintf(buf, size, "one of");
-        for (uint32_t i = 0; i < s->enumeration.count && o < size; i++)
-            o += (size_t)snprintf(buf + o, size - o, "%s %s", i ? "," : "",
-                                  s->enumeration.strings[i].str);
+        for (uint32_t i = 0; i < s->n_words && o < size; i++)
+            o += (size_t)snprintf(buf + o, size - o, "%s %s", i ? "," : "", s->words[i].str);
         return buf;
     default:
         return "a string";
@@ -374,25 +373,25 @@ static const char *expected(const cyaml_schema_value_t *s, char *buf, size_t siz
 }
 
 /*
- * Whether a scalar suits its schema type. Stricter than libcyaml itself
- * (which reads "5abc" as 5 and anything but a few words as true), so
- * that whatever passes here loads with the meaning it appears to have.
+ * Whether a scalar suits its schema type: strictly (not "5abc" as 5, nor
+ * any word but true and false as a bool), so that whatever passes here
+ * loads with the meaning it appears to have.
  */
-static bool scalar_ok(const cyaml_schema_value_t *s, const char *v)
+static bool scalar_ok(const struct cfg_value *s, const char *v)
 {
     uint64_t n;
 
     switch (s->type) {
-    case CYAML_UINT:
-        return cfg_parse_decimal(v, UINT64_MAX >> (64 - 8 * s->data_size), &n);
-    case CYAML_BOOL:
+    case CFG_UINT:
+        return cfg_parse_decimal(v, UINT64_MAX >> (64 - 8 * s->size), &n);
+    case CFG_BOOL:
         return strcasecmp(v, "true") == 0 || strcasecmp(v, "false") == 0;
-    case CYAML_ENUM:
-        for (uint32_t i = 0; i < s->enumeration.count; i++)
-            if (strcmp(v, s->enumeration.strings[i].str) == 0)
+    case CFG_ENUM:
+        for (uint32_t i = 0; i < s->n_words; i++)
+            if (strcmp(v, s->words[i].str) == 0)
                 return true;
         return false;
-    case CYAML_STRING:
+    case CFG_STRING:
         return true;
     default:
         return false;
@@ -400,37 +399,37 @@ static bool scalar_ok(const cyaml_schema_value_t *s, const char *v)
 }
 
 /* A value the schema accepts, standing in for a bad or missing one. */
-static int placeholder(struct loader *ld, const cyaml_schema_value_t *s)
+static int placeholder(struct loader *ld, const struct cfg_value *s)
 {
     int id;
 
     switch (s->type) {
-    case CYAML_MAPPING:
+    case CFG_MAPPING:
         id = add_mapping(ld);
-        for (const cyaml_schema_field_t *f = s->mapping.fields; id && f->key != NULL; f++)
-            if (!(f->value.flags & CYAML_FLAG_OPTIONAL) &&
+        for (const struct cfg_field *f = s->fields; id && f->key != NULL; f++)
+            if (!(f->value.flags & CFG_OPTIONAL) &&
                 !add_pair(ld, id, add_scalar(ld, f->key, YAML_PLAIN_SCALAR_STYLE),
                           placeholder(ld, &f->value)))
                 return 0;
         return id;
-    case CYAML_SEQUENCE:
+    case CFG_SEQUENCE:
         id = yaml_document_add_sequence(&ld->doc, NULL, YAML_BLOCK_SEQUENCE_STYLE);
         if (id == 0)
             ld->oom = true;
         return id;
-    case CYAML_UINT:
+    case CFG_UINT:
         return add_scalar(ld, "0", YAML_DOUBLE_QUOTED_SCALAR_STYLE);
-    case CYAML_BOOL:
+    case CFG_BOOL:
         return add_scalar(ld, "false", YAML_DOUBLE_QUOTED_SCALAR_STYLE);
-    case CYAML_ENUM:
-        return add_scalar(ld, s->enumeration.strings[0].str, YAML_DOUBLE_QUOTED_SCALAR_STYLE);
+    case CFG_ENUM:
+        return add_scalar(ld, s->words[0].str, YAML_DOUBLE_QUOTED_SCALAR_STYLE);
     default:
         return add_scalar(ld, "", YAML_DOUBLE_QUOTED_SCALAR_STYLE);
     }
 }
 
-static bool walk_value(struct loader *ld, int id, const cyaml_schema_value_t *s, char *path,
-                       size_t len, unsigned line, const char *env, size_t entity);
+static bool walk_value(struct loader *ld, int id, const struct cfg_value *s, char *path, size_t len,
+                       unsigned line, const char *env, size_t entity);
 
 static void remove_pair(struct loader *ld, int map, size_t i)
 {
@@ -454,7 +453,7 @@ static bool first_visit(struct loader *ld, int id)
     return true;
 }
 
-static void walk_mapping(struct loader *ld, int map, const cyaml_schema_field_t *fields, char *path,
+static void walk_mapping(struct loader *ld, int map, const struct cfg_field *fields, char *path,
                          size_t len, size_t self, size_t entity)
 {
     uint64_t present = 0; /* bit i: fields[i] seen (no mapping has 64 keys) */
@@ -463,7 +462,7 @@ static void walk_mapping(struct loader *ld, int map, const cyaml_schema_field_t 
     for (;;) {
         yaml_node_t *m = node(ld, map);
         yaml_node_pair_t pair;
-        const cyaml_schema_field_t *f;
+        const struct cfg_field *f;
         const yaml_node_t *k;
         const char *key, *env;
         unsigned line;
@@ -510,10 +509,10 @@ static void walk_mapping(struct loader *ld, int map, const cyaml_schema_field_t 
         path[len] = '\0';
     }
 
-    for (const cyaml_schema_field_t *f = fields; f->key != NULL && !ld->oom; f++) {
+    for (const struct cfg_field *f = fields; f->key != NULL && !ld->oom; f++) {
         size_t e;
 
-        if ((present & (1ULL << (f - fields))) || (f->value.flags & CYAML_FLAG_OPTIONAL))
+        if ((present & (1ULL << (f - fields))) || (f->value.flags & CFG_OPTIONAL))
             continue;
         flen = path_key(path, len, f->key);
         cfg_fail(ld, ld->idx[self].line, ld->idx[self].env, path, "missing (required)");
@@ -530,8 +529,8 @@ static void walk_mapping(struct loader *ld, int map, const cyaml_schema_field_t 
  * index entry to taint on error; NO_ENTITY makes this node an entity of
  * its own. False when the node must be replaced by a placeholder.
  */
-static bool walk_value(struct loader *ld, int id, const cyaml_schema_value_t *s, char *path,
-                       size_t len, unsigned line, const char *env, size_t entity)
+static bool walk_value(struct loader *ld, int id, const struct cfg_value *s, char *path, size_t len,
+                       unsigned line, const char *env, size_t entity)
 {
     char buf[256];
     size_t self = idx_add(ld, path, line, env);
@@ -547,21 +546,21 @@ static bool walk_value(struct loader *ld, int id, const cyaml_schema_value_t *s,
     }
 
     switch (s->type) {
-    case CYAML_MAPPING:
+    case CFG_MAPPING:
         if (n->type != YAML_MAPPING_NODE)
             break;
-        walk_mapping(ld, id, s->mapping.fields, path, len, self, entity);
+        walk_mapping(ld, id, s->fields, path, len, self, entity);
         return true;
-    case CYAML_SEQUENCE:
+    case CFG_SEQUENCE:
         if (n->type != YAML_SEQUENCE_NODE)
             break;
-        if ((size_t)(n->data.sequence.items.top - n->data.sequence.items.start) > s->sequence.max) {
-            cfg_fail(ld, line, env, path, "at most %u entries are allowed", s->sequence.max);
+        if ((size_t)(n->data.sequence.items.top - n->data.sequence.items.start) > s->max) {
+            cfg_fail(ld, line, env, path, "at most %u entries are allowed", s->max);
             goto bad;
         }
         for (size_t i = 0; !ld->oom; i++) {
             const yaml_node_t *seq = node(ld, id); /* placeholders move the node array */
-            const cyaml_schema_value_t *es = s->sequence.entry;
+            const struct cfg_value *es = s->entry;
             size_t ilen;
             int item;
 
@@ -570,7 +569,7 @@ static bool walk_value(struct loader *ld, int id, const cyaml_schema_value_t *s,
             item = seq->data.sequence.items.start[i];
             ilen = path_index(path, len, i);
             if (!walk_value(ld, item, es, path, ilen, (unsigned)node(ld, item)->start_mark.line + 1,
-                            node_env(ld, item), es->type == CYAML_MAPPING ? NO_ENTITY : entity))
+                            node_env(ld, item), es->type == CFG_MAPPING ? NO_ENTITY : entity))
                 node(ld, id)->data.sequence.items.start[i] = placeholder(ld, es);
             path[len] = '\0';
         }

@@ -14,29 +14,16 @@
  */
 #include "worker/http1.h"
 
-#include <sanitizer/asan_interface.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "fuzz/fuzz_chunks.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 enum { REQ, RESP, RESP_HEAD, CHUNKED };
 
 #define MAX_FIELDS 64
-
-struct pieces {
-    size_t max;
-    uint32_t rnd;
-};
-
-static size_t next_piece(struct pieces *p, size_t left)
-{
-    size_t n;
-
-    p->rnd = p->rnd * 1103515245u + 12345u;
-    n = 1 + (p->rnd >> 16) % p->max;
-    return n < left ? n : left;
-}
 
 static void check(int ok)
 {
@@ -127,33 +114,36 @@ struct chunk_result {
     const char *err;
 };
 
-static struct chunk_result chunk_feed(uint8_t *buf, size_t len, struct pieces *p)
+/* The chunked body fed in pieces of up to max bytes (FUZZ_CHUNKS_WHOLE: at once). */
+static struct chunk_result chunk_feed(const uint8_t *body, size_t len, size_t max, uint8_t seed)
 {
     struct http1_chunked c;
     struct chunk_result res = {HTTP1_NEED_MORE, 0, 0, NULL};
-    size_t at = 0;
+    struct fuzz_chunks in;
+    size_t at = 0, n;
 
+    if (!fuzz_chunks_init(&in, body, len, max, seed))
+        abort();
     http1_chunked_init(&c);
-    ASAN_POISON_MEMORY_REGION(buf, len);
-    while (res.r == HTTP1_NEED_MORE && at < len) {
-        size_t n = p ? next_piece(p, len - at) : len, used, data;
+    while (res.r == HTTP1_NEED_MORE && (n = fuzz_chunks_next(&in)) > 0) {
+        size_t used, data;
 
-        ASAN_UNPOISON_MEMORY_REGION(buf + at, n);
-        res.r = http1_chunked_feed(&c, buf + at, n, &used, &data);
+        res.r = http1_chunked_feed(&c, in.buf + at, n, &used, &data);
         check(used <= n && data <= used && (res.r != HTTP1_NEED_MORE || used == n));
         check((res.r == HTTP1_ERROR) == (c.err != NULL));
         res.used += used;
         res.data += data;
         at += n;
     }
-    ASAN_UNPOISON_MEMORY_REGION(buf, len);
+    fuzz_chunks_free(&in);
     res.err = c.err;
     return res;
 }
 
-static void check_chunked(uint8_t *buf, size_t len, struct pieces *p)
+static void check_chunked(const uint8_t *body, size_t len, size_t max, uint8_t seed)
 {
-    struct chunk_result whole = chunk_feed(buf, len, NULL), split = chunk_feed(buf, len, p);
+    struct chunk_result whole = chunk_feed(body, len, FUZZ_CHUNKS_WHOLE, seed),
+                        split = chunk_feed(body, len, max, seed);
 
     check(whole.r == split.r && whole.used == split.used && whole.data == split.data &&
           whole.err == split.err);
@@ -164,47 +154,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct http1_field fw[MAX_FIELDS], fi[MAX_FIELDS];
     struct http1_head whole, inc;
     enum http1_status rw, ri = HTTP1_NEED_MORE;
-    struct pieces p;
-    size_t len, have = 0, max_fields;
+    struct fuzz_chunks c;
+    size_t len, max, max_fields;
+    uint8_t seed;
     int role;
-    uint8_t *buf;
 
     if (size < 4)
         return 0;
     role = data[0] & 3;
     max_fields = 1 + (size_t)(data[0] >> 2);
-    p.max = (size_t)data[1] + 1;
-    p.rnd = data[2] | 0x100u;
+    max = (size_t)data[1] + 1;
+    seed = data[2];
     data += 3;
     len = size - 3;
 
-    buf = malloc(len);
-    if (buf == NULL)
-        return 0;
-    memcpy(buf, data, len);
     if (role == CHUNKED) {
-        check_chunked(buf, len, &p);
-        free(buf);
+        check_chunked(data, len, max, seed);
         return 0;
     }
 
+    if (!fuzz_chunks_init(&c, data, len, max, seed))
+        return 0;
     init(&inc, role, fi, max_fields);
-    ASAN_POISON_MEMORY_REGION(buf, len);
-    while (ri == HTTP1_NEED_MORE && have < len) {
-        size_t n = next_piece(&p, len - have);
-
-        ASAN_UNPOISON_MEMORY_REGION(buf + have, n);
-        have += n;
-        ri = http1_parse(&inc, buf, have);
-        check(sane_head(ri, &inc, role, buf, have, max_fields));
+    while (ri == HTTP1_NEED_MORE && fuzz_chunks_next(&c) > 0) {
+        ri = http1_parse(&inc, c.buf, c.have);
+        check(sane_head(ri, &inc, role, c.buf, c.have, max_fields));
     }
-    ASAN_UNPOISON_MEMORY_REGION(buf, len);
+    fuzz_chunks_all(&c);
     init(&whole, role, fw, max_fields);
-    rw = http1_parse(&whole, buf, len);
-    check(sane_head(rw, &whole, role, buf, len, max_fields));
+    rw = http1_parse(&whole, c.buf, len);
+    check(sane_head(rw, &whole, role, c.buf, len, max_fields));
     check(same_head(rw, &whole, ri, &inc));
     if (rw == HTTP1_OK && whole.body == HTTP1_BODY_CHUNKED)
-        check_chunked(buf + whole.len, len - whole.len, &p);
-    free(buf);
+        check_chunked(c.buf + whole.len, len - whole.len, max, seed);
+    fuzz_chunks_free(&c);
     return 0;
 }

@@ -7,9 +7,9 @@
  */
 #include "metrics/http.h"
 
-#include <sanitizer/asan_interface.h>
-#include <stdlib.h>
 #include <string.h>
+
+#include "fuzz/fuzz_chunks.h"
 
 #define REQ_MAX 4096
 
@@ -40,39 +40,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct http_request whole, inc;
     enum http_result rw, ri = HTTP_NEED_MORE;
-    size_t max_chunk, len, have = 0;
-    uint32_t rnd;
-    uint8_t *buf;
+    struct fuzz_chunks c;
+    size_t len;
 
     if (size < 3 || size - 2 > REQ_MAX)
         return 0;
-    max_chunk = (size_t)data[0] + 1;
-    rnd = data[1] | 0x100u;
-    data += 2;
     len = size - 2;
 
-    rw = http_parse_request(data, len, &whole);
-    if (!sane(rw, &whole, data, len))
+    rw = http_parse_request(data + 2, len, &whole);
+    if (!sane(rw, &whole, data + 2, len))
         __builtin_trap();
 
-    buf = malloc(len);
-    if (buf == NULL)
+    if (!fuzz_chunks_init(&c, data + 2, len, (size_t)data[0] + 1, data[1]))
         return 0;
-    memcpy(buf, data, len);
-    ASAN_POISON_MEMORY_REGION(buf, len);
-    while (ri == HTTP_NEED_MORE && have < len) {
-        size_t n;
-
-        rnd = rnd * 1103515245u + 12345u;
-        n = 1 + (rnd >> 16) % max_chunk;
-        n = n < len - have ? n : len - have;
-        ASAN_UNPOISON_MEMORY_REGION(buf + have, n);
-        have += n;
-        ri = http_parse_request(buf, have, &inc);
-    }
-    ASAN_UNPOISON_MEMORY_REGION(buf, len);
-    if (!same(rw, &whole, ri, &inc, data, buf))
+    while (ri == HTTP_NEED_MORE && fuzz_chunks_next(&c) > 0)
+        ri = http_parse_request(c.buf, c.have, &inc);
+    fuzz_chunks_all(&c);
+    if (!same(rw, &whole, ri, &inc, data + 2, c.buf))
         __builtin_trap();
-    free(buf);
+    fuzz_chunks_free(&c);
     return 0;
 }

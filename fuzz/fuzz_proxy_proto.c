@@ -13,10 +13,10 @@
 #include "worker/proxy_proto.h"
 
 #include <arpa/inet.h>
-#include <sanitizer/asan_interface.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+
+#include "fuzz/fuzz_chunks.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -84,41 +84,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct proxy_proto_hdr whole, inc;
     enum proxy_proto_status rw, ri = PROXY_PROTO_INCOMPLETE;
-    size_t max_chunk, len, have = 0;
-    uint32_t rnd;
-    uint8_t *buf;
+    struct fuzz_chunks c;
+    size_t len;
 
     if (size < 3)
         return 0;
-    max_chunk = (size_t)data[0] + 1;
-    rnd = data[1] | 0x100u;
-    data += 2;
     len = size - 2;
 
-    if (!agrees_with_pton(AF_INET, data, len) || !agrees_with_pton(AF_INET6, data, len))
+    if (!agrees_with_pton(AF_INET, data + 2, len) || !agrees_with_pton(AF_INET6, data + 2, len))
         __builtin_trap();
 
-    buf = malloc(len);
-    if (buf == NULL)
+    if (!fuzz_chunks_init(&c, data + 2, len, (size_t)data[0] + 1, data[1]))
         return 0;
-    memcpy(buf, data, len);
-    ASAN_POISON_MEMORY_REGION(buf, len);
-    while (ri == PROXY_PROTO_INCOMPLETE && have < len) {
-        size_t n;
-
-        rnd = rnd * 1103515245u + 12345u;
-        n = 1 + (rnd >> 16) % max_chunk;
-        n = n < len - have ? n : len - have;
-        ASAN_UNPOISON_MEMORY_REGION(buf + have, n);
-        have += n;
-        ri = proxy_proto_parse(buf, have, &inc);
-        if (!sane(ri, &inc, buf, have))
+    while (ri == PROXY_PROTO_INCOMPLETE && fuzz_chunks_next(&c) > 0) {
+        ri = proxy_proto_parse(c.buf, c.have, &inc);
+        if (!sane(ri, &inc, c.buf, c.have))
             __builtin_trap();
     }
-    ASAN_UNPOISON_MEMORY_REGION(buf, len);
-    rw = proxy_proto_parse(buf, len, &whole);
-    if (!sane(rw, &whole, buf, len) || !same(rw, &whole, ri, &inc))
+    fuzz_chunks_all(&c);
+    rw = proxy_proto_parse(c.buf, len, &whole);
+    if (!sane(rw, &whole, c.buf, len) || !same(rw, &whole, ri, &inc))
         __builtin_trap();
-    free(buf);
+    fuzz_chunks_free(&c);
     return 0;
 }

@@ -5,6 +5,7 @@
  * parser; non-TLS input. Every call goes through an exact-size heap copy
  * of the bytes, so ASan reports any read past len.
  */
+#include "hello_check.h"
 #include "hello_fixtures.h"
 #include "tap.h"
 #include "worker/hello.h"
@@ -47,18 +48,6 @@ static enum hello_result parse_bytewise(struct hello *h, const uint8_t *in, size
     return r;
 }
 
-static int same(const struct hello *a, enum hello_result ra, const struct hello *b,
-                enum hello_result rb)
-{
-    if (ra != rb || a->reject != b->reject)
-        return 0;
-    if (ra != HELLO_OK)
-        return 1;
-    return a->hello_end == b->hello_end && a->sni_len == b->sni_len &&
-           memcmp(a->sni, b->sni, a->sni_len + 1) == 0 && a->alpn_len == b->alpn_len &&
-           memcmp(a->alpn, b->alpn, a->alpn_len) == 0;
-}
-
 /* OK with the PQ fixture's SNI and ALPN, ending at end. */
 static int is_pq_result(const struct hello *h, enum hello_result r, size_t end)
 {
@@ -74,7 +63,8 @@ static int expect(const uint8_t *in, size_t len, enum hello_result want, enum he
     enum hello_result r1 = parse_once(&once, in, len);
     enum hello_result r2 = parse_bytewise(&bytewise, in, len);
 
-    return same(&once, r1, &bytewise, r2) && r1 == want && once.reject == why;
+    return hello_check_same(&once, r1, &bytewise, r2) && hello_check_sane(&once, r1, len) &&
+           r1 == want && once.reject == why;
 }
 
 /* in[0..k-1) is still undecided, in[0..k) is rejected for why. */
@@ -222,12 +212,12 @@ static void test_splits(void)
         r = parse_at(&h, hello_pq, k);
         if (r == HELLO_NEED_MORE)
             r = parse_at(&h, hello_pq, sizeof(hello_pq));
-        ok &= same(&ref, rref, &h, r);
+        ok &= hello_check_same(&ref, rref, &h, r);
     }
     T_OK(ok, "PQ fixture in two parts at every offset equals one-shot");
 
     r = parse_bytewise(&h, hello_pq, sizeof(hello_pq));
-    T_OK(same(&ref, rref, &h, r), "PQ fixture one byte at a time equals one-shot");
+    T_OK(hello_check_same(&ref, rref, &h, r), "PQ fixture one byte at a time equals one-shot");
 
     ok = 1;
     for (size_t k = 1; k < sizeof(hello_pq); k++)
@@ -328,7 +318,7 @@ static void test_length_mutations(void)
             set_uint(in + off, vals[v], width);
             r1 = parse_once(&a, in, sizeof(in));
             r2 = parse_bytewise(&b, in, sizeof(in));
-            ok &= r1 != HELLO_OK && same(&a, r1, &b, r2);
+            ok &= r1 != HELLO_OK && hello_check_same(&a, r1, &b, r2);
         }
         if (i < nrows)
             T_OK(ok, "%s -1/+1/0/max: never OK", rows[i].name);
