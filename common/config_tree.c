@@ -514,7 +514,7 @@ static void walk_mapping(struct loader *ld, int map, const struct cfg_field *fie
 
         if ((present & (1ULL << (f - fields))) || (f->value.flags & CFG_OPTIONAL))
             continue;
-        flen = path_key(path, len, f->key);
+        path_key(path, len, f->key); /* the missing key's path, for the message */
         cfg_fail(ld, ld->idx[self].line, ld->idx[self].env, path, "missing (required)");
         e = idx_add(ld, path, ld->idx[self].line, ld->idx[self].env);
         taint(ld, len == 0 ? e : entity);
