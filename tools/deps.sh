@@ -9,7 +9,7 @@ set -eu
 
 pkgs="${*:-gcc clang libclang-rt-14-dev meson ninja-build pkg-config git
 libssl-dev libsqlite3-dev libcyaml-dev libyaml-dev libmaxminddb-dev libcap-dev
-libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler protobuf-compiler-grpc python3-grpcio libnghttp2-dev
+libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler protobuf-compiler-grpc python3-grpcio libnghttp2-dev nghttp2-client python3-h2 python3-hyperframe
 openssl curl sqlite3 python3 procps iproute2 util-linux systemd libmaxmind-db-writer-perl haproxy nginx stress-ng llvm-14
 libnginx-mod-stream}"
 

@@ -67,9 +67,9 @@ struct conn {
     bool resume_queued;
 };
 
-/* A non-blocking connect of the backend socket, from its epoll events: 0
+/* A non-blocking connect of socket fd, from its epoll events: 0
  * connected, EINPROGRESS still going, else why it failed. */
-int conn_connect_result(const struct conn *c, uint32_t events);
+int conn_connect_result(int fd, uint32_t events);
 
 /* reason is a refusal code, or REASON_NONE with result saying how an
  * admitted connection ended. */
@@ -80,6 +80,8 @@ void l7_start(struct conn *c);
 void l7_on_client(struct conn *c);
 void l7_on_timer(struct conn *c);
 void l7_free(struct conn *c);
+/* l7_h2.c: frees the HTTP/2 streams closed in this loop iteration. */
+void l7_h2_free_dead(void);
 
 /* l4.c: a routed L4 connection: connect, replay, relay. */
 void l4_start(struct conn *c);

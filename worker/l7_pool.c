@@ -117,14 +117,13 @@ static void l7_pool_on_idle(struct timer *t)
     l7_pool_drop(t->data);
 }
 
-void l7_pool_put(struct conn *c)
+void l7_pool_put(struct conn *c, struct l7_be *b)
 {
-    struct l7 *l = c->l7;
     struct l7_pool_conn *free_slot = NULL, *oldest = NULL, *oldest_same = NULL;
     unsigned same = 0;
 
     if (c->w->draining) {
-        l7_backend_close(c);
+        l7_backend_close(b);
         return;
     }
     l7_pool_init(c->w->loop);
@@ -147,16 +146,16 @@ void l7_pool_put(struct conn *c)
                              : free_slot != NULL         ? free_slot
                                                          : oldest;
     l7_pool_drop(p);
-    p->ev = (struct ev){.fd = c->bev.fd, .cb = l7_pool_on_event, .data = p};
+    p->ev = (struct ev){.fd = b->ev.fd, .cb = l7_pool_on_event, .data = p};
     p->idle = (struct timer){.cb = l7_pool_on_idle, .data = p};
-    p->ssl = l->bssl;
+    p->ssl = b->ssl;
     p->to = c->route->backend_addr;
     snprintf(p->sni, sizeof(p->sni), "%s", p->ssl != NULL ? l7_backend_sni(c) : "");
     p->seq = ++l7_pool.seq;
-    /* the connection is the pool's now: c's teardown must not touch it */
-    c->bev.fd = -1;
-    l->bssl = NULL;
-    l7_backend_close(c);
+    /* the connection is the pool's now: its old owner's teardown must not touch it */
+    b->ev.fd = -1;
+    b->ssl = NULL;
+    l7_backend_close(b);
     if (loop_mod(l7_pool.loop, &p->ev, EPOLLIN | EPOLLRDHUP | EPOLLET) < 0) {
         l7_pool_drop(p);
         return;
@@ -164,9 +163,8 @@ void l7_pool_put(struct conn *c)
     loop_timer_set(l7_pool.loop, &p->idle, L7_POOL_IDLE_MS);
 }
 
-bool l7_pool_take(struct conn *c, ev_fn *cb)
+bool l7_pool_take(struct conn *c, struct l7_be *b)
 {
-    struct l7 *l = c->l7;
     struct l7_pool_conn *newest = NULL;
 
     if (!l7_pool.init)
@@ -178,14 +176,14 @@ bool l7_pool_take(struct conn *c, ev_fn *cb)
     }
     if (newest == NULL)
         return false;
-    c->bev = (struct ev){.fd = newest->ev.fd, .cb = cb, .data = c};
-    l->bssl = newest->ssl;
-    l->bhandshaken = l->bssl != NULL;
+    b->ev.fd = newest->ev.fd;
+    b->ssl = newest->ssl;
+    b->handshaken = b->ssl != NULL;
     loop_timer_stop(l7_pool.loop, &newest->idle);
     newest->ev.fd = -1;
     newest->ssl = NULL;
-    if (loop_mod(c->w->loop, &c->bev, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
-        l7_backend_close(c);
+    if (loop_mod(c->w->loop, &b->ev, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
+        l7_backend_close(b);
         return false;
     }
     return true;
