@@ -167,5 +167,295 @@ def curl_h2_gets_alpn_h2_and_the_headers_are_set():
             assert r.stdout == b"1.1", r
 
 
+@test
+def coalesced_authority_is_misdirected_and_policies_refuse():
+    with mctest.TempDir() as tmp, Backend() as be:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        pol = [{"type": "require_header", "value": "X-Api-Key"}]
+        routes = [l7_route(cs, be.addr, l7_policies=pol), l7_route(cs, be.addr, hostname="b.test")]
+        with mctest.proxy_server(routes) as srv:
+            c = H2(srv, cs)
+            try:
+                # one connection, several streams: the coalescing case is per stream
+                h, _, _, _ = c.request("/", authority="b.test")
+                assert h[":status"] == "421", h
+                h, _, _, _ = c.request("/", extra=[("x-api-key", "k")])
+                assert h[":status"] == "200", h
+                h, body, _, _ = c.request("/")
+                assert h[":status"] == "403", (h, body)
+                h, _, _, _ = c.request("/", authority="a.test", extra=[("host", "b.test"),
+                                                                       ("x-api-key", "k")])
+                assert h[":status"] == "400", h
+            finally:
+                c.close()
+
+
+@test
+def a_header_block_over_64_kib_is_431_for_that_stream():
+    with mctest.TempDir() as tmp, Backend() as be:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        with server(cs, be.addr) as srv:
+            c = H2(srv, cs)
+            try:
+                # the same field 70 times: small on the wire (HPACK indexes it), 70 KB decoded
+                big = [("x-big", "a" * 1000)] * 70
+                h, _, _, _ = c.request("/", extra=big)
+                assert h[":status"] == "431", h
+                h, _, _, _ = c.request("/", extra=big[:40])
+                assert h[":status"] == "200", h
+            finally:
+                c.close()
+
+
+@test
+def backend_down_is_502_and_silent_backend_is_504():
+    with mctest.TempDir() as tmp:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        with server(cs, "127.0.0.1:%d" % mctest.free_port()) as srv:
+            r = curl(srv, cs, "-o", "/dev/null", "-w", "%{http_code}", url(srv, "/"))
+            assert r.stdout == b"502", r
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        try:
+            with server(cs, "127.0.0.1:%d" % silent.getsockname()[1],
+                        proxy={"response_timeout": "500ms"}) as srv:
+                t0 = time.monotonic()
+                r = curl(srv, cs, "-o", "/dev/null", "-w", "%{http_code}", url(srv, "/"))
+                assert r.stdout == b"504", r
+                assert time.monotonic() - t0 >= 0.45
+        finally:
+            silent.close()
+
+
+@test
+def bodies_both_ways_byte_exact_with_and_without_length():
+    with mctest.TempDir() as tmp, Backend() as be:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        data = os.urandom(3 * 1024 * 1024 + 17)
+        path = tmp.write("up.bin", data)
+        import hashlib
+        want = ("%d %s" % (len(data), hashlib.sha256(data).hexdigest())).encode()
+        with server(cs, be.addr) as srv:
+            # with a content-length
+            r = curl(srv, cs, "--data-binary", "@" + path, url(srv, "/sha"))
+            assert r.returncode == 0 and r.stdout == want, (r.stdout, r.stderr)
+            # without one: chunked to the backend
+            r = subprocess.run(["curl", "-sS", "--http2", "--max-time", "20", "--cacert",
+                                cs.ca_cert, "--resolve", "a.test:%d:127.0.0.1" % srv.port,
+                                "-X", "POST", "-T", "-", url(srv, "/sha")],
+                               input=data, capture_output=True, timeout=30)
+            assert r.returncode == 0 and r.stdout == want, (r.stdout, r.stderr)
+            # downloads: content-length, chunked
+            r = curl(srv, cs, url(srv, "/big/5000000"))
+            block = bytes(range(256)) * 256
+            assert r.stdout == (block * 77)[:5000000], len(r.stdout)
+            r = curl(srv, cs, url(srv, "/chunked"))
+            assert r.stdout == b"hello chunked world\n", r.stdout
+
+
+@test
+def many_streams_on_one_connection():
+    with mctest.TempDir() as tmp, Backend() as be:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        with server(cs, be.addr) as srv:
+            r = subprocess.run(["h2load", "-n", "400", "-c", "2", "-m", "50",
+                                "--connect-to=127.0.0.1:%d" % srv.port, url(srv, "/ok")],
+                               capture_output=True, timeout=60)
+            out = r.stdout.decode()
+            assert "400 succeeded" in out and "0 failed" in out, out
+
+
+def silent_backend(n=256):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(n)
+    return s
+
+
+@test
+def the_101st_concurrent_stream_is_refused():
+    with mctest.TempDir() as tmp, Backend() as be:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        silent = silent_backend()
+        routes = [l7_route(cs, "127.0.0.1:%d" % silent.getsockname()[1])]
+        try:
+            with mctest.proxy_server(routes, proxy={"response_timeout": "20s"}) as srv:
+                c = H2(srv, cs)
+                try:
+                    # sent before the server's SETTINGS is read: the client does not hold back
+                    sids = [c.headers("/") for _ in range(101)]
+                    c.flush()
+                    c.pump(lambda: c.responses[sids[-1]][3] is not None, timeout=10)
+                    assert c.responses[sids[-1]][3] == 7, c.responses[sids[-1]]  # REFUSED
+                    assert all(c.responses[s][3] is None for s in sids[:100])
+                    assert c.conn.remote_settings.max_concurrent_streams == 100
+                    assert not c.closed
+                finally:
+                    c.close()
+        finally:
+            silent.close()
+
+
+@test
+def rapid_reset_ends_the_connection_with_goaway():
+    with mctest.TempDir() as tmp, Backend() as be:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        with server(cs, be.addr) as srv:
+            c = H2(srv, cs)
+            try:
+                for _ in range(150):
+                    sid = c.headers("/")
+                    c.conn.reset_stream(sid)
+                c.flush()
+                c.pump(lambda: c.goaway is not None, timeout=10)
+                assert c.goaway == 11, c.goaway  # ENHANCE_YOUR_CALM
+                c.pump(lambda: False, timeout=5)
+                assert c.closed
+            finally:
+                c.close()
+            assert served(srv, cs)
+            srv.wait_log(lambda r: r.get("msg") == "conn" and r.get("result") == "h2_calm",
+                         what="the connection's line")
+
+
+def frame(ftype, flags, sid, payload):
+    return (len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + sid.to_bytes(4, "big")
+            + payload)
+
+
+@test
+def continuation_flood_is_closed_at_64_kib_of_header_block():
+    import hpack
+    with mctest.TempDir() as tmp, Backend() as be:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        with server(cs, be.addr) as srv:
+            c = H2(srv, cs)
+            try:
+                enc = hpack.Encoder()
+                first = enc.encode([(":method", "GET"), (":scheme", "https"),
+                                    (":path", "/"), (":authority", "a.test")], huffman=False)
+                # fields of ~16 KB, one per frame, never END_HEADERS
+                part = lambda i: enc.encode([("x-%d" % i, "a" * 16000)], huffman=False)
+                data = frame(1, 0x1, 1, first + part(0))  # HEADERS, END_STREAM only
+                for i in range(1, 4):
+                    data += frame(9, 0, 1, part(i))  # CONTINUATION
+                # 64 KB so far; one more frame header takes it over
+                data += frame(9, 0, 1, part(4))[:109]
+                c.send_raw(data)
+                c.pump(lambda: c.goaway is not None, timeout=10)
+                assert c.goaway == 11, c.goaway
+            finally:
+                c.close()
+            assert served(srv, cs)
+
+
+@test
+def empty_data_frames_are_a_flood():
+    with mctest.TempDir() as tmp, Backend() as be:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        with server(cs, be.addr) as srv:
+            c = H2(srv, cs)
+            try:
+                sid = c.headers("/sha", method="POST", end=False)
+                c.flush()
+                c.send_raw(b"".join(frame(0, 0, sid, b"") for _ in range(100)))
+                c.pump(lambda: c.goaway is not None, timeout=10)
+                assert c.goaway == 11, c.goaway
+            finally:
+                c.close()
+            assert served(srv, cs)
+
+
+@test
+def a_window_stall_holds_the_backend_back():
+    with mctest.TempDir() as tmp:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        total = 64 * 1024 * 1024
+        sent = [0]
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(8)
+
+        def writer(s):
+            head = s.recv(65536)
+            if head.startswith(b"GET /ok "):
+                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+                s.close()
+                return
+            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % total)
+            s.setblocking(False)
+            block = b"x" * 65536
+            deadline = time.monotonic() + 20
+            while sent[0] < total and time.monotonic() < deadline:
+                try:
+                    sent[0] += s.send(block)
+                except BlockingIOError:
+                    time.sleep(0.01)
+                except OSError:
+                    break  # the proxy closed it: the test is over
+            s.close()
+
+        def backend():
+            while True:
+                try:
+                    s, _ = lsock.accept()
+                except OSError:
+                    return
+                threading.Thread(target=writer, args=(s,), daemon=True).start()
+
+        threading.Thread(target=backend, daemon=True).start()
+        routes = [l7_route(cs, "127.0.0.1:%d" % lsock.getsockname()[1])]
+        try:
+            with mctest.proxy_server(routes) as srv:
+                c = H2(srv, cs)
+                try:
+                    c.on_event = lambda ev: stalling_client(c, ev)
+                    sid = c.headers("/")
+                    c.flush()
+                    c.pump(lambda: len(c.responses[sid][1]) >= 65535, timeout=10)
+                    # the backend's writes stop: what it could send is bounded
+                    mctest.wait_until(lambda: stalled(sent), 10, what="the backend to stall")
+                    assert sent[0] < total / 2, sent[0]
+                    assert len(c.responses[sid][1]) == 65535
+                    assert served(srv, cs)
+                finally:
+                    c.close()
+        finally:
+            lsock.close()
+
+
+def stalling_client(c, ev):
+    """A client that never opens its window: the 64 KiB it allows, then nothing."""
+    if isinstance(ev, h2.events.DataReceived):
+        c.responses[ev.stream_id][1] += ev.data
+    elif isinstance(ev, h2.events.ResponseReceived):
+        c.responses[ev.stream_id][0] = dict(ev.headers)
+
+
+def stalled(sent, last=[None, 0.0]):
+    now = time.monotonic()
+    if last[0] != sent[0]:
+        last[0], last[1] = sent[0], now
+        return False
+    return now - last[1] > 1.0
+
+
+@test
+def an_idle_connection_gets_goaway_after_idle_timeout():
+    with mctest.TempDir() as tmp, Backend() as be:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        with server(cs, be.addr, proxy={"idle_timeout": "500ms"}) as srv:
+            c = H2(srv, cs)
+            try:
+                h, _, _, _ = c.request("/")
+                assert h[":status"] == "200"
+                t0 = time.monotonic()
+                c.pump(lambda: c.goaway is not None, timeout=5)
+                assert c.goaway == 0 and time.monotonic() - t0 >= 0.4, c.goaway
+            finally:
+                c.close()
+
+
 if __name__ == "__main__":
     mctest.main()
