@@ -99,6 +99,8 @@ void l7_reqlog_write(struct conn *c, struct l7_reqlog *l, const char *proto)
     log_rec_str(&r, "host", l->host);
     log_rec_str(&r, "path", l->path);
     log_rec_u64(&r, "status", l->status);
+    if (l->grpc_status[0] != '\0')
+        log_rec_str(&r, "grpc_status", l->grpc_status);
     log_rec_u64(&r, "bytes_in", l->req_bytes);
     log_rec_u64(&r, "bytes_out", l->resp_bytes);
     if (l->t_resp != 0)

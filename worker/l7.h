@@ -7,6 +7,7 @@
 #ifndef MC_L7_H
 #define MC_L7_H
 
+#include <nghttp2/nghttp2.h>
 #include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -38,6 +39,7 @@ struct l7_be {
     bool eof, shut;
     bool reused; /* it served an earlier request */
     bool replay; /* ... and out keeps the request whole, to retry it on a new one */
+    bool h2;     /* speaks h2 (gRPC): ALPN h2 with backend_tls, never pooled */
     struct l7_buf out, in;
     uint64_t t_connect_us; /* connect() called: for the latency histogram */
 };
@@ -46,6 +48,7 @@ struct l7_be {
 struct l7_reqlog {
     char method[16], host[MC_HOSTNAME_MAX + 8], path[256];
     unsigned status;
+    char grpc_status[4]; /* gRPC calls: the grpc-status the call ended with */
     uint64_t req_bytes, resp_bytes, t_req, t_sent, t_resp;
 };
 
@@ -169,6 +172,58 @@ size_t l7_h2_req_head(const struct l7_h2_req *r, bool body, uint8_t *out, size_t
 void l7_h2_req_free(struct l7_h2_req *r);
 
 /* l7_h2.c: a client connection that chose h2 by ALPN. */
+struct l7_h2be;
+struct l7_h2_stream {
+    struct l7_h2_stream *prev, *next, *next_dead;
+    struct conn *c;
+    int32_t id;
+    bool dead;
+    bool dispatched; /* the request went to the backend, or was answered */
+    bool req_end;    /* the client's END_STREAM came */
+    bool chunked;    /* the request body goes chunked */
+    bool chunk_open; /* out ends in a chunk not sent yet, at chunk_at: more data joins it */
+    bool resp_head;  /* the response's head was submitted */
+    bool resp_end;   /* every body byte went into DATA */
+    bool deferred;   /* the data provider waits for bytes */
+    bool grpc;
+    size_t chunk_at;
+    size_t unconsumed; /* DATA bytes in out, not yet consumed for the window */
+    uint64_t t_active;
+    struct l7_h2_req req;
+    struct l7_be be;
+    enum http1_method method;
+    struct http1_head resp;
+    struct http1_field resp_fields[L7_FIELDS];
+    struct http1_chunked resp_chunked;
+    uint64_t resp_left;
+    struct l7_reqlog log;
+    /* gRPC, to the backend's h2 session (l7_h2be.c): out holds the request
+     * body, in the response's DATA; be has no socket */
+    int32_t bid;        /* its stream on the backend session, 0 for none */
+    struct l7_buf rhdr; /* the backend's response fields or trailers, packed */
+    bool trailers;      /* rhdr holds trailers for the end of the DATA */
+};
+
+struct l7_h2 {
+    nghttp2_session *s;
+    struct l7_h2_stream *streams;
+    unsigned n_streams;
+    unsigned budget;    /* resets left */
+    unsigned empty;     /* empty DATA frames in a row */
+    unsigned new_now;   /* streams opened by the current read */
+    size_t block;       /* header block bytes so far */
+    bool calm;          /* we decided to end it with ENHANCE_YOUR_CALM */
+    bool moved;         /* a callback moved bytes */
+    uint64_t t_active;  /* the last time a stream closed, or the start */
+    struct l7_h2be *up; /* gRPC: the h2 session to the backend, NULL until needed */
+};
+
+/* A small answer of ours to the stream: gRPC trailers-only for gRPC calls. */
+void l7_h2_answer(struct l7_h2_stream *st, unsigned status);
+/* Submits the response of nv[0..n), with a body to pull from be.in. */
+void l7_h2_submit(struct l7_h2_stream *st, const nghttp2_nv *nv, size_t n, bool body);
+/* Bytes came for a deferred response body: nghttp2 asks for them again. */
+void l7_h2_resume(struct l7_h2_stream *st);
 /* Starts its session; false when it cannot be. */
 bool l7_h2_start(struct conn *c);
 /* Moves what can move; the connection may be closed on return. */
@@ -176,5 +231,23 @@ void l7_h2_run(struct conn *c);
 void l7_h2_on_timer(struct conn *c);
 /* The session and its streams' backend connections closed, at conn_close(). */
 void l7_h2_free(struct conn *c);
+
+/* l7_h2be.c: gRPC calls to the backend over one h2 session per client connection. */
+/* Submits st's request (the parsed head h over buf) to the session; false
+ * when the session cannot be had. */
+bool l7_h2be_request(struct conn *c, struct l7_h2_stream *st, const struct http1_head *h,
+                     const uint8_t *buf);
+/* Request body bytes came into st->be.out, or its end. */
+void l7_h2be_resume(struct conn *c, struct l7_h2_stream *st);
+/* The client took n response bytes from st->be.in: the backend may send more. */
+void l7_h2be_consumed(struct conn *c, struct l7_h2_stream *st, size_t n);
+/* The client's stream is gone: so is the backend's. */
+void l7_h2be_detach(struct conn *c, struct l7_h2_stream *st);
+/* The backend's trailers of st to the client session, at the end of its DATA. */
+bool l7_h2be_trailers(nghttp2_session *client, struct l7_h2_stream *st);
+/* Moves the session's bytes: 1 when some moved. */
+int l7_h2be_run(struct conn *c);
+void l7_h2be_free(struct conn *c);
+void l7_h2be_free_dead(void);
 
 #endif

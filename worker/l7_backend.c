@@ -113,7 +113,7 @@ bool l7_backend_connect(struct conn *c, struct l7_be *b, ev_fn *cb, void *data)
 {
     b->ev.cb = cb;
     b->ev.data = data;
-    b->reused = b->ev.fd >= 0 || (!c->route->send_proxy_protocol && l7_pool_take(c, b));
+    b->reused = b->ev.fd >= 0 || (!c->route->send_proxy_protocol && !b->h2 && l7_pool_take(c, b));
     if (b->reused)
         b->ready = true; /* it may have said something while it waited */
     return b->reused || l7_backend_open(c, b);
@@ -141,7 +141,7 @@ bool l7_backend_reusable(const struct l7_be *b)
  * is closed. */
 void l7_backend_release(struct conn *c, struct l7_be *b, bool reusable)
 {
-    if (!reusable || !l7_backend_reusable(b))
+    if (!reusable || b->h2 || !l7_backend_reusable(b))
         l7_backend_close(b);
     else if (!c->route->send_proxy_protocol)
         l7_pool_put(c, b);
@@ -176,6 +176,13 @@ static SSL *l7_backend_ssl(struct conn *c, struct l7_be *b)
         SSL_free(ssl);
         ERR_clear_error();
         return NULL;
+    }
+    if (b->h2) {
+        static const uint8_t alpn_h2[] = {2, 'h', '2'};
+        if (SSL_set_alpn_protos(ssl, alpn_h2, sizeof(alpn_h2)) != 0) {
+            SSL_free(ssl);
+            return NULL;
+        }
     }
     SSL_set_connect_state(ssl);
     return ssl;

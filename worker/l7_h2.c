@@ -51,45 +51,6 @@
 #define L7_H2_OUT_MAX     (L7_BUF_MAX + L7_H2_WINDOW + 4096) /* a head, a window, chunk lines */
 #define L7_H2_CHUNK_HDR   10                                 /* "%08zx\r\n" */
 
-struct l7_h2_stream {
-    struct l7_h2_stream *prev, *next, *next_dead;
-    struct conn *c;
-    int32_t id;
-    bool dead;
-    bool dispatched; /* the request went to the backend, or was answered */
-    bool req_end;    /* the client's END_STREAM came */
-    bool chunked;    /* the request body goes chunked */
-    bool chunk_open; /* out ends in a chunk not sent yet, at chunk_at: more data joins it */
-    bool resp_head;  /* the response's head was submitted */
-    bool resp_end;   /* every body byte went into DATA */
-    bool deferred;   /* the data provider waits for bytes */
-    bool grpc;
-    size_t chunk_at;
-    size_t unconsumed; /* DATA bytes in out, not yet consumed for the window */
-    uint64_t t_active;
-    struct l7_h2_req req;
-    struct l7_be be;
-    enum http1_method method;
-    struct http1_head resp;
-    struct http1_field resp_fields[L7_FIELDS];
-    struct http1_chunked resp_chunked;
-    uint64_t resp_left;
-    struct l7_reqlog log;
-};
-
-struct l7_h2 {
-    nghttp2_session *s;
-    struct l7_h2_stream *streams;
-    unsigned n_streams;
-    unsigned budget;   /* resets left */
-    unsigned empty;    /* empty DATA frames in a row */
-    unsigned new_now;  /* streams opened by the current read */
-    size_t block;      /* header block bytes so far */
-    bool calm;         /* we decided to end it with ENHANCE_YOUR_CALM */
-    bool moved;        /* a callback moved bytes */
-    uint64_t t_active; /* the last time a stream was open or a frame came */
-};
-
 /* Freed after the loop iteration: an event may be queued for one. */
 static struct l7_h2_stream *l7_h2_dead;
 
@@ -127,6 +88,7 @@ static void l7_h2_stream_free(struct l7_h2 *h, struct l7_h2_stream *st)
     h->n_streams--;
     l7_backend_free(&st->be);
     l7_h2_req_free(&st->req);
+    l7_buf_free(&st->rhdr);
     st->dead = true;
     st->next_dead = l7_h2_dead;
     l7_h2_dead = st;
@@ -134,6 +96,7 @@ static void l7_h2_stream_free(struct l7_h2 *h, struct l7_h2_stream *st)
 
 void l7_h2_free_dead(void)
 {
+    l7_h2be_free_dead();
     while (l7_h2_dead != NULL) {
         struct l7_h2_stream *st = l7_h2_dead;
         l7_h2_dead = st->next_dead;
@@ -149,7 +112,6 @@ static ssize_t l7_h2_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, siz
     struct l7_buf *in = &st->be.in;
     size_t n = 0, used, data;
 
-    (void)s;
     (void)id;
     (void)user;
     while (n < length && in->len > 0 && !st->resp_end) {
@@ -181,8 +143,16 @@ static ssize_t l7_h2_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, siz
         st->resp_end = true;
     st->log.resp_bytes += n;
     st->t_active = loop_now(st->c->w->loop);
+    if (st->grpc)
+        l7_h2be_consumed(st->c, st, n);
     if (st->resp_end) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (st->trailers) {
+            /* the backend's trailers end the stream, after the last DATA (nghttp2 #269) */
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+            if (!l7_h2be_trailers(s, st))
+                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        }
         return (ssize_t)n;
     }
     if (n == 0) {
@@ -192,8 +162,7 @@ static ssize_t l7_h2_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, siz
     return (ssize_t)n;
 }
 
-/* Submits a response of nv[0..n), with a body to pull when it has one. */
-static void l7_h2_submit(struct l7_h2_stream *st, const nghttp2_nv *nv, size_t n, bool body)
+void l7_h2_submit(struct l7_h2_stream *st, const nghttp2_nv *nv, size_t n, bool body)
 {
     struct l7_h2 *h = st->c->l7->h2;
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = l7_h2_read_body};
@@ -230,12 +199,13 @@ static unsigned l7_h2_grpc_status(unsigned status)
  * read, rather than a page they cannot. Once the backend's head went out,
  * the stream can only be reset.
  */
-static void l7_h2_answer(struct l7_h2_stream *st, unsigned status)
+void l7_h2_answer(struct l7_h2_stream *st, unsigned status)
 {
     struct conn *c = st->c;
     struct l7_h2 *h = c->l7->h2;
-    char code[8], len[24], gs[8], msg[48];
+    char code[8], len[24], gs[4], msg[48];
 
+    l7_h2be_detach(c, st);
     l7_backend_close(&st->be);
     st->dispatched = true;
     if (st->resp_head) {
@@ -246,7 +216,8 @@ static void l7_h2_answer(struct l7_h2_stream *st, unsigned status)
     st->log.status = status;
     l7_count(c, status, status == 403);
     if (st->grpc) {
-        int gn = snprintf(gs, sizeof(gs), "%u", l7_h2_grpc_status(status));
+        int gn = snprintf(gs, sizeof(gs), "%u", l7_h2_grpc_status(status) % 100);
+        snprintf(st->log.grpc_status, sizeof(st->log.grpc_status), "%s", gs);
         int mn = snprintf(msg, sizeof(msg), "mc-proxy: %u %s", status, l7_head_reason(status));
         nghttp2_nv nv[] = {
             L7_H2_NV(":status", "200", 3), L7_H2_NV("content-type", "application/grpc", 16),
@@ -303,13 +274,20 @@ static void l7_h2_request(struct l7_h2_stream *st)
         return;
     }
     st->be.out.max = L7_H2_OUT_MAX;
-    if (!l7_head_request(c, &req, l7_h2_head, &st->be.out) ||
-        !l7_backend_connect(c, &st->be, l7_h2_on_backend, st)) {
+    http1_response_init(&st->resp, st->resp_fields, L7_FIELDS, req.method_id == HTTP1_METHOD_HEAD);
+    if (st->grpc) {
+        st->chunked = false; /* DATA as it came, to an h2 backend */
+        st->dispatched = true;
+        if (!l7_h2be_request(c, st, &req, l7_h2_head)) {
+            l7_h2_answer(st, 502);
+            return;
+        }
+    } else if (!l7_head_request(c, &req, l7_h2_head, &st->be.out) ||
+               !l7_backend_connect(c, &st->be, l7_h2_on_backend, st)) {
         l7_h2_answer(st, 502);
         return;
     }
     st->dispatched = true;
-    http1_response_init(&st->resp, st->resp_fields, L7_FIELDS, req.method_id == HTTP1_METHOD_HEAD);
     st->log.req_bytes = n;
     st->be.replay = st->be.reused && st->req_end && l7_idempotent(req.method_id);
     st->log.t_sent = st->t_active = loop_now(c->w->loop);
@@ -345,6 +323,7 @@ static void l7_h2_req_end(struct l7_h2 *h, struct l7_h2_stream *st)
 {
     st->req_end = true;
     st->chunk_open = false;
+    l7_h2be_resume(st->c, st);
     if (st->chunked && st->be.ev.fd >= 0 && !l7_buf_put(&st->be.out, "0\r\n\r\n", 5))
         nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
 }
@@ -464,7 +443,7 @@ static int l7_h2_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     struct l7_h2_stream *st = nghttp2_session_get_stream_user_data(s, id);
 
     (void)flags;
-    if (st == NULL || st->be.ev.fd < 0) {
+    if (st == NULL || (st->be.ev.fd < 0 && st->bid == 0)) {
         /* nobody takes it (answered already, or refused): its window goes back now */
         nghttp2_session_consume(s, id, len);
         return 0;
@@ -479,6 +458,7 @@ static int l7_h2_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     st->unconsumed += len;
     st->log.req_bytes += len;
     st->t_active = loop_now(c->w->loop);
+    l7_h2be_resume(c, st);
     return 0;
 }
 
@@ -497,6 +477,7 @@ static int l7_h2_on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, 
     if (code != NGHTTP2_NO_ERROR && st->log.status == 0 && st->dispatched)
         st->log.status = 499; /* reset before its answer: nginx's "client closed request" */
     l7_reqlog_write(c, &st->log, "HTTP/2.0");
+    l7_h2be_detach(c, st);
     l7_backend_release(c, &st->be,
                        st->resp_end && st->req_end && st->resp.keep_alive &&
                            st->resp.body != HTTP1_BODY_CLOSE && st->be.out.len == 0);
@@ -578,6 +559,7 @@ void l7_h2_free(struct conn *c)
 
     if (h == NULL)
         return;
+    l7_h2be_free(c);
     while (h->streams != NULL) {
         l7_reqlog_write(c, &h->streams->log, "HTTP/2.0");
         l7_h2_stream_free(h, h->streams);
@@ -692,11 +674,18 @@ static bool l7_h2_stream_io(struct l7_h2 *h, struct l7_h2_stream *st)
         return true;
     }
     if (st->deferred && st->resp_head && (st->be.in.len > 0 || st->be.eof)) {
-        st->deferred = false;
-        nghttp2_session_resume_data(h->s, st->id);
+        l7_h2_resume(st);
         moved = true;
     }
     return moved;
+}
+
+void l7_h2_resume(struct l7_h2_stream *st)
+{
+    if (st->deferred && st->resp_head) {
+        st->deferred = false;
+        nghttp2_session_resume_data(st->c->l7->h2->s, st->id);
+    }
 }
 
 /* A stream waiting for its response head has response_timeout, any other idle_timeout. */
@@ -739,6 +728,7 @@ void l7_h2_run(struct conn *c)
         }
         for (struct l7_h2_stream *st = h->streams; st != NULL; st = st->next)
             moved |= l7_h2_stream_io(h, st);
+        moved |= l7_h2be_run(c) > 0;
         if (nghttp2_session_send(h->s) != 0) {
             conn_close(c, REASON_NONE, "error");
             return;
