@@ -21,6 +21,7 @@ trap 'rm -rf "$tmp"' EXIT
 declare -A parser=(
     [hello]="worker/hello.c"
     [http1]="worker/http1.c"
+    [h2]="worker/l7_h2_req.c"
     [proxy_proto]="worker/proxy_proto.c"
     [proxy_proto_build]="worker/proxy_proto.c"
     [prefix]="common/prefix.c"
