@@ -258,6 +258,8 @@ def bodies_both_ways_byte_exact_with_and_without_length():
 def many_streams_on_one_connection():
     with mctest.TempDir() as tmp, Backend() as be:
         cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        # a backend connection per stream in flight: more than http.server's backlog of 5
+        be.httpd.socket.listen(128)
         with server(cs, be.addr) as srv:
             r = subprocess.run(["h2load", "-n", "400", "-c", "2", "-m", "50",
                                 "--connect-to=127.0.0.1:%d" % srv.port, url(srv, "/ok")],
