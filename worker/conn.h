@@ -75,7 +75,7 @@ int conn_connect_result(int fd, uint32_t events);
  * admitted connection ended. */
 void conn_close(struct conn *c, enum reason reason, const char *result);
 
-/* l7.c: a routed L7 connection: TLS with the route's certificate, then HTTP/1.1. */
+/* l7.c: a routed L7 connection: TLS with the route's certificate, then HTTP/1.1 or HTTP/2. */
 void l7_start(struct conn *c);
 void l7_on_client(struct conn *c);
 void l7_on_timer(struct conn *c);

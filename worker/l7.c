@@ -1,7 +1,8 @@
 /*
  * An L7 route: the connection, routed by conn.c on the SNI of the
  * ClientHello it already read, is terminated with the route's
- * certificate and its HTTP/1.1 requests are proxied to the backend.
+ * certificate and its HTTP/1.1 requests are proxied to the backend (a
+ * client that chose h2 by ALPN is l7_h2.c's after the handshake).
  *
  *   TLS      SSL_accept over the bytes conn.c buffered (a memory BIO
  *            that serves them first, then the socket), non-blocking,

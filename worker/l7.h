@@ -2,7 +2,9 @@
  * The parts of an L7 connection (l7.c) that its helper files share:
  * l7_buf.c (the bounded buffers), l7_head.c (what a head becomes when it
  * is passed on), l7_backend.c (the backend connection, plain or TLS),
- * l7_pool.c (the worker's idle backend connections).
+ * l7_pool.c (the worker's idle backend connections), l7_h2.c (HTTP/2
+ * clients), l7_h2_req.c (their requests' fields), l7_h2be.c (their gRPC
+ * calls' h2 session to the backend).
  */
 #ifndef MC_L7_H
 #define MC_L7_H

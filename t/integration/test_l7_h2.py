@@ -112,6 +112,17 @@ class H2:
         elif isinstance(ev, h2.events.ConnectionTerminated):
             self.goaway = ev.error_code
 
+    def read_some(self, timeout):
+        """One read within timeout, its events handled; nothing when none came."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except (socket.timeout, ssl.SSLWantReadError):
+            return
+        for ev in self.conn.receive_data(data):
+            self.on_event(ev)
+        self.flush()
+
     def done(self, sid):
         r = self.responses[sid]
         return r[2] or r[3] is not None
@@ -159,6 +170,12 @@ def curl_h2_gets_alpn_h2_and_the_headers_are_set():
             rec = srv.wait_log(lambda r: r.get("msg") == "request", what="request line")
             assert (rec["proto"], rec["method"], rec["path"], str(rec["status"])) == \
                 ("HTTP/2.0", "GET", "/x", "200"), rec
+            # streams one after another share one pooled backend connection
+            be.httpd.conns.clear()
+            r = curl(srv, cs, url(srv, "/1"), url(srv, "/2"), url(srv, "/3"), "-o", "/dev/null",
+                     "-o", "/dev/null", "-o", "/dev/null", "-w", "%{num_connects}\n")
+            assert r.stdout.split() == [b"1", b"0", b"0"], r
+            assert len(be.httpd.conns) == 1, be.httpd.conns
             # an HTTP/1.1 client still gets HTTP/1.1
             r = subprocess.run(["curl", "-sS", "--http1.1", "--max-time", "10", "--cacert",
                                 cs.ca_cert, "--resolve", "a.test:%d:127.0.0.1" % srv.port,
@@ -188,6 +205,30 @@ def coalesced_authority_is_misdirected_and_policies_refuse():
                 assert h[":status"] == "400", h
             finally:
                 c.close()
+
+
+@test
+def h2_responses_are_counted_by_route_and_class():
+    import test_metrics as tm
+    with mctest.TempDir() as tmp, Backend() as be:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        pol = [{"type": "require_header", "value": "X-Api-Key"}]
+        with tm.metrics_server([l7_route(cs, be.addr, l7_policies=pol)]) as srv:
+            c = H2(srv, cs)
+            try:
+                statuses = [c.request("/", extra=[("x-api-key", "k")])[0][":status"],
+                            c.request("/")[0][":status"],
+                            c.request("/", authority="b.test")[0][":status"]]
+                assert statuses == ["200", "403", "421"], statuses
+            finally:
+                c.close()
+            lst = srv.listen_addr
+            want = {"2xx": 1, "4xx": 2}
+            tm.wait_scrape(srv, lambda m: m.series("mcproxy_http_responses_total") and all(
+                m.value("mcproxy_http_responses_total", listener=lst, route="a.test",
+                        code=k) == n for k, n in want.items()) and m.value(
+                "mcproxy_policy_blocks_total", listener=lst, route="a.test") == 1,
+                "the h2 responses counted")
 
 
 @test
@@ -441,6 +482,45 @@ def stalled(sent, last=[None, 0.0]):
         last[0], last[1] = sent[0], now
         return False
     return now - last[1] > 1.0
+
+
+@test
+def a_backend_that_reads_nothing_holds_the_upload_back():
+    with mctest.TempDir() as tmp:
+        cs = mctest.gen_ca_and_cert("a.test", directory=tmp.path)
+        total = 64 * 1024 * 1024
+        lsock = socket.socket()
+        # small, so that the kernel holds little of what nobody reads: only speed depends on it
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(8)
+        routes = [l7_route(cs, "127.0.0.1:%d" % lsock.getsockname()[1])]
+        try:
+            with mctest.proxy_server(routes, proxy={"response_timeout": "30s"}) as srv:
+                c = H2(srv, cs)
+                try:
+                    sid = c.headers("/sha", method="POST", end=False)
+                    c.flush()
+                    sent, last, t_last = 0, -1, time.monotonic()
+                    block = b"u" * 16384
+                    # send what the windows allow; the proxy gives credit back only
+                    # for what the backend took, and this backend takes nothing
+                    while sent < total and time.monotonic() - t_last < 1.0:
+                        n = min(c.conn.local_flow_control_window(sid), len(block))
+                        if n > 0:
+                            c.conn.send_data(sid, block[:n])
+                            c.flush()
+                            sent += n
+                        else:
+                            c.read_some(0.05)  # WINDOW_UPDATE, if any comes
+                        if sent != last:
+                            last, t_last = sent, time.monotonic()
+                    mctest.note("upload held back after %d bytes" % sent)
+                    assert sent < total / 2, sent
+                finally:
+                    c.close()
+        finally:
+            lsock.close()
 
 
 @test
