@@ -201,7 +201,8 @@ struct l7_h2_stream {
     struct l7_reqlog log;
     /* gRPC, to the backend's h2 session (l7_h2be.c): out holds the request
      * body, in the response's DATA; be has no socket */
-    int32_t bid;        /* its stream on the backend session, 0 for none */
+    struct l7_h2be *up; /* the backend session carrying it, NULL for none */
+    int32_t bid;        /* its stream on that session, 0 once closed */
     struct l7_buf rhdr; /* the backend's response fields or trailers, packed */
     bool trailers;      /* rhdr holds trailers for the end of the DATA */
 };
@@ -210,14 +211,15 @@ struct l7_h2 {
     nghttp2_session *s;
     struct l7_h2_stream *streams;
     unsigned n_streams;
-    unsigned budget;    /* resets left */
-    unsigned empty;     /* empty DATA frames in a row */
-    unsigned new_now;   /* streams opened by the current read */
-    size_t block;       /* header block bytes so far */
-    bool calm;          /* we decided to end it with ENHANCE_YOUR_CALM */
-    bool moved;         /* a callback moved bytes */
-    uint64_t t_active;  /* the last time a stream closed, or the start */
-    struct l7_h2be *up; /* gRPC: the h2 session to the backend, NULL until needed */
+    unsigned budget;     /* resets left */
+    unsigned empty;      /* empty DATA frames in a row */
+    unsigned new_now;    /* streams opened by the current read */
+    size_t block;        /* header block bytes so far */
+    bool calm;           /* we decided to end it with ENHANCE_YOUR_CALM */
+    bool moved;          /* a callback moved bytes */
+    uint64_t t_active;   /* the last time a stream closed, or the start */
+    struct l7_h2be *up;  /* gRPC: the backend session new calls go on, NULL until needed */
+    struct l7_h2be *ups; /* every backend session: up, and those finishing after GOAWAY */
 };
 
 /* A small answer of ours to the stream: gRPC trailers-only for gRPC calls. */
@@ -240,11 +242,11 @@ void l7_h2_free(struct conn *c);
 bool l7_h2be_request(struct conn *c, struct l7_h2_stream *st, const struct http1_head *h,
                      const uint8_t *buf);
 /* Request body bytes came into st->be.out, or its end. */
-void l7_h2be_resume(struct conn *c, struct l7_h2_stream *st);
+void l7_h2be_resume(struct l7_h2_stream *st);
 /* The client took n response bytes from st->be.in: the backend may send more. */
-void l7_h2be_consumed(struct conn *c, struct l7_h2_stream *st, size_t n);
+void l7_h2be_consumed(struct l7_h2_stream *st, size_t n);
 /* The client's stream is gone: so is the backend's. */
-void l7_h2be_detach(struct conn *c, struct l7_h2_stream *st);
+void l7_h2be_detach(struct l7_h2_stream *st);
 /* The backend's trailers of st to the client session, at the end of its DATA. */
 bool l7_h2be_trailers(nghttp2_session *client, struct l7_h2_stream *st);
 /* Moves the session's bytes: 1 when some moved. */

@@ -144,7 +144,7 @@ static ssize_t l7_h2_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, siz
     st->log.resp_bytes += n;
     st->t_active = loop_now(st->c->w->loop);
     if (st->grpc)
-        l7_h2be_consumed(st->c, st, n);
+        l7_h2be_consumed(st, n);
     if (st->resp_end) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
         if (st->trailers) {
@@ -205,7 +205,7 @@ void l7_h2_answer(struct l7_h2_stream *st, unsigned status)
     struct l7_h2 *h = c->l7->h2;
     char code[8], len[24], gs[4], msg[48];
 
-    l7_h2be_detach(c, st);
+    l7_h2be_detach(st);
     l7_backend_close(&st->be);
     st->dispatched = true;
     if (st->resp_head) {
@@ -323,7 +323,7 @@ static void l7_h2_req_end(struct l7_h2 *h, struct l7_h2_stream *st)
 {
     st->req_end = true;
     st->chunk_open = false;
-    l7_h2be_resume(st->c, st);
+    l7_h2be_resume(st);
     if (st->chunked && st->be.ev.fd >= 0 && !l7_buf_put(&st->be.out, "0\r\n\r\n", 5))
         nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
 }
@@ -458,7 +458,7 @@ static int l7_h2_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     st->unconsumed += len;
     st->log.req_bytes += len;
     st->t_active = loop_now(c->w->loop);
-    l7_h2be_resume(c, st);
+    l7_h2be_resume(st);
     return 0;
 }
 
@@ -477,7 +477,7 @@ static int l7_h2_on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, 
     if (code != NGHTTP2_NO_ERROR && st->log.status == 0 && st->dispatched)
         st->log.status = 499; /* reset before its answer: nginx's "client closed request" */
     l7_reqlog_write(c, &st->log, "HTTP/2.0");
-    l7_h2be_detach(c, st);
+    l7_h2be_detach(st);
     l7_backend_release(c, &st->be,
                        st->resp_end && st->req_end && st->resp.keep_alive &&
                            st->resp.body != HTTP1_BODY_CLOSE && st->be.out.len == 0);

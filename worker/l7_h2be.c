@@ -28,6 +28,7 @@
 #define L7_H2BE_FIELDS_MAX HTTP1_HEAD_MAX /* packed response fields, or trailers */
 
 struct l7_h2be {
+    struct l7_h2be *next; /* the client connection's sessions */
     struct conn *c;
     struct l7_be be; /* out: the session's bytes to send; in: the backend's */
     nghttp2_session *s;
@@ -220,7 +221,11 @@ static ssize_t l7_h2be_read_body(nghttp2_session *s, int32_t id, uint8_t *buf, s
     return (ssize_t)n;
 }
 
-/* The session, opened on first use. */
+static void l7_h2be_free_one(struct l7_h2be *up);
+
+/* The session new calls go on, opened on first use. One that had GOAWAY
+ * (a backend's connection age, its restart) takes no more: it finishes
+ * its calls, and new ones go on a new session. */
 static struct l7_h2be *l7_h2be_get(struct conn *c)
 {
     struct l7_h2 *h = c->l7->h2;
@@ -228,14 +233,15 @@ static struct l7_h2be *l7_h2be_get(struct conn *c)
     nghttp2_session_callbacks *cb = NULL;
     nghttp2_option *opt = NULL;
 
-    if (up != NULL)
+    if (up != NULL && nghttp2_session_check_request_allowed(up->s))
         return up;
     if ((up = calloc(1, sizeof(*up))) == NULL)
         return NULL;
     up->c = c;
     up->be.ev.fd = -1;
     up->be.h2 = true;
-    h->up = up;
+    up->next = h->ups;
+    h->ups = h->up = up;
     nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0}};
     bool ok = nghttp2_session_callbacks_new(&cb) == 0 && nghttp2_option_new(&opt) == 0;
     if (ok) {
@@ -257,7 +263,7 @@ static struct l7_h2be *l7_h2be_get(struct conn *c)
     nghttp2_session_callbacks_del(cb);
     nghttp2_option_del(opt);
     if (!ok) {
-        l7_h2be_free(c);
+        l7_h2be_free_one(up);
         return NULL;
     }
     return up;
@@ -299,19 +305,20 @@ bool l7_h2be_request(struct conn *c, struct l7_h2_stream *st, const struct http1
     if (id < 0)
         return false;
     st->bid = id;
+    st->up = up;
     st->resp.body = HTTP1_BODY_CLOSE; /* DATA until the backend's END_STREAM */
     return true;
 }
 
-void l7_h2be_resume(struct conn *c, struct l7_h2_stream *st)
+void l7_h2be_resume(struct l7_h2_stream *st)
 {
     if (st->bid != 0)
-        nghttp2_session_resume_data(c->l7->h2->up->s, st->bid);
+        nghttp2_session_resume_data(st->up->s, st->bid);
 }
 
-void l7_h2be_consumed(struct conn *c, struct l7_h2_stream *st, size_t n)
+void l7_h2be_consumed(struct l7_h2_stream *st, size_t n)
 {
-    struct l7_h2be *up = c->l7->h2->up;
+    struct l7_h2be *up = st->up;
 
     if (up == NULL || n == 0)
         return;
@@ -321,9 +328,9 @@ void l7_h2be_consumed(struct conn *c, struct l7_h2_stream *st, size_t n)
         nghttp2_session_consume_connection(up->s, n);
 }
 
-void l7_h2be_detach(struct conn *c, struct l7_h2_stream *st)
+void l7_h2be_detach(struct l7_h2_stream *st)
 {
-    struct l7_h2be *up = c->l7->h2->up;
+    struct l7_h2be *up = st->up;
 
     if (up == NULL || st->bid == 0)
         return;
@@ -335,24 +342,22 @@ void l7_h2be_detach(struct conn *c, struct l7_h2_stream *st)
 /* The session failed or ended: its calls get UNAVAILABLE (or a reset), it goes. */
 static void l7_h2be_fail(struct l7_h2be *up)
 {
-    struct conn *c = up->c;
-
-    for (struct l7_h2_stream *st = c->l7->h2->streams; st != NULL; st = st->next) {
-        if (st->bid != 0) {
+    for (struct l7_h2_stream *st = up->c->l7->h2->streams; st != NULL; st = st->next) {
+        if (st->up == up && st->bid != 0) {
             st->bid = 0;
             l7_h2_answer(st, 502);
         }
     }
-    l7_h2be_free(c);
+    l7_h2be_free_one(up);
 }
 
-int l7_h2be_run(struct conn *c)
+/* One session's bytes both ways: 1 when some moved. */
+static int l7_h2be_run_one(struct conn *c, struct l7_h2be *up)
 {
-    struct l7_h2be *up = c->l7->h2->up;
     bool moved = false;
     int rc;
 
-    if (up == NULL || up->be.connecting)
+    if (up->be.connecting)
         return 0;
     up->moved = false;
     for (int pass = 0; pass < 2; pass++) {
@@ -387,6 +392,17 @@ int l7_h2be_run(struct conn *c)
     return moved;
 }
 
+int l7_h2be_run(struct conn *c)
+{
+    int moved = 0;
+
+    for (struct l7_h2be *up = c->l7->h2->ups, *next; up != NULL; up = next) {
+        next = up->next; /* it may go */
+        moved |= l7_h2be_run_one(c, up);
+    }
+    return moved;
+}
+
 static void l7_h2be_on_event(struct ev *ev, uint32_t events)
 {
     struct l7_h2be *up = ev->data;
@@ -406,21 +422,36 @@ static void l7_h2be_on_event(struct ev *ev, uint32_t events)
     l7_h2_run(c);
 }
 
-void l7_h2be_free(struct conn *c)
+static void l7_h2be_free_one(struct l7_h2be *up)
 {
-    struct l7_h2be *up = c->l7->h2->up;
+    struct l7_h2 *h = up->c->l7->h2;
 
-    if (up == NULL)
-        return;
-    c->l7->h2->up = NULL;
-    for (struct l7_h2_stream *st = c->l7->h2->streams; st != NULL; st = st->next)
-        st->bid = 0;
+    for (struct l7_h2be **p = &h->ups; *p != NULL; p = &(*p)->next) {
+        if (*p == up) {
+            *p = up->next;
+            break;
+        }
+    }
+    if (h->up == up)
+        h->up = NULL;
+    for (struct l7_h2_stream *st = h->streams; st != NULL; st = st->next) {
+        if (st->up == up) {
+            st->up = NULL;
+            st->bid = 0;
+        }
+    }
     l7_backend_free(&up->be);
     nghttp2_session_del(up->s);
     up->s = NULL;
     up->dead = true;
     up->next_dead = l7_h2be_dead;
     l7_h2be_dead = up;
+}
+
+void l7_h2be_free(struct conn *c)
+{
+    while (c->l7->h2->ups != NULL)
+        l7_h2be_free_one(c->l7->h2->ups);
 }
 
 void l7_h2be_free_dead(void)
