@@ -164,6 +164,15 @@ void conn_free_dead(struct worker *w)
     }
 }
 
+void conn_drain_all(struct worker *w)
+{
+    for (struct conn *c = w->conns, *next; c != NULL; c = next) {
+        next = c->next; /* it may close */
+        if (c->state == CS_L7)
+            l7_drain(c);
+    }
+}
+
 void conn_close_all(struct worker *w)
 {
     while (w->conns != NULL)

@@ -80,6 +80,8 @@ void l7_start(struct conn *c);
 void l7_on_client(struct conn *c);
 void l7_on_timer(struct conn *c);
 void l7_free(struct conn *c);
+/* The worker drains: an HTTP/2 client gets GOAWAY and ends with its last stream. */
+void l7_drain(struct conn *c);
 /* l7_h2.c: frees the HTTP/2 streams closed in this loop iteration. */
 void l7_h2_free_dead(void);
 

@@ -584,6 +584,12 @@ static void l7_handshake(struct conn *c)
     l7_run(c);
 }
 
+void l7_drain(struct conn *c)
+{
+    if (c->l7->h2 != NULL)
+        l7_h2_drain(c);
+}
+
 void l7_on_client(struct conn *c)
 {
     if (!c->l7->handshaken)

@@ -233,6 +233,8 @@ bool l7_h2_start(struct conn *c);
 /* Moves what can move; the connection may be closed on return. */
 void l7_h2_run(struct conn *c);
 void l7_h2_on_timer(struct conn *c);
+/* GOAWAY: no new streams; the connection closes after its last one. */
+void l7_h2_drain(struct conn *c);
 /* The session and its streams' backend connections closed, at conn_close(). */
 void l7_h2_free(struct conn *c);
 

@@ -788,6 +788,15 @@ void l7_h2_on_timer(struct conn *c)
     l7_h2_run(c);
 }
 
+void l7_h2_drain(struct conn *c)
+{
+    nghttp2_session *s = c->l7->h2->s;
+
+    nghttp2_submit_goaway(s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(s),
+                          NGHTTP2_NO_ERROR, NULL, 0);
+    l7_h2_run(c);
+}
+
 static void l7_h2_on_backend(struct ev *ev, uint32_t events)
 {
     struct l7_h2_stream *st = ev->data;
