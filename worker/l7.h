@@ -173,6 +173,11 @@ bool l7_h2_req_field(struct l7_h2_req *r, const uint8_t *name, size_t nlen, cons
 size_t l7_h2_req_head(const struct l7_h2_req *r, bool body, uint8_t *out, size_t cap);
 void l7_h2_req_free(struct l7_h2_req *r);
 
+/* An nghttp2 field named by a string literal, its value v[0..vlen) (nghttp2 copies both). */
+#define L7_NV(name, v, vlen)                                                                       \
+    ((nghttp2_nv){(uint8_t *)(name), (uint8_t *)(v), sizeof(name) - 1, (vlen),                     \
+                  NGHTTP2_NV_FLAG_NONE})
+
 /* l7_h2.c: a client connection that chose h2 by ALPN. */
 struct l7_h2be;
 struct l7_h2_stream {

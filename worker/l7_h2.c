@@ -26,7 +26,8 @@
  * budget of resets, nghttp2's own rate limit too), CONTINUATION floods
  * (64 KiB of header block, nghttp2's cap on CONTINUATION frames), empty
  * DATA frames, SETTINGS/PING floods (nghttp2's ack cap, our check of its
- * outbound queue): each ends the connection with GOAWAY.
+ * outbound queue): each ends the connection with GOAWAY. A gRPC call
+ * goes to the backend over h2 instead (l7_h2be.c), trailers and all.
  *
  * A stream object is freed at the end of the loop iteration (like a
  * connection), since its backend socket's events may be queued already.
@@ -173,9 +174,6 @@ void l7_h2_submit(struct l7_h2_stream *st, const nghttp2_nv *nv, size_t n, bool 
         nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
 }
 
-#define L7_H2_NV(n, v, vlen)                                                                       \
-    ((nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vlen), NGHTTP2_NV_FLAG_NONE})
-
 /* The gRPC status for a status of ours (the gRPC HTTP-to-gRPC table). */
 static unsigned l7_h2_grpc_status(unsigned status)
 {
@@ -216,16 +214,13 @@ void l7_h2_answer(struct l7_h2_stream *st, unsigned status)
     st->log.status = status;
     l7_count(c, status, status == 403);
     if (st->grpc) {
-        int gn = snprintf(gs, sizeof(gs), "%u", l7_h2_grpc_status(status) % 100);
+        int gn = snprintf(gs, sizeof(gs), "%u", l7_h2_grpc_status(status) % 100); /* 0..16 */
         snprintf(st->log.grpc_status, sizeof(st->log.grpc_status), "%s", gs);
+        /* our reasons are ASCII without '%': the percent-encoding gRPC wants is the text */
         int mn = snprintf(msg, sizeof(msg), "mc-proxy: %u %s", status, l7_head_reason(status));
         nghttp2_nv nv[] = {
-            L7_H2_NV(":status", "200", 3), L7_H2_NV("content-type", "application/grpc", 16),
-            L7_H2_NV("grpc-status", gs, (size_t)gn), L7_H2_NV("grpc-message", msg, (size_t)mn)};
-        /* the message is plain ASCII without '%': its percent-encoding is itself */
-        for (int i = 0; i < mn; i++)
-            if (msg[i] == '%')
-                msg[i] = ' ';
+            L7_NV(":status", "200", 3), L7_NV("content-type", "application/grpc", 16),
+            L7_NV("grpc-status", gs, (size_t)gn), L7_NV("grpc-message", msg, (size_t)mn)};
         l7_h2_submit(st, nv, sizeof(nv) / sizeof(nv[0]), false);
         return;
     }
@@ -236,9 +231,8 @@ void l7_h2_answer(struct l7_h2_stream *st, unsigned status)
     st->resp_left = st->be.in.len;
     int cn = snprintf(code, sizeof(code), "%u", status);
     int ln = snprintf(len, sizeof(len), "%zu", st->be.in.len);
-    nghttp2_nv nv[] = {L7_H2_NV(":status", code, (size_t)cn),
-                       L7_H2_NV("content-type", "text/plain", 10),
-                       L7_H2_NV("content-length", len, (size_t)ln)};
+    nghttp2_nv nv[] = {L7_NV(":status", code, (size_t)cn), L7_NV("content-type", "text/plain", 10),
+                       L7_NV("content-length", len, (size_t)ln)};
     l7_h2_submit(st, nv, sizeof(nv) / sizeof(nv[0]), st->method != HTTP1_METHOD_HEAD);
 }
 
@@ -601,7 +595,7 @@ static void l7_h2_response(struct l7_h2_stream *st)
         return;
     }
     snprintf(code, sizeof(code), "%u", r->code);
-    nv[n++] = L7_H2_NV(":status", code, 3);
+    nv[n++] = L7_NV(":status", code, 3);
     for (size_t i = 0; i < r->nfields; i++) {
         const struct http1_field *f = &r->fields[i];
         if (http1_must_drop(r, buf, i))
@@ -614,7 +608,7 @@ static void l7_h2_response(struct l7_h2_stream *st)
     }
     if (r->has_content_length) {
         int ln = snprintf(len, sizeof(len), "%llu", (unsigned long long)r->content_length);
-        nv[n++] = L7_H2_NV("content-length", len, (size_t)ln);
+        nv[n++] = L7_NV("content-length", len, (size_t)ln);
     }
     st->log.status = r->code;
     st->log.t_resp = loop_now(st->c->w->loop);

@@ -280,13 +280,11 @@ bool l7_h2be_request(struct conn *c, struct l7_h2_stream *st, const struct http1
     if (up == NULL)
         return false;
     addr_format_ip(&c->client, ip, sizeof(ip));
-#define L7_H2BE_NV(name, v, vlen)                                                                  \
-    ((nghttp2_nv){(uint8_t *)(name), (uint8_t *)(v), strlen(name), (vlen), NGHTTP2_NV_FLAG_NONE})
-    nv[n++] = L7_H2BE_NV(":method", buf + h->method.off, h->method.len);
-    nv[n++] = L7_H2BE_NV(":scheme", c->route->backend_tls ? "https" : "http",
-                         c->route->backend_tls ? 5 : 4);
-    nv[n++] = L7_H2BE_NV(":authority", buf + h->host.off, h->host.len);
-    nv[n++] = L7_H2BE_NV(":path", buf + h->target.off, h->target.len);
+    nv[n++] = L7_NV(":method", buf + h->method.off, h->method.len);
+    nv[n++] =
+        L7_NV(":scheme", c->route->backend_tls ? "https" : "http", c->route->backend_tls ? 5 : 4);
+    nv[n++] = L7_NV(":authority", buf + h->host.off, h->host.len);
+    nv[n++] = L7_NV(":path", buf + h->target.off, h->target.len);
     for (size_t i = 0; i < h->nfields; i++) {
         const struct http1_field *f = &h->fields[i];
         /* the Host line is :authority's; hop-by-hop and the client's forwarding fields go */
@@ -296,10 +294,9 @@ bool l7_h2be_request(struct conn *c, struct l7_h2_stream *st, const struct http1
         nv[n++] = (nghttp2_nv){(uint8_t *)buf + f->name.off, (uint8_t *)buf + f->value.off,
                                f->name.len, f->value.len, NGHTTP2_NV_FLAG_NONE};
     }
-    nv[n++] = L7_H2BE_NV("x-forwarded-for", ip, strlen(ip));
-    nv[n++] = L7_H2BE_NV("x-real-ip", ip, strlen(ip));
-    nv[n++] = L7_H2BE_NV("x-forwarded-proto", "https", 5);
-#undef L7_H2BE_NV
+    nv[n++] = L7_NV("x-forwarded-for", ip, strlen(ip));
+    nv[n++] = L7_NV("x-real-ip", ip, strlen(ip));
+    nv[n++] = L7_NV("x-forwarded-proto", "https", 5);
     nghttp2_data_provider prd = {.read_callback = l7_h2be_read_body};
     int32_t id = nghttp2_submit_request(up->s, NULL, nv, n, st->req_end ? NULL : &prd, st);
     if (id < 0)
