@@ -14,8 +14,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "chan.h"
-#include "config.h"
+#include "common/chan.h"
+#include "common/config.h"
 
 #define ADMIN_CHAN_FD 3
 

@@ -11,10 +11,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "admin.h"
-#include "log.h"
-#include "loop.h"
-#include "msg.h"
+#include "admin/admin.h"
+#include "common/log.h"
+#include "common/loop.h"
+#include "common/msg.h"
 
 /* Copies n bytes of untrusted text into a fresh C string; NULL if it holds a NUL. */
 static char *dup_text(const uint8_t *p, size_t n)

@@ -22,10 +22,10 @@
 #include <grpc/grpc.h>
 #include <grpc/support/log.h>
 
-#include "admin.h"
-#include "log.h"
-#include "pb.h"
-#include "priv.h"
+#include "admin/admin.h"
+#include "common/log.h"
+#include "common/pb.h"
+#include "common/priv.h"
 
 #define SETTINGS_TIMEOUT_MS 5000
 

@@ -24,13 +24,13 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
-#include "admin.h"
-#include "admin.pb-c.h"
-#include "health.pb-c.h"
-#include "log.h"
-#include "loop.h"
-#include "msg.h"
-#include "pb.h"
+#include "admin/admin.h"
+#include "common/log.h"
+#include "common/loop.h"
+#include "common/msg.h"
+#include "common/pb.h"
+#include "proto/admin.pb-c.h"
+#include "proto/health.pb-c.h"
 
 #define ADMIN_MAX_REQUEST                                                                          \
     (256 * 1024) /* far above any real request, well under a channel message */

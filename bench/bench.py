@@ -38,14 +38,15 @@ FULL = {"rounds": 3, "routes": 100, "big_routes": 10000,
         "rawbulk_mib": 1024, "rawbulk_reps": 2,
         "idle_conns": 5000, "strace": 1, "settle": 0.3, "fw_rules": 100000,
         "strace_phases": ("ka", "cps", "rawcps", "tlsbulk", "rawbulk"),
-        "l7_strace_phases": ("l7ka", "l7cps")}
+        "l7_strace_phases": ("l7ka", "l7cps", "h2ka"), "h2": 3, "h2_conns": 4, "h2_streams": 32}
 SMOKE = {"rounds": 1, "routes": 100, "big_routes": 1000,
          "ka": 1, "ka_conns": 20, "lat": 0.3, "cps": 1, "cps_conns": 10,
          "bulk_file_mib": 16, "bulk_reqs": 1,
          "rawcps": 0.3, "rawcps_conns": 10, "rawcps_procs": 2,
          "rawbulk_mib": 32, "rawbulk_reps": 1,
          "idle_conns": 200, "strace": 0.3, "settle": 0, "fw_rules": 10000,
-         "strace_phases": ("rawcps",), "l7_strace_phases": ("l7cps",)}
+         "strace_phases": ("rawcps",), "l7_strace_phases": ("l7cps",),
+         "h2": 1, "h2_conns": 4, "h2_streams": 32}
 
 
 class Results:
@@ -142,9 +143,11 @@ def run_peer_round(ctx, res, peer, routes, pass_name, rnd, plan, dur, tags=None)
 SCENARIOS = {"ka": scenarios.keepalive, "lat": scenarios.latency, "cps": scenarios.tls_cps,
              "tlsbulk": scenarios.tls_bulk, "rawcps": scenarios.raw_cps,
              "rawbulk": scenarios.raw_bulk, "fwcheck": scenarios.fw_check,
-             "l7ka": scenarios.l7_keepalive, "l7cps": scenarios.l7_cps}
+             "l7ka": scenarios.l7_keepalive, "l7cps": scenarios.l7_cps,
+             "h2ka": scenarios.h2_keepalive}
 PLAN_SMALL = ("idle", "ka", "lat", "cps", "tlsbulk", "rawcps", "rawbulk", "after")
-PLAN_L7 = ("l7ka", "l7cps")  # each proxy terminates TLS and proxies HTTP/1.1
+# each proxy terminates TLS and proxies to HTTP/1.1; h2ka: the clients speak h2
+PLAN_L7 = ("l7ka", "l7cps", "h2ka")
 PLAN_BIG = ("cps", "rawcps")
 PLAN_FW = ("rawcps",)  # after fwcheck, which is not optional: it proves the rules are in force
 
@@ -169,7 +172,8 @@ def main():
     ap.add_argument("--fw-rules", type=int,
                     help="CIDR rules in the firewall pass (default 100,000; --smoke: 10,000)")
     ap.add_argument("--no-l7", action="store_true",
-                    help="skip the L7 pass (TLS terminated by each proxy, HTTP/1.1 to the backend)")
+                    help="skip the L7 pass (TLS terminated by each proxy, HTTP/1.1 or h2 from"
+                    " the clients, HTTP/1.1 to the backend)")
     ap.add_argument("--only", help="comma list of steps to run, from "
                     + ",".join(("start",) + PLAN_SMALL + PLAN_L7 + ("addroute", "strace"))
                     + " (start: start-up and fresh memory only)")

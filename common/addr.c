@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "addr.h"
-#include "mc.h"
+#include "common/addr.h"
+#include "common/mc.h"
 
 /* Longer than any IPv6 literal inet_pton accepts (45 bytes). */
 #define IP_TEXT_MAX 64

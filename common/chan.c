@@ -14,9 +14,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "chan.h"
-#include "loop.h"
-#include "mc.h"
+#include "common/chan.h"
+#include "common/loop.h"
+#include "common/mc.h"
 
 #define CHAN_RBUF_MIN   4096u
 #define CHAN_IOV_BATCH  32

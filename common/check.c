@@ -10,8 +10,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include "check.h"
-#include "hostname.h"
+#include "common/check.h"
+#include "common/hostname.h"
 
 static void check_fail(struct check_report *rep, const char *key, const char *fmt, ...)
     MC_PRINTF(3, 4);

@@ -19,9 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "addr.h"
-#include "config.h"
-#include "mc.h"
+#include "common/addr.h"
+#include "common/config.h"
+#include "common/mc.h"
 
 /* Room for a message; values quoted in one are cut to CHECK_QUOTE_LEN bytes. */
 #define CHECK_MSG_LEN   512

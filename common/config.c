@@ -35,7 +35,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config_impl.h"
+#include "common/config_impl.h"
 
 /* P with room for element N (of *CAP allocated), or NULL when memory ran out. */
 void *cfg_grow(void *p, size_t *cap, size_t n, size_t size)

@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "addr.h"
+#include "common/addr.h"
 
 enum route_mode {
     ROUTE_L4 = 0,

@@ -14,11 +14,11 @@
 
 #include <arpa/inet.h>
 
-#include "addr.h"
-#include "config_impl.h"
-#include "hostname.h"
-#include "log.h"
-#include "msg.h"
+#include "common/addr.h"
+#include "common/config_impl.h"
+#include "common/hostname.h"
+#include "common/log.h"
+#include "common/msg.h"
 
 #define DEFAULT_BACKUPS_KEEP 7
 #define MAX_BACKUPS_KEEP     1000

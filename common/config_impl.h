@@ -14,9 +14,9 @@
 #include <cyaml/cyaml.h>
 #include <yaml.h>
 
-#include "check.h"
-#include "config.h"
-#include "mc.h"
+#include "common/check.h"
+#include "common/config.h"
+#include "common/mc.h"
 
 /* Key paths are built from schema keys and indices only, so this is ample. */
 #define PATH_LEN 256

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "config_impl.h"
-#include "log.h"
+#include "common/config_impl.h"
+#include "common/log.h"
 
 /*
  * The schema. Strings are unconstrained here (emptiness and syntax are

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config_impl.h"
+#include "common/config_impl.h"
 
 #define NO_ENTITY SIZE_MAX
 

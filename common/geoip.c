@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "geoip.h"
+#include "common/geoip.h"
 
 #define GEOIP_MAX_SIZE (1u << 30) /* City databases are ~100 MB; past this it is not one */
 

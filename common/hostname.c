@@ -5,7 +5,7 @@
  */
 #include <stdbool.h>
 
-#include "hostname.h"
+#include "common/hostname.h"
 
 #define HOSTNAME_LABEL_MAX 63
 

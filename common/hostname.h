@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "mc.h"
+#include "common/mc.h"
 
 /*
  * Normalises a DNS name taken from untrusted input: lower-cases it and

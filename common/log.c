@@ -27,8 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "loop.h"
+#include "common/log.h"
+#include "common/loop.h"
 
 #define LOG_BUF_SIZE (64 * 1024) /* per sink: a few hundred lines waiting for a slow reader */
 #define LOG_EXIT_MS  500         /* how long an exiting process waits for a slow reader */

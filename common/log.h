@@ -17,8 +17,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config.h"
-#include "mc.h"
+#include "common/config.h"
+#include "common/mc.h"
 
 enum {
     LOGL_DEBUG = 0,

@@ -9,8 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "loop.h"
+#include "common/log.h"
+#include "common/loop.h"
 
 #define LOOP_MAX_EVENTS 256
 

@@ -19,8 +19,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "addr.h"
-#include "mc.h"
+#include "common/addr.h"
+#include "common/mc.h"
 
 enum msg_type {
     MSG_SHM = 1,       /* m->w, fd: the shared counters memfd; struct msg_shm */

@@ -15,8 +15,8 @@
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/slice.h>
 
-#include "mc.h"
-#include "pb.h"
+#include "common/mc.h"
+#include "common/pb.h"
 
 #define PEM_MAX (1024 * 1024)
 

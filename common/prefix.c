@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mc.h"
-#include "prefix.h"
+#include "common/mc.h"
+#include "common/prefix.h"
 
 #define PREFIX_MIN_NODES 64u
 /* Sealing a family with this many rules indexes its trie by the top

@@ -5,8 +5,8 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "priv.h"
+#include "common/log.h"
+#include "common/priv.h"
 
 /*
  * What a master started as root keeps (ARCHITECTURE.md, "Privileges").

@@ -16,10 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "addr.h"
-#include "log.h"
-#include "ratelimit.h"
-#include "siphash.h"
+#include "common/addr.h"
+#include "common/log.h"
+#include "common/ratelimit.h"
+#include "common/siphash.h"
 
 #define RATELIMIT_MAGIC   0x6d63726cu /* "mcrl" */
 #define RATELIMIT_VERSION 1

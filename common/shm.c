@@ -10,8 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "shm.h"
+#include "common/log.h"
+#include "common/shm.h"
 
 const uint32_t shm_connect_bounds_us[SHM_CONNECT_BOUNDS] = {
     100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000,

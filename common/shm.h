@@ -18,8 +18,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "mc.h"
-#include "reason.h"
+#include "common/mc.h"
+#include "common/reason.h"
 
 #define SHM_MAGIC   0x6d637078u /* "mcpx" */
 #define SHM_VERSION 5

@@ -1,5 +1,5 @@
 /* SipHash-1-3 (Aumasson and Bernstein): one compression round per 8-byte word, three to finish. */
-#include "siphash.h"
+#include "common/siphash.h"
 
 static uint64_t rotl(uint64_t x, int b)
 {

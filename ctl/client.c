@@ -13,10 +13,10 @@
 #include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
-#include "admin.pb-c.h"
-#include "ctl.h"
-#include "mc.h"
-#include "pb.h"
+#include "common/mc.h"
+#include "common/pb.h"
+#include "ctl/ctl.h"
+#include "proto/admin.pb-c.h"
 
 #define CALL_TIMEOUT_S 15 /* the admin gives the master 10 s */
 

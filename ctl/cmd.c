@@ -10,8 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "admin.pb-c.h"
-#include "ctl.h"
+#include "ctl/ctl.h"
+#include "proto/admin.pb-c.h"
 
 typedef McProxy__V1__Route pb_route;
 typedef McProxy__V1__ListenerStatus pb_listener;

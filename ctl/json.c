@@ -7,7 +7,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "ctl.h"
+#include "ctl/ctl.h"
 
 static void json_string(FILE *f, const char *s)
 {

@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
-#include "ctl.h"
-#include "version.h"
+#include "common/config.h"
+#include "common/version.h"
+#include "ctl/ctl.h"
 
 static void usage(FILE *f)
 {

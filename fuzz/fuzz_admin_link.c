@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "admin.h"
-#include "log.h"
-#include "msg.h"
+#include "admin/admin.h"
+#include "common/log.h"
+#include "common/msg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

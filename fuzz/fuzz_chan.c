@@ -14,8 +14,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "chan.h"
-#include "mc.h"
+#include "common/chan.h"
+#include "common/mc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "l7.h"
+#include "worker/l7.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

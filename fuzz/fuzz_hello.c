@@ -4,7 +4,7 @@
  * chunk sizes, the rest is the connection's bytes. Each call sees a buffer
  * whose bytes past len are ASan-poisoned, so any read past len is caught.
  */
-#include "hello.h"
+#include "worker/hello.h"
 
 #include <sanitizer/asan_interface.h>
 #include <stdlib.h>

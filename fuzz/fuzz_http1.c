@@ -12,7 +12,7 @@
  * rest is the bytes. Bytes not yet fed are ASan-poisoned, so a read past
  * n is caught.
  */
-#include "http1.h"
+#include "worker/http1.h"
 
 #include <sanitizer/asan_interface.h>
 #include <stdlib.h>

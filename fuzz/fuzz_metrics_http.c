@@ -5,7 +5,7 @@
  * (1..256), byte 1 seeds the chunk sizes, the rest is what the client
  * sent, at most the exporter's 4 KiB. Bytes past len are ASan-poisoned.
  */
-#include "http.h"
+#include "metrics/http.h"
 
 #include <sanitizer/asan_interface.h>
 #include <stdlib.h>

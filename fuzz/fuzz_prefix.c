@@ -11,8 +11,8 @@
 #include <netinet/in.h>
 #include <string.h>
 
-#include "addr.h"
-#include "prefix.h"
+#include "common/addr.h"
+#include "common/prefix.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

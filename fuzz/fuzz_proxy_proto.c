@@ -10,7 +10,7 @@
  * The same bytes are also tried as the source address of a v1 TCP4 and
  * TCP6 line, which must be accepted exactly when inet_pton accepts them.
  */
-#include "proxy_proto.h"
+#include "worker/proxy_proto.h"
 
 #include <arpa/inet.h>
 #include <sanitizer/asan_interface.h>

@@ -7,7 +7,7 @@
  * address, 16 of dst, 2 of src port and 2 of dst port; byte 37, when
  * present, shortens the output buffer by that many bytes.
  */
-#include "proxy_proto.h"
+#include "worker/proxy_proto.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -9,9 +9,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "master.h"
-#include "msg.h"
+#include "common/log.h"
+#include "common/msg.h"
+#include "master/master.h"
 
 /* O_NONBLOCK is safe here: only the master and its workers share this description. */
 static int accesslog_open_path(const char *path)

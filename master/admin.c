@@ -15,10 +15,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "master.h"
-#include "msg.h"
-#include "spawn.h"
+#include "common/log.h"
+#include "common/msg.h"
+#include "master/master.h"
+#include "master/spawn.h"
 
 static void admin_flush(struct aux_proc *a)
 {

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "admin_rpc.h"
-#include "check.h"
+#include "common/check.h"
+#include "master/admin_rpc.h"
 
 /* The first error a check reports, as the answer's text. */
 struct first_error {

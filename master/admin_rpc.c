@@ -23,12 +23,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "admin_rpc.h"
-#include "hostname.h"
-#include "log.h"
-#include "master.h"
-#include "msg.h"
-#include "version.h"
+#include "common/hostname.h"
+#include "common/log.h"
+#include "common/msg.h"
+#include "common/version.h"
+#include "master/admin_rpc.h"
+#include "master/master.h"
 
 /* A reply body must fit one channel message next to its header and status text. */
 #define RPC_MAX_BODY (CHAN_MAX_PAYLOAD - sizeof(struct msg_admin_resp) - 1024)

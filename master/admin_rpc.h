@@ -8,8 +8,8 @@
 
 #include <stddef.h>
 
-#include "admin.pb-c.h"
-#include "master.h"
+#include "master/master.h"
+#include "proto/admin.pb-c.h"
 
 enum rpc_code {
     RPC_OK = 0,

@@ -9,9 +9,9 @@
 #include <sys/epoll.h>
 #include <sys/wait.h>
 
-#include "log.h"
-#include "master.h"
-#include "spawn.h"
+#include "common/log.h"
+#include "master/master.h"
+#include "master/spawn.h"
 
 void child_chan_close(struct loop *l, struct chan *c, struct ev *ev)
 {

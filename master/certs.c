@@ -9,10 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "certs.h"
-#include "log.h"
-#include "msg.h"
-#include "state.h"
+#include "common/log.h"
+#include "common/msg.h"
+#include "master/certs.h"
+#include "master/state.h"
 
 /* The whole file at path, at most MSG_PEM_MAX bytes; NULL with *why. */
 static uint8_t *certs_read_file(const char *path, size_t *len, const char **why)

@@ -6,9 +6,9 @@
  */
 #include <unistd.h>
 
-#include "geoip.h"
-#include "log.h"
-#include "master.h"
+#include "common/geoip.h"
+#include "common/log.h"
+#include "master/master.h"
 
 int master_geoip_load(struct master *m, const struct config *cfg)
 {

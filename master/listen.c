@@ -10,8 +10,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "listen.h"
-#include "log.h"
+#include "common/log.h"
+#include "master/listen.h"
 
 #define TCP_STATE_LISTEN 0x0A /* the "st" column of /proc/net/tcp */
 

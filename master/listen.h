@@ -2,7 +2,7 @@
 #ifndef MC_LISTEN_H
 #define MC_LISTEN_H
 
-#include "addr.h"
+#include "common/addr.h"
 
 #define LISTEN_BACKLOG 4096
 

@@ -1,6 +1,6 @@
 /*
  * mc-proxy: command-line entry point. The same binary is the master
- * ("server") and, exec'd by the master, each worker ("__worker").
+ * ("server") and, exec'd by the master, each worker and the metrics exporter (common/proc.h).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -12,13 +12,12 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "log.h"
-#include "master.h"
-#include "metrics.h"
-#include "store.h"
-#include "version.h"
-#include "worker.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/proc.h"
+#include "common/version.h"
+#include "master/master.h"
+#include "master/store.h"
 
 static void usage(FILE *f)
 {
@@ -130,11 +129,11 @@ static int run_snapshot(const struct config *cfg, const char *out)
 int main(int argc, char **argv)
 {
     /* exec'd as /proc/self/exe, a child would be "exe" to ps, top and pgrep */
-    if (argc >= 2 && strcmp(argv[1], "__worker") == 0) {
+    if (argc >= 2 && strcmp(argv[1], PROC_WORKER_ARG) == 0) {
         (void)prctl(PR_SET_NAME, "mc-proxy-worker");
         return worker_main(argc, argv);
     }
-    if (argc >= 2 && strcmp(argv[1], "__metrics") == 0) {
+    if (argc >= 2 && strcmp(argv[1], PROC_METRICS_ARG) == 0) {
         (void)prctl(PR_SET_NAME, "mc-proxy-metric");
         return metrics_main(argc, argv);
     }

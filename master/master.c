@@ -19,13 +19,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "listen.h"
-#include "log.h"
-#include "ratelimit.h"
-#include "master.h"
-#include "priv.h"
-#include "sdnotify.h"
-#include "spawn.h"
+#include "common/log.h"
+#include "common/priv.h"
+#include "common/ratelimit.h"
+#include "master/listen.h"
+#include "master/master.h"
+#include "master/sdnotify.h"
+#include "master/spawn.h"
 
 #define STOP_GRACE_MS 2000 /* past shutdown_timeout before stragglers are killed */
 #define QUIT_GRACE_MS 1000

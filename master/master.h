@@ -10,14 +10,14 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#include "chan.h"
-#include "certs.h"
-#include "config.h"
-#include "loop.h"
-#include "msg.h"
-#include "shm.h"
-#include "state.h"
-#include "store.h"
+#include "common/chan.h"
+#include "common/config.h"
+#include "common/loop.h"
+#include "common/msg.h"
+#include "common/shm.h"
+#include "master/certs.h"
+#include "master/state.h"
+#include "master/store.h"
 
 /* What the watchdog (watchdog.c) knows of one child's progress. */
 struct liveness {

@@ -14,10 +14,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "master.h"
-#include "msg.h"
-#include "spawn.h"
+#include "common/log.h"
+#include "common/msg.h"
+#include "common/proc.h"
+#include "master/master.h"
+#include "master/spawn.h"
 
 static int metrics_on_message(void *arg, struct chan_msg *msg)
 {
@@ -89,7 +90,7 @@ void metrics_spawn(struct master *m)
 {
     struct aux_proc *x = &m->metrics;
     char exe[] = "/proc/self/exe";
-    char *argv[] = {"mc-proxy", "__metrics", NULL};
+    char *argv[] = {"mc-proxy", PROC_METRICS_ARG, NULL};
     struct msg_metrics_settings s;
     char(*names)[ADDR_STRLEN] = NULL;
     struct iovec iov[2];

@@ -11,8 +11,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "sdnotify.h"
+#include "common/log.h"
+#include "master/sdnotify.h"
 
 static int notify_fd = -1;
 static struct sockaddr_un notify_addr;

@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-#include "mc.h"
+#include "common/mc.h"
 
 /* Reads and unsets NOTIFY_SOCKET (children must not inherit it). */
 void sdnotify_init(void);

@@ -7,8 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "spawn.h"
+#include "common/log.h"
+#include "master/spawn.h"
 
 #define QUICK_DEATH_MS                                                                             \
     1000 /* a child dying sooner than this after start counts toward the brake                     \

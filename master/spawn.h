@@ -5,8 +5,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "chan.h"
-#include "loop.h"
+#include "common/chan.h"
+#include "common/loop.h"
 
 #define CHILD_CHAN_FD 3 /* where a child finds its channel to the master */
 

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mc.h"
-#include "state.h"
+#include "common/mc.h"
+#include "master/state.h"
 
 static const char *const fw_type_names[] = {
     [FW_IP] = "ip",

@@ -7,8 +7,8 @@
 #ifndef MC_STATE_H
 #define MC_STATE_H
 
-#include "config.h"
-#include "msg.h"
+#include "common/config.h"
+#include "common/msg.h"
 
 struct fw_rule {
     enum fw_type type;

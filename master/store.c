@@ -24,7 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "store_impl.h"
+#include "master/store_impl.h"
 
 /* STRICT tables (3.37) and RETURNING (3.35). */
 #if SQLITE_VERSION_NUMBER < 3037000

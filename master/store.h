@@ -13,8 +13,8 @@
 
 #include <stdbool.h>
 
-#include "config.h"
-#include "state.h"
+#include "common/config.h"
+#include "master/state.h"
 
 enum {
     STORE_OK = 0,

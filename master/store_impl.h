@@ -7,8 +7,8 @@
 
 #include <sqlite3.h>
 
-#include "mc.h"
-#include "store.h"
+#include "common/mc.h"
+#include "master/store.h"
 
 #define STORE_BUSY_TIMEOUT_MS 2000
 #define STORE_MSG_MAX         512

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hostname.h"
-#include "store_impl.h"
+#include "common/hostname.h"
+#include "master/store_impl.h"
 
 static int load_trusted(struct store *st, sqlite3_int64 listener_id, struct listener_conf *l)
 {

@@ -2,7 +2,7 @@
  * Writing the database: seeding it from the config once, and the
  * mutations of the admin API, each one transaction.
  */
-#include "store_impl.h"
+#include "master/store_impl.h"
 
 /* The firewall rules of one type in the config. */
 char **store_config_rules(const struct firewall_conf *fw, enum fw_type t, unsigned *n)

@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "store_impl.h"
+#include "master/store_impl.h"
 
 #define SNAPSHOT_PREFIX  "mc-proxy-"
 #define SNAPSHOT_TS_LEN  16   /* YYYYMMDDTHHMMSSZ */

@@ -11,8 +11,8 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "log.h"
-#include "master.h"
+#include "common/log.h"
+#include "master/master.h"
 
 static int ticketkeys_draw(uint8_t key[MSG_TICKET_KEY_LEN])
 {

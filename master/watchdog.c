@@ -10,9 +10,9 @@
  */
 #include <signal.h>
 
-#include "log.h"
-#include "master.h"
-#include "msg.h"
+#include "common/log.h"
+#include "common/msg.h"
+#include "master/master.h"
 
 #define WATCHDOG_TICK_MS 250
 /* Before a child's first sign of life: exec, sanitizer start-up, the

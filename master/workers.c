@@ -8,12 +8,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "certs.h"
-#include "log.h"
-#include "master.h"
-#include "msg.h"
-#include "ratelimit.h"
-#include "spawn.h"
+#include "common/log.h"
+#include "common/msg.h"
+#include "common/proc.h"
+#include "common/ratelimit.h"
+#include "master/certs.h"
+#include "master/master.h"
+#include "master/spawn.h"
 
 static void worker_send_settings(struct master *m, struct worker_proc *w)
 {
@@ -316,7 +317,7 @@ void worker_spawn(struct master *m, struct worker_proc *w)
 {
     char id[16];
     char exe[] = "/proc/self/exe";
-    char *argv[] = {"mc-proxy", "__worker", id, NULL};
+    char *argv[] = {"mc-proxy", PROC_WORKER_ARG, id, NULL};
 
     snprintf(id, sizeof(id), "%u", w->id);
     w->ev = (struct ev){.cb = worker_on_event, .data = w};

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "http.h"
+#include "metrics/http.h"
 
 static bool is_tchar(uint8_t c)
 {

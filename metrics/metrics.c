@@ -20,14 +20,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "chan.h"
-#include "http.h"
-#include "log.h"
-#include "loop.h"
-#include "metrics.h"
-#include "msg.h"
-#include "priv.h"
-#include "shm.h"
+#include "common/chan.h"
+#include "common/log.h"
+#include "common/loop.h"
+#include "common/msg.h"
+#include "common/priv.h"
+#include "common/proc.h"
+#include "common/shm.h"
+#include "metrics/http.h"
 
 #define METRICS_CHAN_FD 3
 #define REQ_MAX         4096 /* request line and headers */

@@ -1,6 +1,9 @@
 #!/bin/sh
 # Installs Debian packages when missing: those the build and the tests
 # need (haproxy and nginx are the PROXY protocol interop tests' peers,
+# nginx also the gRPC tests' reference proxy; python3-grpcio, python3-h2
+# (with python3-hyperframe) and nghttp2-client the HTTP/2 and gRPC tests'
+# clients and backends,
 # stress-ng the load of `make test-under-load`, llvm-14 the coverage
 # tools of `make fuzz`), or the ones named as arguments (bench/deps.sh
 # passes its own).

@@ -20,13 +20,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "conn.h"
-#include "firewall.h"
-#include "gen.h"
-#include "log.h"
-#include "prefix.h"
-#include "proxy_proto.h"
-#include "ratelimit.h"
+#include "common/log.h"
+#include "common/prefix.h"
+#include "common/ratelimit.h"
+#include "worker/conn.h"
+#include "worker/firewall.h"
+#include "worker/gen.h"
+#include "worker/proxy_proto.h"
 
 #define HS_INITIAL_CAP 2048
 

@@ -15,11 +15,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "hello.h"
-#include "loop.h"
-#include "reason.h"
-#include "relay.h"
-#include "worker.h"
+#include "common/loop.h"
+#include "common/reason.h"
+#include "worker/hello.h"
+#include "worker/relay.h"
+#include "worker/worker.h"
 
 enum conn_state {
     CS_PROXY, /* reading the PROXY header */

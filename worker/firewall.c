@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "firewall.h"
-#include "prefix.h"
+#include "common/prefix.h"
+#include "worker/firewall.h"
 
 /* Prefix set tags: which kind of rule matched decides the reason code. */
 enum { TAG_IP = 1, TAG_CIDR = 2 };

@@ -11,11 +11,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "addr.h"
-#include "config.h"
-#include "geoip.h"
-#include "msg.h"
-#include "reason.h"
+#include "common/addr.h"
+#include "common/config.h"
+#include "common/geoip.h"
+#include "common/msg.h"
+#include "common/reason.h"
 
 struct prefix_set;
 

@@ -1,10 +1,10 @@
 /* Routing-state generations (gen.h). */
 #include <stdlib.h>
 
-#include "firewall.h"
-#include "gen.h"
-#include "prefix.h"
-#include "route.h"
+#include "common/prefix.h"
+#include "worker/firewall.h"
+#include "worker/gen.h"
+#include "worker/route.h"
 
 struct gen *gen_new(uint32_t id, const struct geoip *geoip)
 {

@@ -17,7 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "mc.h"
+#include "common/mc.h"
 
 struct firewall;
 struct geoip;

@@ -36,7 +36,7 @@
  *   list_len(2) = len - 2, >= 2
  *     name_len(1) name[1..255]   repeated to the end of the list
  */
-#include "hello.h"
+#include "worker/hello.h"
 
 #include <string.h>
 

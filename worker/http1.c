@@ -12,8 +12,8 @@
  */
 #include <string.h>
 
-#include "http1.h"
-#include "mc.h"
+#include "common/mc.h"
+#include "worker/http1.h"
 
 #define C_TOKEN  0x01 /* tchar (RFC 9110 5.6.2) */
 #define C_VALUE  0x02 /* field-vchar: VCHAR or obs-text (5.5) */

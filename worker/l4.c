@@ -14,9 +14,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "conn.h"
-#include "log.h"
-#include "proxy_proto.h"
+#include "common/log.h"
+#include "worker/conn.h"
+#include "worker/proxy_proto.h"
 
 #define PUMP_BUDGET (1024 * 1024) /* bytes per direction per turn, for fairness */
 

@@ -33,10 +33,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "l7.h"
-#include "log.h"
-#include "route_l7.h"
-#include "shm.h"
+#include "common/log.h"
+#include "common/shm.h"
+#include "worker/l7.h"
+#include "worker/route_l7.h"
 
 static void l7_on_backend(struct ev *ev, uint32_t events);
 

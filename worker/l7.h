@@ -15,9 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "conn.h"
-#include "http1.h"
-#include "mc.h"
+#include "common/mc.h"
+#include "worker/conn.h"
+#include "worker/http1.h"
 
 #define L7_BUF_FIRST (16 * 1024)
 #define L7_BUF_MAX   (HTTP1_HEAD_MAX + 4096) /* a whole head, and room to rewrite it */

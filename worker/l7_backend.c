@@ -8,9 +8,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "l7.h"
-#include "log.h"
-#include "proxy_proto.h"
+#include "common/log.h"
+#include "worker/l7.h"
+#include "worker/proxy_proto.h"
 
 /* The socket and its TLS only: what was to be sent stays. */
 static void l7_backend_close_socket(struct l7_be *b)

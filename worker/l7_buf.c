@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "l7.h"
+#include "worker/l7.h"
 
 /* Room for at least want more bytes, growing up to its max; false when there is none. */
 bool l7_buf_room(struct l7_buf *b, size_t want)

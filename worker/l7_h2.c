@@ -38,8 +38,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "l7.h"
-#include "log.h"
+#include "worker/l7.h"
+#include "common/log.h"
 
 #define L7_H2_STREAMS     100
 #define L7_H2_WINDOW      65535 /* stream window: SETTINGS_INITIAL_WINDOW_SIZE's default */

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "l7.h"
+#include "worker/l7.h"
 
 void l7_h2_req_init(struct l7_h2_req *r)
 {

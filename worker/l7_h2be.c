@@ -22,8 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "l7.h"
-#include "log.h"
+#include "worker/l7.h"
+#include "common/log.h"
 
 #define L7_H2BE_FIELDS_MAX HTTP1_HEAD_MAX /* packed response fields, or trailers */
 

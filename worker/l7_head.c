@@ -7,10 +7,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "gen.h"
-#include "hostname.h"
-#include "l7.h"
-#include "route_l7.h"
+#include "common/hostname.h"
+#include "worker/gen.h"
+#include "worker/l7.h"
+#include "worker/route_l7.h"
 
 const char *l7_head_reason(unsigned status)
 {

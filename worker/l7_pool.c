@@ -27,8 +27,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "l7.h"
-#include "log.h"
+#include "common/log.h"
+#include "worker/l7.h"
 
 /* nginx's documented keepalive example is 16 to 32 per upstream; a worker
  * serves many routes, and W workers hold up to W times these */

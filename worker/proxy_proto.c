@@ -15,8 +15,8 @@
 #include <netinet/in.h>
 #include <string.h>
 
-#include "mc.h"
-#include "proxy_proto.h"
+#include "common/mc.h"
+#include "worker/proxy_proto.h"
 
 static const uint8_t v2_sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
                                    0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};

@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "addr.h"
+#include "common/addr.h"
 
 /* Longest v1 line, CRLF included (the specification's worst case). */
 #define PROXY_PROTO_V1_MAX 107

@@ -5,7 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "relay.h"
+#include "worker/relay.h"
 
 static void stack_init(struct pipe_stack *s, unsigned cap)
 {

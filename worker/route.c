@@ -11,10 +11,10 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "hostname.h"
-#include "route.h"
-#include "route_l7.h"
-#include "siphash.h"
+#include "common/hostname.h"
+#include "common/siphash.h"
+#include "worker/route.h"
+#include "worker/route_l7.h"
 
 #define ROUTE_TABLE_MIN 8u
 

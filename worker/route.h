@@ -9,8 +9,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "addr.h"
-#include "config.h"
+#include "common/addr.h"
+#include "common/config.h"
 
 struct route_l7;
 

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "route_l7.h"
-#include "tickets.h"
+#include "worker/route_l7.h"
+#include "worker/tickets.h"
 
 /* TLS 1.2 suites with forward secrecy and AEAD only; TLS 1.3's are all modern. */
 #define ROUTE_L7_CIPHERS                                                                           \

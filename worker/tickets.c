@@ -5,7 +5,7 @@
 #include <openssl/rand.h>
 #include <string.h>
 
-#include "tickets.h"
+#include "worker/tickets.h"
 
 /* 80 bytes as OpenSSL's SSL_CTX_set_tlsext_ticket_keys() lays them out */
 struct tickets_key {

@@ -11,7 +11,7 @@
 
 #include <openssl/ssl.h>
 
-#include "msg.h"
+#include "common/msg.h"
 
 /* The keys from now on; previous ones no longer in k are forgotten (wiped). */
 void tickets_set(const struct msg_ticket_keys *k);

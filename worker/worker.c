@@ -12,15 +12,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "firewall.h"
-#include "geoip.h"
-#include "log.h"
-#include "prefix.h"
-#include "priv.h"
-#include "ratelimit.h"
-#include "route_l7.h"
-#include "tickets.h"
-#include "worker.h"
+#include "common/geoip.h"
+#include "common/log.h"
+#include "common/prefix.h"
+#include "common/priv.h"
+#include "common/proc.h"
+#include "common/ratelimit.h"
+#include "worker/firewall.h"
+#include "worker/route_l7.h"
+#include "worker/tickets.h"
+#include "worker/worker.h"
 
 #define WORKER_CHAN_FD      3
 #define ACCEPT_BATCH        64  /* accepts per wakeup before other events get a turn */

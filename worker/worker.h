@@ -11,15 +11,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "addr.h"
-#include "chan.h"
-#include "gen.h"
-#include "hello.h"
-#include "loop.h"
-#include "msg.h"
-#include "relay.h"
-#include "route.h"
-#include "shm.h"
+#include "common/addr.h"
+#include "common/chan.h"
+#include "common/loop.h"
+#include "common/msg.h"
+#include "common/shm.h"
+#include "worker/gen.h"
+#include "worker/hello.h"
+#include "worker/relay.h"
+#include "worker/route.h"
 
 struct conn;
 
@@ -90,8 +90,6 @@ struct worker {
     struct pipe_pool pipes;
     uint8_t scratch[HELLO_MAX_MSG]; /* hello_parse() gathers split messages here */
 };
-
-int worker_main(int argc, char **argv);
 
 /* conn.c */
 void conn_accept(struct wlistener *l, int fd, const struct mc_addr *peer);

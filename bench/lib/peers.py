@@ -9,9 +9,10 @@ Live targets (hostname -> backend):
   bulk  python: sendfile a fixed number of bytes, then close
   idle  python: write one byte, hold the connection
 
-The L7 pass (each proxy terminates TLS with the same certificate and
-speaks HTTP/1.1 to a plain-HTTP backend) has one route, L7_TARGET, served
-by the backend nginx's plain-HTTP server on the "http" port.
+The L7 pass (each proxy terminates TLS with the same certificate, offers
+ALPN h2 and http/1.1, and speaks HTTP/1.1 to a plain-HTTP backend) has one
+route, L7_TARGET, served by the backend nginx's plain-HTTP server on the
+"http" port.
 """
 
 import ipaddress
@@ -147,15 +148,30 @@ def is_reset(addr, sni, source, timeout=1.0):
     return False  # a byte or an orderly close: not a block
 
 
-def can_get(addr, sni, timeout=1.0):
-    """True if GET / over TLS (SNI sni, certificate not checked) at addr
-    answers 200 with the benchmark's body: an L7 route works end to end."""
+def _tls_ctx(alpn=None):
+    """A client context that does not check the certificate."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    return ctx
+
+
+def alpn_selected(addr, sni, alpn, timeout=2.0):
+    """The protocol addr selects from the list alpn in a TLS handshake for
+    sni (None: it selected none)."""
+    with socket.create_connection(addr, timeout=timeout) as raw, \
+            _tls_ctx(alpn).wrap_socket(raw, server_hostname=sni) as s:
+        return s.selected_alpn_protocol()
+
+
+def can_get(addr, sni, timeout=1.0):
+    """True if GET / over TLS (SNI sni, certificate not checked) at addr
+    answers 200 with the benchmark's body: an L7 route works end to end."""
     try:
         with socket.create_connection(addr, timeout=timeout) as raw, \
-                ctx.wrap_socket(raw, server_hostname=sni) as s:
+                _tls_ctx().wrap_socket(raw, server_hostname=sni) as s:
             s.sendall(f"GET / HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n".encode())
             data = b""
             while True:
@@ -245,7 +261,7 @@ http {{
     uwsgi_temp_path {w}/tmp-uwsgi;
     scgi_temp_path {w}/tmp-scgi;
     server {{
-        listen 127.0.0.1:{self.ports['tls']} ssl reuseport;
+        listen 127.0.0.1:{self.ports['tls']} ssl http2 reuseport;
         ssl_certificate {crt};
         ssl_certificate_key {key};
         ssl_protocols TLSv1.3;
@@ -406,10 +422,10 @@ class HAProxy(Peer):
         return conf
 
     def _write_l7(self, conf, lines):
-        """mode http: TLS terminated on the bind line, the same forwarding
-        headers as mc-proxy sets, idle backend connections shared by every
-        client connection (http-reuse always: the first request of a client
-        connection may reuse one too)."""
+        """mode http: TLS terminated on the bind line (ALPN h2, then
+        http/1.1), the same forwarding headers as mc-proxy sets, idle
+        backend connections shared by every client connection (http-reuse
+        always: the first request of a client connection may reuse one too)."""
         pem = f"{self.workdir}/{self.name}-l7.pem"  # haproxy wants chain and key in one file
         with open(pem, "w") as f:
             for part in (self.backends.cert, self.backends.key):
@@ -419,7 +435,7 @@ class HAProxy(Peer):
         lines += ["defaults", "    mode http", "    option http-keep-alive",
                   "    http-reuse always", "    timeout connect 5s", "    timeout client 300s",
                   "    timeout server 300s", "    timeout http-keep-alive 300s",
-                  "frontend fe", f"    bind 127.0.0.1:{self.port} ssl crt {pem} alpn http/1.1",
+                  "frontend fe", f"    bind 127.0.0.1:{self.port} ssl crt {pem} alpn h2,http/1.1",
                   "    option forwardfor",
                   "    http-request set-header X-Real-IP %[src]",
                   "    http-request set-header X-Forwarded-Proto https",
@@ -485,9 +501,9 @@ stream {
         return conf
 
     def _write_l7(self, f):
-        """http + proxy_pass: TLS terminated by the server, the same
-        forwarding headers as mc-proxy sets, an upstream keepalive pool
-        shared by every client connection."""
+        """http + proxy_pass: TLS terminated by the server (ALPN h2, then
+        http/1.1), the same forwarding headers as mc-proxy sets, an
+        upstream keepalive pool shared by every client connection."""
         w = self.workdir
         f.write(f"""events {{ worker_connections 12000; }}
 http {{
@@ -505,7 +521,7 @@ http {{
         keepalive_requests 100000000;
     }}
     server {{
-        listen 127.0.0.1:{self.port} ssl reuseport;
+        listen 127.0.0.1:{self.port} ssl http2 reuseport;
         server_name {host(L7_TARGET)};
         ssl_certificate {self.backends.cert};
         ssl_certificate_key {self.backends.key};
@@ -587,8 +603,8 @@ class McProxy(Peer):
             lines += ["firewall:", "  blocked_cidrs:"] + [f'    - "{c}"' for c in cidrs]
         lines += ["listeners:", f'  - addr: "127.0.0.1:{self.port}"', "    routes:"]
         if self.l7:
-            # its one route; the backend connection is kept per client connection
-            # (mc-proxy has no pool shared between client connections yet)
+            # its one route; idle backend connections go to each worker's pool,
+            # shared by the client connections, as nginx's and haproxy's are
             lines.append(f'      - {{hostname: {host(L7_TARGET)}, backend:'
                          f' "{self.backends.http_backend()}", mode: l7,'
                          f' tls_cert: {self.backends.cert}, tls_key: {self.backends.key}}}')

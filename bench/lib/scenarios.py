@@ -152,6 +152,72 @@ def l7_cps(ctx, peer):
             "errors": r["errors"], "steal_pct": m.steal_pct}
 
 
+def parse_h2load(out):
+    """rate, count (requests that succeeded with a 2xx), errors, mean_ms
+    and the protocol negotiated, from h2load's summary."""
+    r = {}
+    m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    r["rate"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed,"
+                  r" \d+ errored, (\d+) timeout", out)
+    ok, failed, timeout = (int(x) for x in m.groups()) if m else (0, 0, 0)
+    m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    other = sum(int(x) for x in m.groups()[1:]) if m else 0
+    r["count"] = ok - other
+    r["errors"] = failed + timeout + other
+    m = re.search(r"^time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\s", out, re.M)
+    r["mean_ms"] = _ms(*m.groups()) if m else None
+    m = re.search(r"^Application protocol: (\S+)", out, re.M)
+    r["proto"] = m.group(1) if m else None
+    return r
+
+
+H2_NA = "n/a (no h2)"  # the row of a proxy that does not select h2
+
+
+def h2_negotiated(peer):
+    """True if the peer's L7 route selects h2 when offered h2 and http/1.1.
+    h2load would fall back to HTTP/1.1 where it does not: such a proxy is
+    recorded as n/a in the h2 steps, not measured over HTTP/1.1."""
+    target = peers.L7_TARGET
+    return peers.alpn_selected(peer.addr(target), host(target), ["h2", "http/1.1"]) == "h2"
+
+
+def _h2load(ctx, peer, name, secs):
+    """h2load over h2 to the L7 route for secs, h2_conns connections of
+    h2_streams concurrent streams; returns (parsed output, Meter, client CPU s)."""
+    port = peer.addr(peers.L7_TARGET)[1]
+    secs = max(1, int(round(secs)))  # h2load -D takes whole seconds
+    argv = ["h2load", "-t2", f"-c{ctx.dur['h2_conns']}", f"-m{ctx.dur['h2_streams']}",
+            f"-D{secs}", f"https://{host(peers.L7_TARGET)}:{port}/"]
+    with measure(ctx, peer) as m:
+        rc, out, ccpu, _ = run(name, with_hosts(ctx, argv), ctx.log(f"{name}-{peer.name}"),
+                               timeout=secs + 15)
+    r = parse_h2load(out)
+    if rc is None:
+        raise RuntimeError(f"h2load did not finish within {secs + 15} s (killed)")
+    if r["proto"] != "h2":
+        raise RuntimeError(f"h2load negotiated {r['proto']} where the ALPN probe got h2")
+    if rc != 0 or r["count"] <= 0:
+        raise RuntimeError(f"h2load failed (rc={rc}): {out[-300:]}")
+    return r, m, ccpu
+
+
+def h2_keepalive(ctx, peer):
+    """L7 h2: many streams on few connections (h2load), small responses,
+    TLS terminated by the proxy, HTTP/1.1 to the plain-HTTP backend
+    (direct: the TLS backend serves h2 itself)."""
+    if not h2_negotiated(peer):
+        return {"skipped": H2_NA}
+    r, m, ccpu = _h2load(ctx, peer, "h2ka", ctx.dur["h2"])
+    n = r["count"]
+    return {"req_s": r["rate"], "mean_ms": r["mean_ms"],
+            "proxy_us": m.cpu_s["proxy"] / n * 1e6,
+            "backend_us": m.cpu_s["backend"] / n * 1e6,
+            "all_us": (m.cpu_s["proxy"] + m.cpu_s["backend"] + ccpu) / n * 1e6,
+            "errors": r["errors"], "steal_pct": m.steal_pct}
+
+
 def tls_bulk(ctx, peer):
     """c. bulk TLS download over one connection (h2load, HTTP/1.1)."""
     port = peer.addr("tls")[1]
@@ -379,7 +445,10 @@ def parse_strace_c(path):
 
 def strace_phase(ctx, peer, phase):
     """Count the proxy tree's syscalls during one short phase. Returns
-    {"unit": ..., "units": n, "calls": {...}} or raises."""
+    {"unit": ..., "units": n, "calls": {...}}, {"skipped": why} (h2ka where
+    the peer has no h2), or raises."""
+    if phase == "h2ka" and not h2_negotiated(peer):
+        return {"phase": phase, "skipped": H2_NA}
     out = os.path.join(ctx.workdir, f"strace-{peer.name}-{phase}.txt")
     argv = ["strace", "-c", "-f", "-q", "-U", "calls,errors,name", "-o", out]
     for t in tids(peer.pids()):
@@ -397,6 +466,9 @@ def strace_phase(ctx, peer, phase):
             r, _, _ = _wrk(ctx, peer, f"{phase}-strace", 10, ctx.dur["strace"],
                            close=phase == "l7cps", target=peers.L7_TARGET)
             unit, n = "req" if phase == "l7ka" else "conn", r["count"]
+        elif phase == "h2ka":  # the peer runs in L7 mode
+            r, _, _ = _h2load(ctx, peer, "h2ka-strace", ctx.dur["strace"])
+            unit, n = "req", r["count"]
         elif phase == "rawcps":
             h, port = peer.addr("raw")
             rc, o, _, _ = run("rawcps", [PY, CLIENTS, "rawcps", "--host", h, "--port", str(port),

@@ -90,6 +90,13 @@ class Data:
                 and (peer is None or r.get("peer") == peer) and "error" not in r
                 and "skipped" not in r and r.get("round") not in out]
 
+    def skipped(self, pas, scen, peer):
+        """Why the step was not measured for peer (its first "skipped"
+        row), or None."""
+        return next((r["skipped"] for r in self.rows if r.get("pass") == pas
+                     and r.get("scenario") == scen and r.get("peer") == peer
+                     and "skipped" in r), None)
+
     def vals(self, pas, scen, peer, key):
         return [r.get(key) for r in self.get(pas, scen, peer)]
 
@@ -125,10 +132,14 @@ def table(head, rows):
 
 
 def _rate_table(d, pas, scen, rate_key, cols):
-    """cols: [(header, key, scale)] besides the rate; adds x direct, spread, errors."""
+    """cols: [(header, key, scale)] besides the rate; adds x direct, spread,
+    errors. A peer the step skipped gets the reason in its rate cell."""
     rows = []
     for p in d.peers:
         if not d.get(pas, scen, p):
+            why = d.skipped(pas, scen, p)
+            if why:
+                rows.append([p, why] + ["-"] * (len(cols) + 3))
             continue
         row = [p, cell(d.vals(pas, scen, p, rate_key))]
         for _, key, scale in cols:
@@ -152,6 +163,9 @@ TITLES = {
             " {ka_conns} conns, 2 wrk threads, 64 B body; saturated)",
     "l7cps": "L7 new TLS connections/s (full handshake with the proxy, 1 req/conn,"
              " `Connection: close`, {cps_conns} conns, wrk)",
+    "h2ka": "L7 h2 requests/s (TLS terminated by the proxy, h2 from the client, HTTP/1.1 to"
+            " the plain backend; {h2_conns} conns x {h2_streams} streams, h2load, 64 B body;"
+            " saturated)",
 }
 
 
@@ -196,11 +210,13 @@ def l7_tables(d):
     pas = "l7"
     out = []
     tail = ["x direct", "spread", "errors"]
-    for scen, rate_h, rate_k, unit in (("l7ka", "req/s", "req_s", "req"),
-                                       ("l7cps", "conn/s", "conn_s", "conn")):
-        cols = [("p50 ms", "p50_ms", 1), ("p99 ms", "p99_ms", 1),
-                (f"proxy CPU us/{unit}", "proxy_us", 1),
-                (f"backend CPU us/{unit}", "backend_us", 1), (f"all CPU us/{unit}", "all_us", 1)]
+    pcts = [("p50 ms", "p50_ms", 1), ("p99 ms", "p99_ms", 1)]
+    for scen, rate_h, rate_k, unit, lat in (
+            ("l7ka", "req/s", "req_s", "req", pcts), ("l7cps", "conn/s", "conn_s", "conn", pcts),
+            ("h2ka", "req/s", "req_s", "req", [("mean ms", "mean_ms", 1)])):  # h2load: no pcts
+        cols = lat + [(f"proxy CPU us/{unit}", "proxy_us", 1),
+                      (f"backend CPU us/{unit}", "backend_us", 1),
+                      (f"all CPU us/{unit}", "all_us", 1)]
         rows = _rate_table(d, pas, scen, rate_k, cols)
         if rows:
             out.append(f"#### {_title(d, scen)}\n\n" +
@@ -210,13 +226,13 @@ def l7_tables(d):
         out.append(t)
     if not out:
         return []
-    return ["### L7 HTTP/1.1: TLS terminated by each proxy (same ECDSA P-256 certificate),"
-            " plain HTTP/1.1 to an nginx backend\n\n"
+    return ["### L7: TLS terminated by each proxy (same ECDSA P-256 certificate; ALPN h2,"
+            " http/1.1), plain HTTP/1.1 to an nginx backend\n\n"
             "`direct` = the client against the TLS backend itself (no proxy, no second hop). "
-            "Backend connections: nginx `keepalive` upstream pool and HAProxy `http-reuse "
-            "always` share idle ones between client connections; mc-proxy keeps one per "
-            "client connection (no shared pool yet), so with `Connection: close` it connects "
-            "to the backend once per request."] + out
+            "HTTP/1.1 clients: wrk; h2 clients: h2load (n/a: the proxy did not select h2). "
+            "Backend connections: all three share idle ones between client connections "
+            "(nginx `keepalive` upstream pool, HAProxy `http-reuse always`, mc-proxy's "
+            "per-worker pool)."] + out
 
 
 def latency_table(d, pas):
@@ -289,8 +305,7 @@ def addroute_table(d, pas):
     rows = []
     for p in d.peers:
         got = d.get(pas, "addroute", p)
-        skipped = [r for r in d.rows if r.get("pass") == pas and r.get("scenario") == "addroute"
-                   and r.get("peer") == p and "skipped" in r]
+        skipped = d.skipped(pas, "addroute", p)
         if got:
             api = [r for r in got if "api_ms" in r]
             rows.append([p, cell([r.get("admin_wait_ms") for r in got]),
@@ -301,7 +316,7 @@ def addroute_table(d, pas):
                          got[0].get("api_skipped", "-"),
                          fmt(sum(r["api_misses"] for r in api)) if api else "-"])
         elif skipped:
-            rows.append([p, f"skipped: {skipped[0]['skipped']}", "-", "-", "-", "-", "-", "-"])
+            rows.append([p, f"skipped: {skipped}", "-", "-", "-", "-", "-", "-"])
     if not rows:
         return ""
     return ("#### AddRoute until every worker routes the new name\n\n"
@@ -409,6 +424,9 @@ def strace_table(d):
         if "error" in r:
             rows.append([r["peer"], r.get("phase", "?"), "-", "-", "error: " + r["error"][:80]])
             continue
+        if "skipped" in r:
+            rows.append([r["peer"], r.get("phase", "?"), "-", "-", r["skipped"]])
+            continue
         n = r["units"] or 1
         calls = sorted(r["calls"].items(), key=lambda kv: -kv[1][0])
         total = sum(c for _, (c, _) in calls)
@@ -442,7 +460,7 @@ def headline(d, pas):
         for p in peers:
             v = [x * scale for x in d.vals(pas, scen, p, key) if x is not None]
             if not v or (p == "direct" and key.startswith("proxy")):
-                out.append("-")
+                out.append(d.skipped(pas, scen, p) or "-")
                 continue
             s = fmt(statistics.median(v))
             if ratio and p != "direct":
@@ -490,6 +508,8 @@ def headline(d, pas):
         ["L7: proxy CPU us per request"] + col("l7ka", "proxy_us", False, pas="l7"),
         ["L7 new TLS conn/s (1 req each)"] + col("l7cps", "conn_s", pas="l7"),
         ["L7: proxy CPU us per TLS connection"] + col("l7cps", "proxy_us", False, pas="l7"),
+        ["L7 h2 req/s (few conns, many streams)"] + col("h2ka", "req_s", pas="l7"),
+        ["L7 h2: proxy CPU us per request"] + col("h2ka", "proxy_us", False, pas="l7"),
         ["d idle RSS / PSS KiB, fresh"] + pair("start", "rss_kib", "pss_kib"),
         ["d: RSS / PSS KiB with idle conns"] + pair("idle", "rss_kib", "pss_kib"),
         ["d: PSS KiB per idle conn (vs fresh)"] + col("idle", "pss_per_conn", False),

@@ -11,9 +11,7 @@ GRPC_TEST_PEER=nginx runs the same cases through Debian's nginx
 (`listen ... ssl http2` + `grpc_pass`), the reference these cases were
 checked against.
 
-Named pending_*.py so that t/run does not pick it up until mc-proxy
-speaks h2; it becomes test_grpc.py then.
-Run: /usr/bin/python3 t/integration/pending_grpc.py [NAME...]"""
+Run: /usr/bin/python3 t/integration/test_grpc.py [NAME...]"""
 
 import hashlib
 import os

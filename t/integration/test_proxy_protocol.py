@@ -7,13 +7,9 @@ Run: /usr/bin/python3 t/integration/test_proxy_protocol.py [NAME...]"""
 
 import ipaddress
 import os
-import shutil
-import signal
 import socket
 import struct
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import mctest  # noqa: E402
@@ -128,84 +124,23 @@ def refused(sock, data, how, what):
         assert ended == "rst", "%s: closed by %s, expected an RST" % (what, ended)
 
 
-class Daemon:
-    """A peer server (haproxy, nginx) in the foreground in its own session,
-    stopped at the end of the test; ready once port accepts connections."""
-
-    def __init__(self, name, argv, port, workdir):
-        self.name = name
-        self.log_path = os.path.join(workdir, name + ".log")
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        mctest._track(self)
-        try:
-            mctest.wait_until(lambda: self._accepts(port), mctest.READY_TIMEOUT,
-                              what="%s listening on %d" % (name, port))
-        except AssertionError as e:
-            self.close()
-            raise AssertionError("%s\n%s" % (e, self.log_text()[-2000:]))
-
-    def _accepts(self, port):
-        if self.proc.poll() is not None:
-            raise AssertionError("%s exited with %s: %s" % (self.name, self.proc.returncode,
-                                                            self.log_text()[-2000:]))
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return True
-        except OSError:
-            return False
-
-    def log_text(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def close(self):
-        mctest._untrack(self)
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=5)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait(timeout=5)
-        self._log.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def require(tool):
-    path = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
-    if path is None:
-        mctest.skip("%s is not installed (tools/deps.sh installs it)" % tool)
-    return path
-
-
 def haproxy_front(tmp, port, target_port, option):
     """HAProxy listening on port, forwarding TCP to 127.0.0.1:target_port
     with the server option send-proxy or send-proxy-v2."""
-    exe = require("haproxy")
+    exe = mctest.require_tool("haproxy")
     conf = tmp.write("haproxy.cfg", "\n".join([
         "global", "    maxconn 64",
         "defaults", "    mode tcp", "    timeout connect 5s", "    timeout client 30s",
         "    timeout server 30s",
         "frontend fe", "    bind 127.0.0.1:%d" % port, "    default_backend be",
         "backend be", "    server mc 127.0.0.1:%d %s" % (target_port, option), ""]))
-    return Daemon("haproxy", [exe, "-db", "-f", conf], port, tmp.path)
+    return mctest.Daemon("haproxy", [exe, "-db", "-f", conf], port, tmp.path)
 
 
 def nginx_behind(tmp, port):
     """An nginx stream server on port that reads a PROXY header and answers
     with the addresses in it: "src_ip:src_port dst_ip:dst_port\\n"."""
-    exe = require("nginx")
+    exe = mctest.require_tool("nginx")
     if not os.path.exists(NGINX_STREAM_MODULE):
         mctest.skip("nginx has no stream module (tools/deps.sh installs libnginx-mod-stream)")
     d = tmp.path
@@ -223,7 +158,7 @@ stream {
     }
 }
 """ % {"d": d, "mod": NGINX_STREAM_MODULE, "port": port, "sp": "$proxy_protocol_server_port"})
-    return Daemon("nginx", [exe, "-e", d + "/nginx.err", "-p", d, "-c", conf], port, d)
+    return mctest.Daemon("nginx", [exe, "-e", d + "/nginx.err", "-p", d, "-c", conf], port, d)
 
 
 # ---------------------------------------------------------------- receive

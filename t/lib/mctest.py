@@ -765,4 +765,5 @@ def make_mmdb(path, *nets):
 
 # Re-exports so test files need one import.
 from certs import gen_ca_and_cert  # noqa: E402
+from daemon import *  # noqa: E402,F401,F403
 from net import *  # noqa: E402,F401,F403

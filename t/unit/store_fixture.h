@@ -14,9 +14,9 @@
 
 #include <sqlite3.h>
 
-#include "mc.h"
-#include "state.h"
-#include "store.h"
+#include "common/mc.h"
+#include "master/state.h"
+#include "master/store.h"
 
 /* Where every database lives: made by store_fixture_setup. */
 extern char tmpdir[];

@@ -3,8 +3,8 @@
 #include <netinet/in.h>
 #include <string.h>
 
-#include "addr.h"
-#include "mc.h"
+#include "common/addr.h"
+#include "common/mc.h"
 #include "tap.h"
 
 /* For accepted rows, `want` is what addr_format() prints back. */

@@ -9,8 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "chan.h"
-#include "mc.h"
+#include "common/chan.h"
+#include "common/mc.h"
 #include "tap.h"
 
 static void pair_opts(struct chan *a, struct chan *b, int type)

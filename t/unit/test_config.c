@@ -9,9 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "log.h"
-#include "mc.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/mc.h"
 #include "tap.h"
 
 #define MAX_MSGS 64

@@ -3,8 +3,8 @@
 #include <arpa/inet.h>
 #include <string.h>
 
-#include "firewall.h"
 #include "tap.h"
+#include "worker/firewall.h"
 
 static struct msg_fw_rule rule(enum fw_type type, const char *text)
 {

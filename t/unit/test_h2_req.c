@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "l7.h"
+#include "worker/l7.h"
 #include "tap.h"
 
 struct row {

@@ -5,9 +5,9 @@
  * parser; non-TLS input. Every call goes through an exact-size heap copy
  * of the bytes, so ASan reports any read past len.
  */
-#include "hello.h"
 #include "hello_fixtures.h"
 #include "tap.h"
+#include "worker/hello.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 #include <string.h>
 
-#include "hostname.h"
+#include "common/hostname.h"
 #include "tap.h"
 
 struct hcase {

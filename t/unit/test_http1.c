@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http1.h"
-#include "mc.h"
+#include "common/mc.h"
 #include "tap.h"
+#include "worker/http1.h"
 
 #define MAX_FIELDS 100
 

@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "loop.h"
+#include "common/log.h"
+#include "common/loop.h"
 #include "tap.h"
 
 #define MAX_LINES 100000 /* far past pipe + buffer: a stuck write shows as no drop */

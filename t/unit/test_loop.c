@@ -5,7 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "loop.h"
+#include "common/loop.h"
 #include "tap.h"
 
 #define N 2000

@@ -1,8 +1,8 @@
 /* http_parse_request(): the metrics exporter's request reader. */
 #include <string.h>
 
-#include "http.h"
-#include "mc.h"
+#include "common/mc.h"
+#include "metrics/http.h"
 #include "tap.h"
 
 #define IN(s)       s, sizeof(s) - 1

@@ -10,9 +10,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "addr.h"
-#include "mc.h"
-#include "prefix.h"
+#include "common/addr.h"
+#include "common/mc.h"
+#include "common/prefix.h"
 #include "tap.h"
 
 struct rule_case {

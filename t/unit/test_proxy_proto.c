@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/mc.h"
 #include "hello_fixtures.h"
-#include "mc.h"
-#include "proxy_proto.h"
 #include "tap.h"
+#include "worker/proxy_proto.h"
 
 #define V2_SIG "0d0a0d0a000d0a515549540a"
 

@@ -16,8 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "mc.h"
-#include "ratelimit.h"
+#include "common/mc.h"
+#include "common/ratelimit.h"
 #include "tap.h"
 
 static void *region;

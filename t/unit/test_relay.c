@@ -14,8 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "relay.h"
 #include "tap.h"
+#include "worker/relay.h"
 
 #define BUF_SIZE   (16 * 1024)
 #define DEADLINE_S 20 /* a stream that has not arrived by then has stalled */

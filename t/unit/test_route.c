@@ -1,8 +1,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "route.h"
 #include "tap.h"
+#include "worker/route.h"
 
 static struct route *mk(const char *hostname, const char *backend)
 {

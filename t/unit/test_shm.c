@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "shm.h"
+#include "common/shm.h"
 #include "tap.h"
 
 static uint64_t responses(const struct shm_http_counts *c, unsigned k)

@@ -5,8 +5,8 @@
  */
 #include <string.h>
 
-#include "mc.h"
-#include "siphash.h"
+#include "common/mc.h"
+#include "common/siphash.h"
 #include "tap.h"
 
 static const struct {

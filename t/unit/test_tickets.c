@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "route_l7.h"
 #include "tap.h"
-#include "tickets.h"
+#include "worker/route_l7.h"
+#include "worker/tickets.h"
 
 /* A self-signed P-256 certificate and its key, as PEM. */
 static int make_cert(char **cert, size_t *cert_len, char **key, size_t *key_len)
