@@ -76,6 +76,7 @@ static void l7_h2_fail(struct conn *c, uint32_t code, const char *why)
     h->calm = true;
     nghttp2_session_terminate_session(h->s, code);
     c->l7->close_after = true;
+    h->t_active = loop_now(c->w->loop); /* the GOAWAY has an idle_timeout to leave */
 }
 
 static void l7_h2_stream_free(struct l7_h2 *h, struct l7_h2_stream *st)
@@ -745,12 +746,13 @@ void l7_h2_run(struct conn *c)
         if (!moved)
             break;
     }
-    /* the earliest deadline: a stream's, or the connection's when it has none */
-    uint64_t at = UINT64_MAX;
-    if (h->n_streams == 0)
-        at = h->t_active + c->w->settings.idle_timeout_ms;
-    for (struct l7_h2_stream *st = h->streams; st != NULL; st = st->next)
-        at = MC_MIN(at, l7_h2_deadline(c, st));
+    /* the earliest deadline: a stream's, or the connection's when it has none or closes */
+    uint64_t at = h->t_active + c->w->settings.idle_timeout_ms;
+    if (h->n_streams > 0 && !l->close_after) {
+        at = UINT64_MAX;
+        for (struct l7_h2_stream *st = h->streams; st != NULL; st = st->next)
+            at = MC_MIN(at, l7_h2_deadline(c, st));
+    }
     loop_timer_set_at(c->w->loop, &c->timer, at);
 }
 
@@ -759,10 +761,16 @@ void l7_h2_on_timer(struct conn *c)
     struct l7_h2 *h = c->l7->h2;
     uint64_t now = loop_now(c->w->loop);
 
+    if (c->l7->close_after) {
+        /* a client that does not read our GOAWAY within idle_timeout is not waited for */
+        conn_close(c, REASON_NONE, h->calm ? "h2_calm" : "idle_timeout");
+        return;
+    }
     if (h->n_streams == 0 && h->t_active + c->w->settings.idle_timeout_ms <= now) {
         /* idle: GOAWAY, and the connection closes once it is written */
         nghttp2_session_terminate_session(h->s, NGHTTP2_NO_ERROR);
         c->l7->close_after = true;
+        h->t_active = now;
     }
     for (struct l7_h2_stream *st = h->streams; st != NULL; st = st->next) {
         bool waiting = st->dispatched && !st->resp_head;
