@@ -151,6 +151,9 @@ void l7_backend_free(struct l7_be *b);
 void l7_pool_put(struct conn *c, struct l7_be *b);
 /* An idle connection to c's backend into b; false when none. */
 bool l7_pool_take(struct conn *c, struct l7_be *b);
+/* An HTTP/2 stream to an HTTP/1.1 backend starts (more) or ends: while it
+ * runs, the pool keeps one more idle connection per backend. */
+void l7_pool_want(bool more);
 
 /* l7_h2_req.c: an HTTP/2 request's fields, and the HTTP/1.1 head they make. */
 #define L7_H2_REQ_MAX (HTTP1_HEAD_MAX + 1024) /* a head's fields, kept as lines */
@@ -193,6 +196,7 @@ struct l7_h2_stream {
     bool resp_end;   /* every body byte went into DATA */
     bool deferred;   /* the data provider waits for bytes */
     bool grpc;
+    bool pooled; /* counted in the pool's demand (l7_pool_want()) */
     size_t chunk_at;
     size_t unconsumed; /* DATA bytes in out, not yet consumed for the window */
     uint64_t t_active;

@@ -88,6 +88,8 @@ static void l7_h2_stream_free(struct l7_h2 *h, struct l7_h2_stream *st)
     if (st->next != NULL)
         st->next->prev = st->prev;
     h->n_streams--;
+    if (st->pooled)
+        l7_pool_want(false);
     l7_backend_free(&st->be);
     l7_h2_req_free(&st->req);
     l7_buf_free(&st->rhdr);
@@ -282,6 +284,8 @@ static void l7_h2_request(struct l7_h2_stream *st)
         l7_h2_answer(st, 502);
         return;
     }
+    if ((st->pooled = !st->grpc))
+        l7_pool_want(true);
     st->dispatched = true;
     st->log.req_bytes = n;
     st->be.replay = st->be.reused && st->req_end && l7_idempotent(req.method_id);

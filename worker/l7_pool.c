@@ -9,7 +9,11 @@
  * send_proxy_protocol never come here (their header names one client).
  *
  * Bounds: L7_POOL_PER_BACKEND idle per backend, L7_POOL_MAX per worker,
- * the oldest evicted first; the newest is taken first, so a quiet period
+ * the oldest evicted first. HTTP/2 streams in flight to an HTTP/1.1
+ * backend raise the first bound by their number (l7_pool_want()): each
+ * holds a connection, and streams come in bursts (a client sends the
+ * next 32 as the last 32 answers arrive), so a fixed 16 would close half
+ * of them and connect them again; the newest is taken first, so a quiet period
  * lets the surplus age out. An idle connection is watched: the backend
  * closing it, or sending anything unasked, closes it; so does
  * L7_POOL_IDLE_MS without use, kept under the usual backend keep-alive
@@ -49,6 +53,7 @@ static struct {
     struct l7_pool_conn conns[L7_POOL_MAX];
     bool init;
     uint64_t seq;
+    unsigned demand; /* HTTP/2 streams in flight to HTTP/1.1 backends */
     struct loop *loop;
 } l7_pool;
 
@@ -142,9 +147,9 @@ void l7_pool_put(struct conn *c, struct l7_be *b)
                 oldest_same = p;
         }
     }
-    struct l7_pool_conn *p = same >= L7_POOL_PER_BACKEND ? oldest_same
-                             : free_slot != NULL         ? free_slot
-                                                         : oldest;
+    struct l7_pool_conn *p = same >= L7_POOL_PER_BACKEND + l7_pool.demand ? oldest_same
+                             : free_slot != NULL                          ? free_slot
+                                                                          : oldest;
     l7_pool_drop(p);
     p->ev = (struct ev){.fd = b->ev.fd, .cb = l7_pool_on_event, .data = p};
     p->idle = (struct timer){.cb = l7_pool_on_idle, .data = p};
@@ -187,6 +192,14 @@ bool l7_pool_take(struct conn *c, struct l7_be *b)
         return false;
     }
     return true;
+}
+
+void l7_pool_want(bool more)
+{
+    if (more)
+        l7_pool.demand++;
+    else if (l7_pool.demand > 0)
+        l7_pool.demand--;
 }
 
 void l7_pool_close_all(void)
