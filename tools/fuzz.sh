@@ -26,6 +26,7 @@ trap 'rm -rf "$tmp"' EXIT
 declare -A parser=(
     [hello]="worker/hello.c"
     [http1]="worker/http1.c"
+    [h2]="worker/l7_h2_req.c"
     [proxy_proto]="worker/proxy_proto.c:proxy_proto_parse,bad,match_lit,scan_ip4,hex_value,scan_ip6,scan_port,parse_v1_unknown,parse_v1_tcp,parse_v1,v2_block_len,v2_check_tlvs,parse_v2"
     [proxy_proto_build]="worker/proxy_proto.c:proxy_proto_build_v2,ip4_of,ip6_of,port_of"
     [prefix]="common/prefix.c common/addr.c:addr_parse_cidr,parse_prefix,copy_ip"

@@ -139,7 +139,7 @@ void conn_close(struct conn *c, enum reason reason, const char *result)
     }
 }
 
-int conn_connect_result(const struct conn *c, uint32_t events)
+int conn_connect_result(int fd, uint32_t events)
 {
     int err = 0;
     socklen_t len = sizeof(err);
@@ -147,8 +147,7 @@ int conn_connect_result(const struct conn *c, uint32_t events)
     /* writable without an error means connected: SO_ERROR only on the failure path */
     if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
         return EINPROGRESS;
-    if ((events & (EPOLLERR | EPOLLHUP)) &&
-        getsockopt(c->bev.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+    if ((events & (EPOLLERR | EPOLLHUP)) && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
         err = errno;
     if (err == 0 && (events & (EPOLLERR | EPOLLHUP)))
         err = ECONNREFUSED;
@@ -157,10 +156,20 @@ int conn_connect_result(const struct conn *c, uint32_t events)
 
 void conn_free_dead(struct worker *w)
 {
+    l7_h2_free_dead();
     while (w->dead != NULL) {
         struct conn *c = w->dead;
         w->dead = c->next_dead;
         free(c);
+    }
+}
+
+void conn_drain_all(struct worker *w)
+{
+    for (struct conn *c = w->conns, *next; c != NULL; c = next) {
+        next = c->next; /* it may close */
+        if (c->state == CS_L7)
+            l7_drain(c);
     }
 }
 

@@ -67,19 +67,23 @@ struct conn {
     bool resume_queued;
 };
 
-/* A non-blocking connect of the backend socket, from its epoll events: 0
+/* A non-blocking connect of socket fd, from its epoll events: 0
  * connected, EINPROGRESS still going, else why it failed. */
-int conn_connect_result(const struct conn *c, uint32_t events);
+int conn_connect_result(int fd, uint32_t events);
 
 /* reason is a refusal code, or REASON_NONE with result saying how an
  * admitted connection ended. */
 void conn_close(struct conn *c, enum reason reason, const char *result);
 
-/* l7.c: a routed L7 connection: TLS with the route's certificate, then HTTP/1.1. */
+/* l7.c: a routed L7 connection: TLS with the route's certificate, then HTTP/1.1 or HTTP/2. */
 void l7_start(struct conn *c);
 void l7_on_client(struct conn *c);
 void l7_on_timer(struct conn *c);
 void l7_free(struct conn *c);
+/* The worker drains: an HTTP/2 client gets GOAWAY and ends with its last stream. */
+void l7_drain(struct conn *c);
+/* l7_h2.c: frees the HTTP/2 streams closed in this loop iteration. */
+void l7_h2_free_dead(void);
 
 /* l4.c: a routed L4 connection: connect, replay, relay. */
 void l4_start(struct conn *c);

@@ -818,3 +818,8 @@ enum http1_status http1_chunked_feed(struct http1_chunked *c, const uint8_t *buf
         return HTTP1_ERROR;
     return HTTP1_NEED_MORE;
 }
+
+uint64_t http1_chunked_data_left(const struct http1_chunked *c)
+{
+    return c->state == CH_DATA ? c->left : 0;
+}

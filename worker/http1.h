@@ -254,4 +254,9 @@ void http1_chunked_init(struct http1_chunked *c);
 enum http1_status http1_chunked_feed(struct http1_chunked *c, const uint8_t *buf, size_t n,
                                      size_t *used, size_t *data);
 
+/* How many of the next body bytes are chunk data (0 while framing comes):
+ * a proxy that re-frames the body (HTTP/2 DATA) takes those as they are
+ * and feeds the framing between them byte by byte. */
+uint64_t http1_chunked_data_left(const struct http1_chunked *c);
+
 #endif

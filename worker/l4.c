@@ -166,7 +166,7 @@ static void l4_replay(struct conn *c)
 
 static void l4_connected(struct conn *c, uint32_t events)
 {
-    int err = conn_connect_result(c, events);
+    int err = conn_connect_result(c->bev.fd, events);
 
     if (err == EINPROGRESS)
         return;

@@ -1,7 +1,8 @@
 /*
  * An L7 route: the connection, routed by conn.c on the SNI of the
  * ClientHello it already read, is terminated with the route's
- * certificate and its HTTP/1.1 requests are proxied to the backend.
+ * certificate and its HTTP/1.1 requests are proxied to the backend (a
+ * client that chose h2 by ALPN is l7_h2.c's after the handshake).
  *
  *   TLS      SSL_accept over the bytes conn.c buffered (a memory BIO
  *            that serves them first, then the socket), non-blocking,
@@ -45,11 +46,10 @@ void l7_free(struct conn *c)
 
     if (l == NULL)
         return;
+    l7_h2_free(c);
     SSL_free(l->ssl);
-    SSL_free(l->bssl);
+    l7_backend_free(&l->be);
     l7_buf_free(&l->in);
-    l7_buf_free(&l->bout);
-    l7_buf_free(&l->bin);
     l7_buf_free(&l->cout);
     mc_free(&c->l7);
 }
@@ -61,25 +61,47 @@ static void l7_copy_span(char *dst, size_t size, const uint8_t *buf, struct http
     dst[n] = '\0';
 }
 
-/* One access line per request (the connection's own line comes at its close). */
-static void l7_log_request(struct conn *c)
+void l7_reqlog_start(struct conn *c, struct l7_reqlog *rl, const struct http1_head *h,
+                     const uint8_t *buf)
 {
-    struct l7 *l = c->l7;
+    rl->t_req = loop_now(c->w->loop);
+    rl->req_bytes = rl->resp_bytes = 0;
+    rl->t_resp = 0;
+    l7_copy_span(rl->method, sizeof(rl->method), buf, h->method);
+    l7_copy_span(rl->host, sizeof(rl->host), buf, h->host);
+    /* the path without its query: queries carry secrets more often than paths */
+    struct http1_span path = h->path;
+    const uint8_t *q = memchr(buf + path.off, '?', path.len);
+    if (q != NULL)
+        path.len = (uint32_t)(q - (buf + path.off));
+    l7_copy_span(rl->path, sizeof(rl->path), buf, path);
+    if (rl->path[0] == '\0')
+        snprintf(rl->path, sizeof(rl->path), "/");
+}
+
+/* One access line per request (the connection's own line comes at its close). */
+void l7_reqlog_write(struct conn *c, struct l7_reqlog *l, const char *proto)
+{
     char client[ADDR_STRLEN];
     struct log_rec r;
     uint64_t now = loop_now(c->w->loop);
 
-    if (l->status == 0 || !log_enabled(LOGL_INFO))
+    if (l->status == 0 || !log_enabled(LOGL_INFO)) {
+        l->status = 0;
         return;
+    }
     log_rec_begin(&r, LOGL_INFO, "request");
     log_rec_str(&r, "listener", c->l->addr);
     log_rec_str(&r, "client", addr_format(&c->client, client, sizeof(client)));
     log_rec_str(&r, "route", c->route->hostname);
     log_rec_str(&r, "backend", c->route->backend);
+    log_rec_str(&r, "proto", proto);
     log_rec_str(&r, "method", l->method);
     log_rec_str(&r, "host", l->host);
     log_rec_str(&r, "path", l->path);
     log_rec_u64(&r, "status", l->status);
+    if (l->grpc_status[0] != '\0')
+        log_rec_str(&r, "grpc_status", l->grpc_status);
     log_rec_u64(&r, "bytes_in", l->req_bytes);
     log_rec_u64(&r, "bytes_out", l->resp_bytes);
     if (l->t_resp != 0)
@@ -89,8 +111,7 @@ static void l7_log_request(struct conn *c)
     l->status = 0;
 }
 
-/* Counts a final response (the backend's or ours) in the route's metrics. */
-static void l7_count(struct conn *c, unsigned status, bool policy_block)
+void l7_count(struct conn *c, unsigned status, bool policy_block)
 {
     struct route_l7 *r = c->route->l7;
 
@@ -114,18 +135,18 @@ static void l7_answer(struct conn *c, unsigned status)
                   "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
                   "Connection: close\r\n\r\n%u %s\n",
                   status, reason, strlen(reason) + 5, status, reason);
-    l->status = status;
+    l->log.status = status;
     l7_count(c, status, status == 403); /* our only 403 is a policy's */
-    l->resp_bytes = l->cout.len;
+    l->log.resp_bytes = l->cout.len;
     l->rq = RQ_DONE;
     l->rs = RS_DONE;
     l->close_after = true;
     l->tunnel = false;
-    l7_backend_close(c);
+    l7_backend_close(&l->be);
     loop_timer_set(c->w->loop, &c->timer, c->w->settings.idle_timeout_ms);
 }
 
-static bool l7_idempotent(enum http1_method m)
+bool l7_idempotent(enum http1_method m)
 {
     return m == HTTP1_METHOD_GET || m == HTTP1_METHOD_HEAD || m == HTTP1_METHOD_PUT ||
            m == HTTP1_METHOD_DELETE || m == HTTP1_METHOD_OPTIONS || m == HTTP1_METHOD_TRACE;
@@ -138,29 +159,14 @@ static void l7_request(struct conn *c)
     struct http1_head *h = &l->req;
     const uint8_t *buf = l->in.p;
 
-    l->t_req = loop_now(c->w->loop);
-    l->req_bytes = l->resp_bytes = 0;
-    l->t_resp = 0;
-    l7_copy_span(l->method, sizeof(l->method), buf, h->method);
-    l7_copy_span(l->host, sizeof(l->host), buf, h->host);
-    /* the path without its query: queries carry secrets more often than paths */
-    struct http1_span path = h->path;
-    const uint8_t *q = memchr(buf + path.off, '?', path.len);
-    if (q != NULL)
-        path.len = (uint32_t)(q - (buf + path.off));
-    l7_copy_span(l->path, sizeof(l->path), buf, path);
-    if (l->path[0] == '\0')
-        snprintf(l->path, sizeof(l->path), "/");
-
-    if (!(h->host.len == 0 ? c->sni != NULL : l7_head_host_ok(c, buf, h->host))) {
-        l7_answer(c, 421);
+    l7_reqlog_start(c, &l->log, h, buf);
+    unsigned refused = l7_head_check(c, h, buf);
+    if (refused != 0) {
+        l7_answer(c, refused);
         return;
     }
-    if (c->route->l7->n_policies > 0 && l7_head_refused(c, buf)) {
-        l7_answer(c, 403);
-        return;
-    }
-    if (!l7_head_request(c, buf) || !l7_backend_connect(c, l7_on_backend)) {
+    if (!l7_head_request(c, h, buf, &l->be.out) ||
+        !l7_backend_connect(c, &l->be, l7_on_backend, c)) {
         l7_answer(c, 502);
         return;
     }
@@ -171,11 +177,11 @@ static void l7_request(struct conn *c)
                 ? RQ_DONE
                 : RQ_BODY;
     l->rs = RS_HEAD;
-    l->req_bytes = h->len;
+    l->log.req_bytes = h->len;
     l7_buf_consume(&l->in, h->len);
     /* one that can go again if a reused connection turns out dead (RFC 9110 9.2.2) */
-    l->replay = l->reused && l->rq == RQ_DONE && l7_idempotent(h->method_id);
-    l->t_sent = loop_now(c->w->loop);
+    l->be.replay = l->be.reused && l->rq == RQ_DONE && l7_idempotent(h->method_id);
+    l->log.t_sent = loop_now(c->w->loop);
     loop_timer_set(c->w->loop, &c->timer, c->w->settings.response_timeout_ms);
 }
 
@@ -188,8 +194,8 @@ static bool l7_up_process(struct conn *c)
     if (l->in.len == 0 || l->close_after)
         return false;
     if (l->tunnel) {
-        n = l7_buf_room(&l->bout, 1) ? MC_MIN(l->in.len, l->bout.cap - l->bout.len) : 0;
-        l7_buf_put(&l->bout, l->in.p, n);
+        n = l7_buf_room(&l->be.out, 1) ? MC_MIN(l->in.len, l->be.out.cap - l->be.out.len) : 0;
+        l7_buf_put(&l->be.out, l->in.p, n);
         l7_buf_consume(&l->in, n);
         return n > 0;
     }
@@ -204,9 +210,9 @@ static bool l7_up_process(struct conn *c)
             return false;
         case HTTP1_ERROR:
             log_debug("refused request head from %s: %s", c->l->addr, l->req.err);
-            snprintf(l->method, sizeof(l->method), "-");
-            snprintf(l->path, sizeof(l->path), "-");
-            l->t_req = loop_now(c->w->loop);
+            snprintf(l->log.method, sizeof(l->log.method), "-");
+            snprintf(l->log.path, sizeof(l->log.path), "-");
+            l->log.t_req = loop_now(c->w->loop);
             l7_answer(c, (unsigned)l->req.status);
             return true;
         case HTTP1_OK:
@@ -215,9 +221,9 @@ static bool l7_up_process(struct conn *c)
         }
         return false;
     case RQ_BODY:
-        if (!l7_buf_room(&l->bout, 1))
+        if (!l7_buf_room(&l->be.out, 1))
             return false;
-        n = MC_MIN(l->in.len, l->bout.cap - l->bout.len);
+        n = MC_MIN(l->in.len, l->be.out.cap - l->be.out.len);
         if (l->req.body == HTTP1_BODY_LENGTH) {
             n = (size_t)MC_MIN((uint64_t)n, l->req_left);
             l->req_left -= n;
@@ -237,9 +243,9 @@ static bool l7_up_process(struct conn *c)
             if (st == HTTP1_OK)
                 l->rq = RQ_DONE;
         }
-        l7_buf_put(&l->bout, l->in.p, n);
+        l7_buf_put(&l->be.out, l->in.p, n);
         l7_buf_consume(&l->in, n);
-        l->req_bytes += n;
+        l->log.req_bytes += n;
         return n > 0;
     case RQ_DONE:
         return false;
@@ -260,8 +266,8 @@ static void l7_response(struct conn *c)
         }
         l->tunnel = true;
     }
-    if (l->t_resp == 0)
-        l->t_resp = loop_now(c->w->loop);
+    if (l->log.t_resp == 0)
+        l->log.t_resp = loop_now(c->w->loop);
     /* a read-to-close body ends the client connection too; so does a request body not all sent */
     l->keep = l->req.keep_alive && h->keep_alive && h->body != HTTP1_BODY_CLOSE;
     size_t before = l->cout.len;
@@ -269,15 +275,15 @@ static void l7_response(struct conn *c)
         l7_answer(c, 502);
         return;
     }
-    l->resp_bytes += l->cout.len - before;
-    l7_buf_consume(&l->bin, h->len);
+    l->log.resp_bytes += l->cout.len - before;
+    l7_buf_consume(&l->be.in, h->len);
     if (h->code < 200 && h->code != 101) {
         /* 100 Continue and friends: passed on, the final response follows */
         http1_response_init(&l->resp, l->resp_fields, L7_FIELDS,
                             l->req.method_id == HTTP1_METHOD_HEAD);
         return;
     }
-    l->status = h->code;
+    l->log.status = h->code;
     l7_count(c, h->code, false);
     l->resp_left = h->content_length;
     http1_chunked_init(&l->resp_chunked);
@@ -295,42 +301,43 @@ static bool l7_down_process(struct conn *c)
     size_t n, used, data;
 
     if (l->tunnel || l->rs == RS_BODY) {
-        if (l->bin.len == 0 || !l7_buf_room(&l->cout, 1))
+        if (l->be.in.len == 0 || !l7_buf_room(&l->cout, 1))
             return false;
-        n = MC_MIN(l->bin.len, l->cout.cap - l->cout.len);
+        n = MC_MIN(l->be.in.len, l->cout.cap - l->cout.len);
         if (!l->tunnel && l->resp.body == HTTP1_BODY_LENGTH) {
             n = (size_t)MC_MIN((uint64_t)n, l->resp_left);
             l->resp_left -= n;
             if (l->resp_left == 0)
                 l->rs = RS_DONE;
         } else if (!l->tunnel && l->resp.body == HTTP1_BODY_CHUNKED) {
-            enum http1_status st = http1_chunked_feed(&l->resp_chunked, l->bin.p, n, &used, &data);
+            enum http1_status st =
+                http1_chunked_feed(&l->resp_chunked, l->be.in.p, n, &used, &data);
             if (st == HTTP1_ERROR) {
                 log_debug("bad chunked response from %s: %s", c->route->backend,
                           l->resp_chunked.err);
                 l->close_after = true;
-                l7_backend_close(c);
+                l7_backend_close(&l->be);
                 return true;
             }
             n = used;
             if (st == HTTP1_OK)
                 l->rs = RS_DONE;
         }
-        l7_buf_put(&l->cout, l->bin.p, n);
-        l7_buf_consume(&l->bin, n);
-        l->resp_bytes += n;
+        l7_buf_put(&l->cout, l->be.in.p, n);
+        l7_buf_consume(&l->be.in, n);
+        l->log.resp_bytes += n;
         return n > 0;
     }
     if (l->rs != RS_HEAD) {
-        if (l->bin.len > 0) /* nothing was asked: a backend that talks anyway is not reused */
-            l7_backend_close(c);
+        if (l->be.in.len > 0) /* nothing was asked: a backend that talks anyway is not reused */
+            l7_backend_close(&l->be);
         return false;
     }
-    if (l->bin.len == 0)
+    if (l->be.in.len == 0)
         return false;
-    switch (http1_parse(&l->resp, l->bin.p, l->bin.len)) {
+    switch (http1_parse(&l->resp, l->be.in.p, l->be.in.len)) {
     case HTTP1_NEED_MORE:
-        l7_buf_room(&l->bin, MC_MIN((size_t)HTTP1_HEAD_MAX + 1 - l->bin.len, L7_BUF_FIRST));
+        l7_buf_room(&l->be.in, MC_MIN((size_t)HTTP1_HEAD_MAX + 1 - l->be.in.len, L7_BUF_FIRST));
         return false;
     case HTTP1_ERROR:
         log_debug("bad response head from %s: %s", c->route->backend, l->resp.err);
@@ -350,7 +357,7 @@ static bool l7_want_client_bytes(struct l7 *l)
 }
 
 /* Decrypted client bytes into in, until OpenSSL has none or in is full. */
-static int l7_up_read(struct conn *c)
+int l7_client_read(struct conn *c)
 {
     struct l7 *l = c->l7;
     bool moved = false;
@@ -389,7 +396,7 @@ static int l7_up_read(struct conn *c)
 }
 
 /* cout to the client through OpenSSL. */
-static int l7_down_write(struct conn *c)
+int l7_client_write(struct conn *c)
 {
     struct l7 *l = c->l7;
     bool moved = false;
@@ -423,8 +430,10 @@ static void l7_exchange_done(struct conn *c)
 {
     struct l7 *l = c->l7;
 
-    l7_log_request(c);
-    l7_backend_release(c);
+    l7_reqlog_write(c, &l->log, "HTTP/1.1");
+    l7_backend_release(c, &l->be,
+                       !l->tunnel && l->rs == RS_DONE && l->rq == RQ_DONE && l->resp.keep_alive &&
+                           l->resp.body != HTTP1_BODY_CLOSE);
     if (!l->keep || l->rq != RQ_DONE || l->close_after) {
         l->close_after = true;
         return;
@@ -445,12 +454,12 @@ static void l7_lost_backend(struct conn *c, bool connect)
                                   memory_order_relaxed);
     if (l->rs == RS_HEAD) {
         /* a reused connection the backend had closed, and nothing of an answer yet */
-        if (!connect && l->replay && l->bin.len == 0 && l7_backend_retry(c, l7_on_backend))
+        if (!connect && l->be.replay && l->be.in.len == 0 && l7_backend_retry(c, &l->be))
             return;
         l7_answer(c, 502);
         return;
     }
-    l7_backend_close(c);
+    l7_backend_close(&l->be);
     l->close_after = true;
 }
 
@@ -467,7 +476,7 @@ static void l7_run(struct conn *c)
     for (int round = 0; round < 1024; round++) {
         bool moved = false;
         l->want_write = false;
-        if ((rc = l7_up_read(c)) < 0) {
+        if ((rc = l7_client_read(c)) < 0) {
             conn_close(c, REASON_NONE, "client_error");
             return;
         }
@@ -476,25 +485,27 @@ static void l7_run(struct conn *c)
          * bytes behind it leave in one write (one TLS record) */
         while (l7_up_process(c))
             moved = true;
-        if ((rc = l7_backend_io(c)) < 0) {
+        if ((rc = l7_backend_io(c, &l->be)) < 0) {
             l7_lost_backend(c, false);
             moved = true;
         }
         moved |= rc > 0;
+        if (l->tunnel && l->client_eof && l->be.out.len == 0)
+            l7_backend_shutdown(&l->be); /* the client is done sending: so are we */
         while (l7_down_process(c))
             moved = true;
-        if (l->backend_eof && c->bev.fd >= 0 && l->bin.len == 0 && !l->tunnel) {
+        if (l->be.eof && l->be.ev.fd >= 0 && l->be.in.len == 0 && !l->tunnel) {
             if (l->rs == RS_BODY && l->resp.body == HTTP1_BODY_CLOSE) {
                 l->rs = RS_DONE;
-                l7_backend_close(c);
+                l7_backend_close(&l->be);
             } else if (l->rs == RS_HEAD || l->rs == RS_BODY) {
                 l7_lost_backend(c, false); /* closed before the response ended */
             } else {
-                l7_backend_close(c); /* an idle keep-alive connection the backend closed */
+                l7_backend_close(&l->be); /* an idle keep-alive connection the backend closed */
             }
             moved = true;
         }
-        if ((rc = l7_down_write(c)) < 0) {
+        if ((rc = l7_client_write(c)) < 0) {
             conn_close(c, REASON_NONE, "client_error");
             return;
         }
@@ -503,8 +514,8 @@ static void l7_run(struct conn *c)
             l7_exchange_done(c);
             moved = true;
         }
-        if (l->tunnel && l->backend_eof && l->bin.len == 0 && l->cout.len == 0 &&
-            (l->client_eof || l->bout.len == 0)) {
+        if (l->tunnel && l->be.eof && l->be.in.len == 0 && l->cout.len == 0 &&
+            (l->client_eof || l->be.out.len == 0)) {
             conn_close(c, REASON_NONE, "ok");
             return;
         }
@@ -557,15 +568,34 @@ static void l7_handshake(struct conn *c)
     }
     l->handshaken = true;
     c->up.src_ready = true; /* a request may have come with the Finished message */
-    http1_request_init(&l->req, l->req_fields, L7_FIELDS);
     loop_timer_set(c->w->loop, &c->timer, c->w->settings.idle_timeout_ms);
+    const unsigned char *proto;
+    unsigned proto_len;
+    SSL_get0_alpn_selected(l->ssl, &proto, &proto_len);
+    if (proto_len == 2 && memcmp(proto, "h2", 2) == 0) {
+        if (!l7_h2_start(c)) {
+            conn_close(c, REASON_NONE, "error");
+            return;
+        }
+        l7_h2_run(c);
+        return;
+    }
+    http1_request_init(&l->req, l->req_fields, L7_FIELDS);
     l7_run(c);
+}
+
+void l7_drain(struct conn *c)
+{
+    if (c->l7->h2 != NULL)
+        l7_h2_drain(c);
 }
 
 void l7_on_client(struct conn *c)
 {
     if (!c->l7->handshaken)
         l7_handshake(c);
+    else if (c->l7->h2 != NULL)
+        l7_h2_run(c);
     else
         l7_run(c);
 }
@@ -577,24 +607,11 @@ static void l7_on_backend(struct ev *ev, uint32_t events)
 
     if (c->state != CS_L7)
         return; /* closed earlier in this loop iteration */
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-        l->bready = true;
-    if (l->connecting) {
-        int err = conn_connect_result(c, events);
-        if (err == EINPROGRESS)
-            return;
-        if (err != 0) {
-            log_errno(LOGL_DEBUG, err, "connect() to %s", c->route->backend);
-            l7_lost_backend(c, true);
-            l7_run(c);
-            return;
-        }
-        if (!l7_backend_connected(c)) {
-            l7_lost_backend(c, false);
-            l7_run(c);
-            return;
-        }
-    }
+    int err = l7_backend_connect_result(c, &l->be, events);
+    if (err == EINPROGRESS)
+        return;
+    if (err != 0)
+        l7_lost_backend(c, err > 0);
     l7_run(c);
 }
 
@@ -606,11 +623,15 @@ void l7_on_timer(struct conn *c)
         conn_close(c, REASON_HELLO_TIMEOUT, NULL);
         return;
     }
+    if (l->h2 != NULL) {
+        l7_h2_on_timer(c);
+        return;
+    }
     if (l->rs == RS_HEAD) {
-        if (l->connecting)
+        if (l->be.connecting)
             atomic_fetch_add_explicit(&c->w->slot->refused[REASON_BACKEND_CONNECT_TIMEOUT], 1,
                                       memory_order_relaxed);
-        l7_answer(c, l->connecting ? 502 : 504);
+        l7_answer(c, l->be.connecting ? 502 : 504);
         l7_run(c);
         return;
     }
@@ -631,6 +652,7 @@ void l7_start(struct conn *c)
         conn_close(c, REASON_NONE, "error");
         return;
     }
+    l->be.ev.fd = -1;
     /* the ClientHello conn.c read is OpenSSL's first input: not a byte lost */
     BIO *pre = BIO_new(BIO_s_mem()), *wb = BIO_new_socket(c->cev.fd, BIO_NOCLOSE);
     if (pre == NULL || wb == NULL || BIO_write(pre, hs->data, (int)hs->len) != (int)hs->len) {

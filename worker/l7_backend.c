@@ -13,29 +13,32 @@
 #include "worker/proxy_proto.h"
 
 /* The socket and its TLS only: what was to be sent stays. */
-static void l7_backend_close_socket(struct conn *c)
+static void l7_backend_close_socket(struct l7_be *b)
 {
-    struct l7 *l = c->l7;
-
-    if (c->bev.fd >= 0) {
-        close(c->bev.fd); /* also leaves epoll */
-        c->bev.fd = -1;
+    if (b->ev.fd >= 0) {
+        close(b->ev.fd); /* also leaves epoll */
+        b->ev.fd = -1;
     }
-    SSL_free(l->bssl);
-    l->bssl = NULL;
-    l->bhandshaken = false;
-    l->connecting = false;
-    l->backend_eof = l->backend_shut = false;
-    l->bin.len = 0;
+    SSL_free(b->ssl);
+    b->ssl = NULL;
+    b->handshaken = false;
+    b->connecting = false;
+    b->eof = b->shut = false;
+    b->in.len = 0;
 }
 
-void l7_backend_close(struct conn *c)
+void l7_backend_close(struct l7_be *b)
 {
-    struct l7 *l = c->l7;
+    l7_backend_close_socket(b);
+    b->out.len = b->out.off = 0;
+    b->replay = false;
+}
 
-    l7_backend_close_socket(c);
-    l->bout.len = l->bout.off = 0;
-    l->replay = false;
+void l7_backend_free(struct l7_be *b)
+{
+    l7_backend_close(b);
+    l7_buf_free(&b->out);
+    l7_buf_free(&b->in);
 }
 
 const char *l7_backend_sni(const struct conn *c)
@@ -57,9 +60,9 @@ static size_t l7_backend_proxy_header(struct conn *c, uint8_t hdr[PROXY_PROTO_V2
 }
 
 /* A plaintext backend: the header goes in front of everything else to send. */
-static bool l7_backend_put_proxy_header(struct conn *c)
+static bool l7_backend_put_proxy_header(struct conn *c, struct l7_be *b)
 {
-    struct l7_buf *out = &c->l7->bout;
+    struct l7_buf *out = &b->out;
     uint8_t hdr[PROXY_PROTO_V2_HDR + 36];
     size_t n = l7_backend_proxy_header(c, hdr);
 
@@ -73,18 +76,17 @@ static bool l7_backend_put_proxy_header(struct conn *c)
 
 /* A TLS backend: the header goes before the handshake, on a socket just
  * connected, which takes 52 bytes whole. */
-static bool l7_backend_send_proxy_header(struct conn *c)
+static bool l7_backend_send_proxy_header(struct conn *c, struct l7_be *b)
 {
     uint8_t hdr[PROXY_PROTO_V2_HDR + 36];
     size_t n = l7_backend_proxy_header(c, hdr);
 
-    return n > 0 && send(c->bev.fd, hdr, n, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)n;
+    return n > 0 && send(b->ev.fd, hdr, n, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)n;
 }
 
-/* A new connection to the route's backend. */
-static bool l7_backend_open(struct conn *c, ev_fn *cb)
+/* A new connection to the route's backend; b->ev's cb and data are set. */
+static bool l7_backend_open(struct conn *c, struct l7_be *b)
 {
-    struct l7 *l = c->l7;
     const struct mc_addr *to = &c->route->backend_addr;
     int one = 1;
 
@@ -92,59 +94,57 @@ static bool l7_backend_open(struct conn *c, ev_fn *cb)
     if (fd < 0)
         return false;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    c->bev = (struct ev){.fd = fd, .cb = cb, .data = c};
-    c->t_connect_us = shm_clock_us();
+    b->ev.fd = fd;
+    b->t_connect_us = shm_clock_us();
     if (connect(fd, (const struct sockaddr *)&to->ss, to->len) < 0 && errno != EINPROGRESS) {
         log_errno(LOGL_DEBUG, errno, "connect() to %s", c->route->backend);
         return false;
     }
-    l->connecting = true;
-    if (loop_add(c->w->loop, &c->bev, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0)
+    b->connecting = true;
+    if (loop_add(c->w->loop, &b->ev, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0)
         return false;
     return !c->route->send_proxy_protocol || c->route->backend_tls ||
-           l7_backend_put_proxy_header(c);
+           l7_backend_put_proxy_header(c, b);
 }
 
-/* The connection this client used last (a PROXY route's, kept for it),
- * an idle one from the pool, or a new one. */
-bool l7_backend_connect(struct conn *c, ev_fn *cb)
+/* The connection b kept (a PROXY route's, kept for its client), an idle
+ * one from the pool, or a new one. */
+bool l7_backend_connect(struct conn *c, struct l7_be *b, ev_fn *cb, void *data)
 {
-    struct l7 *l = c->l7;
-
-    l->reused = c->bev.fd >= 0 || (!c->route->send_proxy_protocol && l7_pool_take(c, cb));
-    if (l->reused)
-        l->bready = true; /* it may have said something while it waited */
-    return l->reused || l7_backend_open(c, cb);
+    b->ev.cb = cb;
+    b->ev.data = data;
+    b->reused = b->ev.fd >= 0 || (!c->route->send_proxy_protocol && !b->h2 && l7_pool_take(c, b));
+    if (b->reused)
+        b->ready = true; /* it may have said something while it waited */
+    return b->reused || l7_backend_open(c, b);
 }
 
 /* An idle connection that proved dead before any response byte: the
- * request, kept whole in bout (l->replay), goes once more on a new one. */
-bool l7_backend_retry(struct conn *c, ev_fn *cb)
+ * request, kept whole in out (b->replay), goes once more on a new one. */
+bool l7_backend_retry(struct conn *c, struct l7_be *b)
 {
-    struct l7 *l = c->l7;
-
     log_debug("idle connection to %s was closed: request sent again", c->route->backend);
-    l7_backend_close_socket(c);
-    l->bout.off = 0;
-    l->replay = l->reused = false;
-    return l7_backend_open(c, cb);
+    l7_backend_close_socket(b);
+    b->out.off = 0;
+    b->replay = b->reused = false;
+    return l7_backend_open(c, b);
+}
+
+bool l7_backend_reusable(const struct l7_be *b)
+{
+    return b->ev.fd >= 0 && !b->connecting && b->out.len == 0 && b->in.len == 0 && !b->eof &&
+           (b->ssl == NULL || b->handshaken);
 }
 
 /* The exchange is over: a connection fit for another request goes to the
  * pool, or stays for this client when a PROXY header names it; else it
  * is closed. */
-void l7_backend_release(struct conn *c)
+void l7_backend_release(struct conn *c, struct l7_be *b, bool reusable)
 {
-    struct l7 *l = c->l7;
-    bool reusable = c->bev.fd >= 0 && !l->connecting && !l->tunnel && l->rs == RS_DONE &&
-                    l->resp.keep_alive && l->resp.body != HTTP1_BODY_CLOSE && l->rq == RQ_DONE &&
-                    l->bout.len == 0 && l->bin.len == 0 && !l->backend_eof &&
-                    (l->bssl == NULL || l->bhandshaken);
-
-    if (!reusable)
-        l7_backend_close(c);
+    if (!reusable || b->h2 || !l7_backend_reusable(b))
+        l7_backend_close(b);
     else if (!c->route->send_proxy_protocol)
-        l7_pool_put(c);
+        l7_pool_put(c, b);
 }
 
 /*
@@ -153,7 +153,7 @@ void l7_backend_release(struct conn *c)
  * the backend's certificate is not verified (SPEC section 6), which the
  * master says at start.
  */
-static SSL *l7_backend_ssl(struct conn *c)
+static SSL *l7_backend_ssl(struct conn *c, struct l7_be *b)
 {
     static SSL_CTX *ctx;
     static const uint8_t alpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
@@ -171,31 +171,36 @@ static SSL *l7_backend_ssl(struct conn *c)
     }
     SSL *ssl = SSL_new(ctx);
     const char *name = l7_backend_sni(c);
-    if (ssl == NULL || SSL_set_fd(ssl, c->bev.fd) != 1 ||
+    if (ssl == NULL || SSL_set_fd(ssl, b->ev.fd) != 1 ||
         (name[0] != '\0' && SSL_set_tlsext_host_name(ssl, name) != 1)) {
         SSL_free(ssl);
         ERR_clear_error();
         return NULL;
+    }
+    if (b->h2) {
+        static const uint8_t alpn_h2[] = {2, 'h', '2'};
+        if (SSL_set_alpn_protos(ssl, alpn_h2, sizeof(alpn_h2)) != 0) {
+            SSL_free(ssl);
+            return NULL;
+        }
     }
     SSL_set_connect_state(ssl);
     return ssl;
 }
 
 /* One send to the backend: bytes taken, 0 when it would block, -1 on error. */
-static ssize_t l7_backend_send(struct conn *c, const uint8_t *p, size_t n)
+static ssize_t l7_backend_send(struct l7_be *b, const uint8_t *p, size_t n)
 {
-    struct l7 *l = c->l7;
-
-    if (l->bssl != NULL) {
-        int r = SSL_write(l->bssl, p, (int)n);
+    if (b->ssl != NULL) {
+        int r = SSL_write(b->ssl, p, (int)n);
         if (r > 0)
             return r;
-        int e = SSL_get_error(l->bssl, r);
+        int e = SSL_get_error(b->ssl, r);
         ERR_clear_error();
         return e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? 0 : -1;
     }
     for (;;) {
-        ssize_t r = send(c->bev.fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        ssize_t r = send(b->ev.fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (r >= 0)
             return r;
         if (errno != EINTR)
@@ -204,22 +209,20 @@ static ssize_t l7_backend_send(struct conn *c, const uint8_t *p, size_t n)
 }
 
 /* One read from the backend: bytes read, 0 at EOF, MC_AGAIN when it would block, -1 on error. */
-static ssize_t l7_backend_recv(struct conn *c, uint8_t *p, size_t n)
+static ssize_t l7_backend_recv(struct l7_be *b, uint8_t *p, size_t n)
 {
-    struct l7 *l = c->l7;
-
-    if (l->bssl != NULL) {
-        int r = SSL_read(l->bssl, p, (int)n);
+    if (b->ssl != NULL) {
+        int r = SSL_read(b->ssl, p, (int)n);
         if (r > 0)
             return r;
-        int e = SSL_get_error(l->bssl, r);
+        int e = SSL_get_error(b->ssl, r);
         ERR_clear_error();
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
             return MC_AGAIN;
         return e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && r == 0) ? 0 : -1;
     }
     for (;;) {
-        ssize_t r = recv(c->bev.fd, p, n, MSG_DONTWAIT);
+        ssize_t r = recv(b->ev.fd, p, n, MSG_DONTWAIT);
         if (r >= 0)
             return r;
         if (errno != EINTR)
@@ -227,19 +230,18 @@ static ssize_t l7_backend_recv(struct conn *c, uint8_t *p, size_t n)
     }
 }
 
-/* Backend bytes into bin; bout to the backend. */
-int l7_backend_io(struct conn *c)
+/* Backend bytes into in; out to the backend. */
+int l7_backend_io(struct conn *c, struct l7_be *b)
 {
-    struct l7 *l = c->l7;
     bool moved = false;
     ssize_t n;
 
-    if (c->bev.fd < 0 || l->connecting)
+    if (b->ev.fd < 0 || b->connecting)
         return 0;
-    if (l->bssl != NULL && !l->bhandshaken) {
-        int r = SSL_do_handshake(l->bssl);
+    if (b->ssl != NULL && !b->handshaken) {
+        int r = SSL_do_handshake(b->ssl);
         if (r != 1) {
-            int e = SSL_get_error(l->bssl, r);
+            int e = SSL_get_error(b->ssl, r);
             if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
                 return 0;
             log_debug("TLS to backend %s failed: %s", c->route->backend,
@@ -249,70 +251,84 @@ int l7_backend_io(struct conn *c)
             ERR_clear_error();
             return -1;
         }
-        l->bhandshaken = true;
+        b->handshaken = true;
         moved = true;
     }
-    while (l->bout.off < l->bout.len) {
-        if ((n = l7_backend_send(c, l->bout.p + l->bout.off, l->bout.len - l->bout.off)) < 0)
+    while (b->out.off < b->out.len) {
+        if ((n = l7_backend_send(b, b->out.p + b->out.off, b->out.len - b->out.off)) < 0)
             return -1;
         if (n == 0)
             break;
-        l->bout.off += (size_t)n;
+        b->out.off += (size_t)n;
         c->up.bytes += (uint64_t)n;
         atomic_fetch_add_explicit(&c->w->slot->bytes_in, (uint64_t)n, memory_order_relaxed);
         moved = true;
     }
-    if (l->bout.off == l->bout.len && !l->replay)
-        l->bout.len = l->bout.off = 0;
-    if (l->tunnel && l->client_eof && l->bout.len == 0 && !l->backend_shut) {
-        /* the client is done sending: so are we (TLS: our close_notify) */
-        if (l->bssl != NULL)
-            SSL_shutdown(l->bssl);
-        else
-            shutdown(c->bev.fd, SHUT_WR);
-        l->backend_shut = true;
-    }
-    while (!l->backend_eof && (l->bready || l->bssl != NULL) && l7_buf_room(&l->bin, 1)) {
-        size_t room = l->bin.cap - l->bin.len;
-        n = l7_backend_recv(c, l->bin.p + l->bin.len, room);
+    if (b->out.off == b->out.len && !b->replay)
+        b->out.len = b->out.off = 0;
+    while (!b->eof && (b->ready || b->ssl != NULL) && l7_buf_room(&b->in, 1)) {
+        size_t room = b->in.cap - b->in.len;
+        n = l7_backend_recv(b, b->in.p + b->in.len, room);
         if (n == MC_AGAIN) {
-            l->bready = false;
+            b->ready = false;
             break;
         }
         if (n < 0)
             return -1;
         if (n == 0) {
-            l->backend_eof = true;
+            b->eof = true;
             moved = true;
             break;
         }
-        l->bin.len += (size_t)n;
+        b->in.len += (size_t)n;
         moved = true;
-        if (l->replay) {
+        if (b->replay) {
             /* the backend answers: this connection was alive, no retry */
-            l->replay = false;
-            if (l->bout.off == l->bout.len)
-                l->bout.len = l->bout.off = 0;
+            b->replay = false;
+            if (b->out.off == b->out.len)
+                b->out.len = b->out.off = 0;
         }
         /* a short read of a plain socket drained it: no read just to see EAGAIN
          * (the next segment raises a new edge); OpenSSL's reads say nothing of the socket */
-        if (l->bssl == NULL && (size_t)n < room) {
-            l->bready = false;
+        if (b->ssl == NULL && (size_t)n < room) {
+            b->ready = false;
             break;
         }
     }
     return moved;
 }
 
-bool l7_backend_connected(struct conn *c)
+void l7_backend_shutdown(struct l7_be *b)
 {
-    struct l7 *l = c->l7;
+    if (b->shut || b->ev.fd < 0)
+        return;
+    if (b->ssl != NULL)
+        SSL_shutdown(b->ssl);
+    else
+        shutdown(b->ev.fd, SHUT_WR);
+    ERR_clear_error();
+    b->shut = true;
+}
 
-    l->connecting = false;
-    l->bready = true;
-    shm_observe_connect(c->w->slot, shm_clock_us() - c->t_connect_us);
+int l7_backend_connect_result(struct conn *c, struct l7_be *b, uint32_t events)
+{
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        b->ready = true;
+    if (!b->connecting)
+        return 0;
+    int err = conn_connect_result(b->ev.fd, events);
+    if (err != 0) {
+        if (err != EINPROGRESS)
+            log_errno(LOGL_DEBUG, err, "connect() to %s", c->route->backend);
+        return err;
+    }
+    b->connecting = false;
+    b->ready = true;
+    shm_observe_connect(c->w->slot, shm_clock_us() - b->t_connect_us);
     if (!c->route->backend_tls)
-        return true;
-    return (!c->route->send_proxy_protocol || l7_backend_send_proxy_header(c)) &&
-           (l->bssl = l7_backend_ssl(c)) != NULL;
+        return 0;
+    if ((c->route->send_proxy_protocol && !l7_backend_send_proxy_header(c, b)) ||
+        (b->ssl = l7_backend_ssl(c, b)) == NULL)
+        return -1;
+    return 0;
 }

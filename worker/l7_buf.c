@@ -6,14 +6,16 @@
 
 #include "worker/l7.h"
 
-/* Room for at least want more bytes, growing up to L7_BUF_MAX; false when there is none. */
+/* Room for at least want more bytes, growing up to its max; false when there is none. */
 bool l7_buf_room(struct l7_buf *b, size_t want)
 {
+    size_t max = b->max ? b->max : L7_BUF_MAX;
+
     if (b->cap - b->len >= want)
         return true;
-    size_t cap = b->cap ? b->cap : L7_BUF_FIRST;
-    while (cap - b->len < want && cap < L7_BUF_MAX)
-        cap = MC_MIN(cap * 2, (size_t)L7_BUF_MAX);
+    size_t cap = b->cap ? b->cap : MC_MIN((size_t)L7_BUF_FIRST, max);
+    while (cap - b->len < want && cap < max)
+        cap = MC_MIN(cap * 2, max);
     if (cap - b->len < want || cap == b->cap)
         return b->cap - b->len >= want;
     uint8_t *p = realloc(b->p, cap);

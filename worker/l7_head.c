@@ -71,10 +71,9 @@ static bool l7_head_field_is(const uint8_t *buf, const struct http1_field *f, co
 }
 
 /* The route's policies, in order: true when one refuses the request. */
-bool l7_head_refused(const struct conn *c, const uint8_t *buf)
+bool l7_head_refused(const struct conn *c, const struct http1_head *h, const uint8_t *buf)
 {
     const struct route_l7 *rl = c->route->l7;
-    const struct http1_head *h = &c->l7->req;
 
     for (unsigned i = 0; i < rl->n_policies; i++) {
         const struct route_policy *p = &rl->policies[i];
@@ -90,6 +89,16 @@ bool l7_head_refused(const struct conn *c, const uint8_t *buf)
             return true;
     }
     return false;
+}
+
+unsigned l7_head_check(struct conn *c, const struct http1_head *h, const uint8_t *buf)
+{
+    /* HTTP/1.0 without Host: the SNI named the route */
+    if (!(h->host.len == 0 ? c->sni != NULL : l7_head_host_ok(c, buf, h->host)))
+        return 421;
+    if (c->route->l7->n_policies > 0 && l7_head_refused(c, h, buf))
+        return 403;
+    return 0;
 }
 
 /* The fields of h over buf that are forwarded, as "name: value" lines into
@@ -118,12 +127,10 @@ static bool l7_head_put_framing(struct l7_buf *out, const struct http1_head *h)
     return true;
 }
 
-/* The request head as the backend gets it, into bout. */
-bool l7_head_request(struct conn *c, const uint8_t *buf)
+/* The request head as the backend gets it, into out. */
+bool l7_head_request(struct conn *c, const struct http1_head *h, const uint8_t *buf,
+                     struct l7_buf *out)
 {
-    struct l7 *l = c->l7;
-    const struct http1_head *h = &l->req;
-    struct l7_buf *out = &l->bout;
     char ip[ADDR_STRLEN];
 
     addr_format_ip(&c->client, ip, sizeof(ip));
@@ -164,7 +171,7 @@ bool l7_head_response(struct conn *c)
 {
     struct l7 *l = c->l7;
     const struct http1_head *h = &l->resp;
-    const uint8_t *buf = l->bin.p;
+    const uint8_t *buf = l->be.in.p;
 
     if (!l7_buf_printf(&l->cout, "HTTP/1.1 %u ", h->code) ||
         !l7_buf_put(&l->cout, buf + h->reason.off, h->reason.len) ||

@@ -9,7 +9,11 @@
  * send_proxy_protocol never come here (their header names one client).
  *
  * Bounds: L7_POOL_PER_BACKEND idle per backend, L7_POOL_MAX per worker,
- * the oldest evicted first; the newest is taken first, so a quiet period
+ * the oldest evicted first. HTTP/2 streams in flight to an HTTP/1.1
+ * backend raise the first bound by their number (l7_pool_want()): each
+ * holds a connection, and streams come in bursts (a client sends the
+ * next 32 as the last 32 answers arrive), so a fixed 16 would close half
+ * of them and connect them again; the newest is taken first, so a quiet period
  * lets the surplus age out. An idle connection is watched: the backend
  * closing it, or sending anything unasked, closes it; so does
  * L7_POOL_IDLE_MS without use, kept under the usual backend keep-alive
@@ -49,6 +53,7 @@ static struct {
     struct l7_pool_conn conns[L7_POOL_MAX];
     bool init;
     uint64_t seq;
+    unsigned demand; /* HTTP/2 streams in flight to HTTP/1.1 backends */
     struct loop *loop;
 } l7_pool;
 
@@ -117,14 +122,13 @@ static void l7_pool_on_idle(struct timer *t)
     l7_pool_drop(t->data);
 }
 
-void l7_pool_put(struct conn *c)
+void l7_pool_put(struct conn *c, struct l7_be *b)
 {
-    struct l7 *l = c->l7;
     struct l7_pool_conn *free_slot = NULL, *oldest = NULL, *oldest_same = NULL;
     unsigned same = 0;
 
     if (c->w->draining) {
-        l7_backend_close(c);
+        l7_backend_close(b);
         return;
     }
     l7_pool_init(c->w->loop);
@@ -143,20 +147,20 @@ void l7_pool_put(struct conn *c)
                 oldest_same = p;
         }
     }
-    struct l7_pool_conn *p = same >= L7_POOL_PER_BACKEND ? oldest_same
-                             : free_slot != NULL         ? free_slot
-                                                         : oldest;
+    struct l7_pool_conn *p = same >= L7_POOL_PER_BACKEND + l7_pool.demand ? oldest_same
+                             : free_slot != NULL                          ? free_slot
+                                                                          : oldest;
     l7_pool_drop(p);
-    p->ev = (struct ev){.fd = c->bev.fd, .cb = l7_pool_on_event, .data = p};
+    p->ev = (struct ev){.fd = b->ev.fd, .cb = l7_pool_on_event, .data = p};
     p->idle = (struct timer){.cb = l7_pool_on_idle, .data = p};
-    p->ssl = l->bssl;
+    p->ssl = b->ssl;
     p->to = c->route->backend_addr;
     snprintf(p->sni, sizeof(p->sni), "%s", p->ssl != NULL ? l7_backend_sni(c) : "");
     p->seq = ++l7_pool.seq;
-    /* the connection is the pool's now: c's teardown must not touch it */
-    c->bev.fd = -1;
-    l->bssl = NULL;
-    l7_backend_close(c);
+    /* the connection is the pool's now: its old owner's teardown must not touch it */
+    b->ev.fd = -1;
+    b->ssl = NULL;
+    l7_backend_close(b);
     if (loop_mod(l7_pool.loop, &p->ev, EPOLLIN | EPOLLRDHUP | EPOLLET) < 0) {
         l7_pool_drop(p);
         return;
@@ -164,9 +168,8 @@ void l7_pool_put(struct conn *c)
     loop_timer_set(l7_pool.loop, &p->idle, L7_POOL_IDLE_MS);
 }
 
-bool l7_pool_take(struct conn *c, ev_fn *cb)
+bool l7_pool_take(struct conn *c, struct l7_be *b)
 {
-    struct l7 *l = c->l7;
     struct l7_pool_conn *newest = NULL;
 
     if (!l7_pool.init)
@@ -178,17 +181,25 @@ bool l7_pool_take(struct conn *c, ev_fn *cb)
     }
     if (newest == NULL)
         return false;
-    c->bev = (struct ev){.fd = newest->ev.fd, .cb = cb, .data = c};
-    l->bssl = newest->ssl;
-    l->bhandshaken = l->bssl != NULL;
+    b->ev.fd = newest->ev.fd;
+    b->ssl = newest->ssl;
+    b->handshaken = b->ssl != NULL;
     loop_timer_stop(l7_pool.loop, &newest->idle);
     newest->ev.fd = -1;
     newest->ssl = NULL;
-    if (loop_mod(c->w->loop, &c->bev, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
-        l7_backend_close(c);
+    if (loop_mod(c->w->loop, &b->ev, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) < 0) {
+        l7_backend_close(b);
         return false;
     }
     return true;
+}
+
+void l7_pool_want(bool more)
+{
+    if (more)
+        l7_pool.demand++;
+    else if (l7_pool.demand > 0)
+        l7_pool.demand--;
 }
 
 void l7_pool_close_all(void)

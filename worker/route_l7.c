@@ -12,7 +12,8 @@
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"     \
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
-static const uint8_t alpn_http11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+/* h2 preferred, then http/1.1 (ours first: SSL_select_next_proto keeps our order) */
+static const uint8_t alpn_ours[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
 struct route_l7 *route_l7_new(unsigned n_policies)
 {
@@ -27,15 +28,14 @@ struct route_l7 *route_l7_new(unsigned n_policies)
     return l7;
 }
 
-/* HTTP/2 is not served yet: a client offering only h2 gets no ALPN and speaks HTTP/1.1 or leaves.
- */
+/* A client offering neither gets no ALPN, and speaks HTTP/1.1 or leaves. */
 static int route_l7_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                          const unsigned char *in, unsigned int inlen, void *arg)
 {
     unsigned char *sel;
     (void)ssl;
     (void)arg;
-    if (SSL_select_next_proto(&sel, outlen, alpn_http11, sizeof(alpn_http11), in, inlen) !=
+    if (SSL_select_next_proto(&sel, outlen, alpn_ours, sizeof(alpn_ours), in, inlen) !=
         OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_NOACK;
     *out = sel;

@@ -31,7 +31,7 @@ struct route_l7 {
 /* An empty L7 part (no context, no policies); NULL on ENOMEM. */
 struct route_l7 *route_l7_new(unsigned n_policies);
 /* The TLS context from a PEM chain and key, with the shared ticket keys
- * (tickets.h): TLS 1.2 at least, modern ciphers, ALPN http/1.1. -1 when
+ * (tickets.h): TLS 1.2 at least, modern ciphers, ALPN h2 then http/1.1. -1 when
  * OpenSSL refuses them. */
 int route_l7_set_tls(struct route_l7 *l7, const uint8_t *cert, size_t cert_len, const uint8_t *key,
                      size_t key_len);

@@ -80,6 +80,7 @@ static void worker_drain(struct worker *w)
     for (unsigned i = 0; i < w->n_socks; i++)
         acceptor_close(&w->socks[i]->acc);
     l7_pool_close_all(); /* and l7_pool_put() pools no more */
+    conn_drain_all(w);
     log_info("draining %u connection(s)", w->n_conns);
     if (w->n_conns > 0)
         loop_timer_set(w->loop, &w->drain_timer, w->settings.shutdown_timeout_ms);

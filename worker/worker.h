@@ -94,6 +94,8 @@ struct worker {
 void conn_accept(struct wlistener *l, int fd, const struct mc_addr *peer);
 void conn_close_all(struct worker *w);
 void conn_free_dead(struct worker *w);
+/* The worker drains: connections that can say so (HTTP/2's GOAWAY) are told. */
+void conn_drain_all(struct worker *w);
 /* l4.c: resumes the relays that yielded with work left */
 void l4_resume_all(struct timer *t);
 /* l7_pool.c: closes the idle backend connections (drain, exit) */

@@ -897,6 +897,30 @@ static void test_chunked(void)
     }
 }
 
+/* Taking the data bytes as http1_chunked_data_left() says, framing byte
+ * by byte between them (as the HTTP/2 path does), yields the chunks' data. */
+static void test_chunked_data_left(void)
+{
+    static const char body[] = "5;x=1\r\nhello\r\n1\r\n \r\n6\r\nworld!\r\n0\r\nT: v\r\n\r\n";
+    struct http1_chunked c;
+    char out[32];
+    size_t n = 0, used, data;
+    enum http1_status st = HTTP1_NEED_MORE;
+
+    http1_chunked_init(&c);
+    T_OK(http1_chunked_data_left(&c) == 0, "chunked: no data before a size line");
+    for (size_t i = 0; i < sizeof(body) - 1 && st == HTTP1_NEED_MORE; i += used) {
+        uint64_t d = http1_chunked_data_left(&c);
+        size_t k = d ? (size_t)MC_MIN(d, sizeof(body) - 1 - i) : 1;
+        st = http1_chunked_feed(&c, (const uint8_t *)body + i, k, &used, &data);
+        T_OK(data == (d ? used : 0), "chunked: %zu data bytes at %zu, as said", data, i);
+        memcpy(out + n, body + i, data);
+        n += data;
+    }
+    T_OK(st == HTTP1_OK && n == 12 && memcmp(out, "hello world!", 12) == 0,
+         "chunked: the data taken as data_left says is the body's (%.*s)", (int)n, out);
+}
+
 int main(void)
 {
     for (size_t i = 0; i < MC_ARRAY_LEN(requests_ok); i++)
@@ -911,5 +935,6 @@ int main(void)
     test_fields();
     test_drops();
     test_chunked();
+    test_chunked_data_left();
     return tap_done();
 }
