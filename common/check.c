@@ -85,7 +85,7 @@ int check_policy(const struct policy_conf *p, const char *key, struct check_repo
     bool header = p->type == POLICY_REQUIRE_HEADER;
 
     if (p->value[0] == '\0' || !is_printable(p->value) || (header && !is_token(p->value))) {
-        check_fail(rep, key, "invalid %s value \"%s\": %s", policy_type_name(p->type),
+        check_fail(rep, key, "invalid %s value \"%s\": %s", config_policy_type_name(p->type),
                    CHECK_QUOTED(p->value),
                    header ? "a header name is required" : "printable ASCII text is required");
         return -1;
@@ -96,7 +96,7 @@ int check_policy(const struct policy_conf *p, const char *key, struct check_repo
 int check_route_mode(const char *s, enum route_mode *out, const char *key, struct check_report *rep)
 {
     /* empty means l4, as an absent key in the config */
-    int m = s[0] == '\0' ? ROUTE_L4 : route_mode_parse(s);
+    int m = s[0] == '\0' ? ROUTE_L4 : config_route_mode_parse(s);
 
     if (m < 0) {
         check_fail(rep, key, "expected one of l4, l7, got \"%s\"", CHECK_QUOTED(s));
@@ -109,7 +109,7 @@ int check_route_mode(const char *s, enum route_mode *out, const char *key, struc
 int check_policy_type(const char *s, enum policy_type *out, const char *key,
                       struct check_report *rep)
 {
-    int t = policy_type_parse(s);
+    int t = config_policy_type_parse(s);
 
     if (t < 0) {
         check_fail(rep, key, "expected one of block_user_agent, require_header, got \"%s\"",

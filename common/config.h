@@ -160,10 +160,10 @@ struct listener_conf *listener_conf_find(struct listener_conf *ls, unsigned n, c
 
 /* The words the file uses: "l4" / "l7", "block_user_agent" /
  * "require_header" <-> enum; NULL / -1 when unknown. */
-const char *route_mode_name(enum route_mode m);
-int route_mode_parse(const char *s);
-const char *policy_type_name(enum policy_type t);
-int policy_type_parse(const char *s);
+const char *config_route_mode_name(enum route_mode m);
+int config_route_mode_parse(const char *s);
+const char *config_policy_type_name(enum policy_type t);
+int config_policy_type_parse(const char *s);
 
 /* Number of workers to run: cfg->workers, or the online CPU count for auto. */
 unsigned config_worker_count(const struct config *cfg);

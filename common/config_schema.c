@@ -216,22 +216,22 @@ static int strval_parse(const struct cfg_word *t, size_t n, const char *s)
     return -1;
 }
 
-const char *route_mode_name(enum route_mode m)
+const char *config_route_mode_name(enum route_mode m)
 {
     return strval_name(mode_strings, MC_ARRAY_LEN(mode_strings), m);
 }
 
-int route_mode_parse(const char *s)
+int config_route_mode_parse(const char *s)
 {
     return strval_parse(mode_strings, MC_ARRAY_LEN(mode_strings), s);
 }
 
-const char *policy_type_name(enum policy_type t)
+const char *config_policy_type_name(enum policy_type t)
 {
     return strval_name(policy_strings, MC_ARRAY_LEN(policy_strings), t);
 }
 
-int policy_type_parse(const char *s)
+int config_policy_type_parse(const char *s)
 {
     return strval_parse(policy_strings, MC_ARRAY_LEN(policy_strings), s);
 }
@@ -258,7 +258,7 @@ static void *raw_alloc(struct loader *ld, size_t n, size_t size)
 }
 
 /* Stores v in the unsigned integer of size bytes at dst. */
-static void store_uint(void *dst, size_t size, uint64_t v)
+static void fill_uint(void *dst, size_t size, uint64_t v)
 {
     uint8_t u8 = (uint8_t)v;
     uint16_t u16 = (uint16_t)v;
@@ -299,8 +299,8 @@ static void fill_mapping(struct loader *ld, const yaml_node_t *m, const struct c
         fill_value(ld, p->value, &f->value, base + f->offset);
         if (f->value.type == CFG_SEQUENCE) {
             const yaml_node_t *seq = yaml_document_get_node(&ld->doc, p->value);
-            store_uint(base + f->count_offset, f->count_size,
-                       (uint64_t)(seq->data.sequence.items.top - seq->data.sequence.items.start));
+            fill_uint(base + f->count_offset, f->count_size,
+                      (uint64_t)(seq->data.sequence.items.top - seq->data.sequence.items.start));
         }
     }
 }
@@ -343,15 +343,15 @@ static void fill_value(struct loader *ld, int id, const struct cfg_value *s, voi
         break;
     case CFG_UINT:
         if (cfg_parse_decimal(v, UINT64_MAX, &u))
-            store_uint(data, s->size, u);
+            fill_uint(data, s->size, u);
         break;
     case CFG_BOOL:
-        store_uint(data, s->size, strcasecmp(v, "true") == 0);
+        fill_uint(data, s->size, strcasecmp(v, "true") == 0);
         break;
     case CFG_ENUM:
         for (uint32_t i = 0; i < s->n_words; i++) {
             if (strcmp(v, s->words[i].str) == 0) {
-                store_uint(data, s->size, (uint64_t)s->words[i].val);
+                fill_uint(data, s->size, (uint64_t)s->words[i].val);
                 break;
             }
         }

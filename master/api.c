@@ -132,7 +132,7 @@ static char *api_str_or_empty(char *s)
 static void api_policy_to_pb(const struct policy_conf *p, pb_policy *out)
 {
     mc_proxy__v1__l7_policy__init(out);
-    out->type = (char *)policy_type_name(p->type);
+    out->type = (char *)config_policy_type_name(p->type);
     out->value = p->value;
 }
 
@@ -157,7 +157,7 @@ static pb_route *api_routes_to_pb(const struct route_conf *routes, unsigned n)
         mc_proxy__v1__route__init(pr);
         pr->hostname = rc->hostname;
         pr->backend = rc->backend;
-        pr->mode = (char *)route_mode_name(rc->mode);
+        pr->mode = (char *)config_route_mode_name(rc->mode);
         pr->tls_cert = api_str_or_empty(rc->tls_cert);
         pr->tls_key = api_str_or_empty(rc->tls_key);
         pr->backend_tls = rc->backend_tls;
@@ -408,7 +408,7 @@ static void api_add_route(const struct api_call *r, const void *msg)
         int s = store_route_upsert(r->a->store, req->listener, &rc, &err);
         if (s == STORE_OK)
             log_info("admin: route %s on %s -> %s (%s) saved", host, req->listener, rc.backend,
-                     route_mode_name(rc.mode));
+                     config_route_mode_name(rc.mode));
         api_commit(r, s, err, PENDING_ROUTE, req->listener, host, NULL);
     }
     free(rc.policies);
@@ -557,8 +557,8 @@ static void api_change_l7_policy(const struct api_call *r,
     else
         s = store_policy_delete(r->a->store, req->listener, rc->hostname, &p, &err);
     if (s == STORE_OK)
-        log_info("admin: l7 policy %s %s %s route %s on %s", policy_type_name(p.type), p.value,
-                 add ? "added to" : "removed from", rc->hostname, req->listener);
+        log_info("admin: l7 policy %s %s %s route %s on %s", config_policy_type_name(p.type),
+                 p.value, add ? "added to" : "removed from", rc->hostname, req->listener);
     api_policy_to_pb(&p, &pp);
     added.policy = &pp;
     api_commit(r, s, err, PENDING_BODY, NULL, NULL, add ? &added.base : &removed.base);

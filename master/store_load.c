@@ -56,7 +56,7 @@ static int load_policy(struct store *st, sqlite3_stmt *q, struct route_conf *r)
     type = (const char *)sqlite3_column_text(q, 9);
     if (type == NULL || (p->value = col_strdup(q, 10)) == NULL)
         return store_nomem(st);
-    t = policy_type_parse(type);
+    t = config_policy_type_parse(type);
     if (t < 0)
         return store_fail(st, STORE_ERROR, "%s: l7_policies row %lld: unknown type '%s'", st->op,
                           sqlite3_column_int64(q, 8), type);
@@ -84,7 +84,7 @@ static int load_route(struct store *st, sqlite3_stmt *q, const char *listener, s
     r->backend_tls = sqlite3_column_int(q, 6) != 0;
     r->send_proxy_protocol = sqlite3_column_int(q, 7) != 0;
 
-    m = route_mode_parse(mode);
+    m = config_route_mode_parse(mode);
     if (hostname_normalize_pattern(r->hostname, strlen(r->hostname), norm) < 0 ||
         strcmp(norm, r->hostname) != 0)
         perr = "hostname is not a normalised name";

@@ -47,7 +47,7 @@ static int policy_append(struct store *st, sqlite3_int64 route_id, const struct 
                                   "INSERT INTO l7_policies (route_id, position, type, value)"
                                   " SELECT ?1, coalesce(max(position) + 1, 0), ?2, ?3"
                                   " FROM l7_policies WHERE route_id = ?1",
-                                  "Itt", route_id, policy_type_name(p->type), p->value));
+                                  "Itt", route_id, config_policy_type_name(p->type), p->value));
 }
 
 /* Appends r's policies, in order, to the route with that id. */
@@ -81,7 +81,7 @@ static int store_route_write(struct store *st, sqlite3_int64 listener_id,
              " backend_tls = excluded.backend_tls,"
              " send_proxy_protocol = excluded.send_proxy_protocol"
              " RETURNING id",
-             "Itttttii", listener_id, r->hostname, r->backend, route_mode_name(r->mode),
+             "Itttttii", listener_id, r->hostname, r->backend, config_route_mode_name(r->mode),
              r->tls_cert, r->tls_key, r->backend_tls, r->send_proxy_protocol),
         &id);
     if (rc == STORE_OK)
@@ -107,8 +107,8 @@ static int store_route_insert(struct store *st, sqlite3_int64 listener_id,
                                 " tls_cert, tls_key, backend_tls, send_proxy_protocol)"
                                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                                 "Itttttii", listener_id, r->hostname, r->backend,
-                                route_mode_name(r->mode), r->tls_cert, r->tls_key, r->backend_tls,
-                                r->send_proxy_protocol));
+                                config_route_mode_name(r->mode), r->tls_cert, r->tls_key,
+                                r->backend_tls, r->send_proxy_protocol));
     return rc == STORE_OK ? policies_append(st, sqlite3_last_insert_rowid(st->db), r) : rc;
 }
 
@@ -267,7 +267,7 @@ int store_listener_set_max(struct store *st, const char *listener, uint32_t max,
 int store_policy_add(struct store *st, const char *listener, const char *hostname,
                      const struct policy_conf *p, const char **err)
 {
-    const char *type = policy_type_name(p->type);
+    const char *type = config_policy_type_name(p->type);
     sqlite3_int64 rid, pid;
     int rc = store_begin(st, "add l7 policy");
 
@@ -289,7 +289,7 @@ int store_policy_add(struct store *st, const char *listener, const char *hostnam
 int store_policy_delete(struct store *st, const char *listener, const char *hostname,
                         const struct policy_conf *p, const char **err)
 {
-    const char *type = policy_type_name(p->type);
+    const char *type = config_policy_type_name(p->type);
     sqlite3_int64 rid;
     int rc = store_begin(st, "delete l7 policy");
 

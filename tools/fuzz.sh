@@ -33,7 +33,7 @@ declare -A parser=(
     [chan]="common/chan.c"
     [config]="common/config.c:-config_load,listener_conf_find,config_worker_count
               common/config_tree.c:-read_text
-              common/config_schema.c:-route_mode_name,route_mode_parse,policy_type_name,policy_type_parse,strval_parse
+              common/config_schema.c:-config_route_mode_name,config_route_mode_parse,config_policy_type_name,config_policy_type_parse,strval_parse
               common/config_check.c:-set_paths
               common/check.c:-check_route_mode,check_policy_type,check_key_pair"
     [metrics_http]="metrics/http.c"

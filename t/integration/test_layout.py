@@ -28,9 +28,6 @@ LOCAL_OK = ("t/", "fuzz/")
 # A function definition as clang-format lays it out: the name and its
 # parameters, then the opening brace alone on the next line.
 DEFINITION = re.compile(r"^[A-Za-z_][\w \t*]*?\b([a-z_]\w*)\([^;{]*\)[ \t]*\n\{", re.M)
-# Names waiting for their file's own rework: the config loader's (#16
-# item 5) route modes and store fields.
-PREFIX_WAIVED = {"common/config_schema.c": ("route_mode_", "store_")}
 
 
 def sources(*patterns):
@@ -85,8 +82,7 @@ def no_function_prefix_in_two_files():
             for other in names:
                 prefix = other + "_"
                 if fn.startswith(prefix) and base != other and not base.startswith(prefix) \
-                        and not fn.startswith(base + "_") \
-                        and not fn.startswith(PREFIX_WAIVED.get(path, ())):
+                        and not fn.startswith(base + "_"):
                     wrong.append("%s defines %s, a name of %s.c's" % (path, fn, other))
     assert not wrong, "\n".join(sorted(wrong))
 
