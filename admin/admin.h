@@ -37,12 +37,12 @@ struct admin_settings {
  * size, that no string holds a NUL, that addr is set, and that a TCP
  * address comes with all three TLS files. 0, or -1 with *err set.
  */
-int admin_settings_parse(const uint8_t *data, size_t len, struct admin_settings *out,
-                         const char **err);
-void admin_settings_free(struct admin_settings *s);
+int link_settings_parse(const uint8_t *data, size_t len, struct admin_settings *out,
+                        const char **err);
+void link_settings_free(struct admin_settings *s);
 
 /* "unix:/path" -> "/path"; NULL for a TCP address. */
-const char *admin_unix_path(const char *addr);
+const char *link_unix_path(const char *addr);
 
 /* A MSG_ADMIN_RESP payload, pointing into the message it was parsed from. */
 struct admin_resp_view {
@@ -55,7 +55,7 @@ struct admin_resp_view {
 };
 
 /* Parses a MSG_ADMIN_RESP payload (pure). 0, or -1 when malformed. */
-int admin_resp_parse(const uint8_t *data, size_t len, struct admin_resp_view *out);
+int link_resp_parse(const uint8_t *data, size_t len, struct admin_resp_view *out);
 
 /* The admin's side of its channel to the master. */
 struct link {

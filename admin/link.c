@@ -29,12 +29,12 @@ static char *dup_text(const uint8_t *p, size_t n)
     return s;
 }
 
-const char *admin_unix_path(const char *addr)
+const char *link_unix_path(const char *addr)
 {
     return strncmp(addr, "unix:", 5) == 0 ? addr + 5 : NULL;
 }
 
-void admin_settings_free(struct admin_settings *s)
+void link_settings_free(struct admin_settings *s)
 {
     mc_free(&s->addr);
     mc_free(&s->tls_cert);
@@ -42,8 +42,8 @@ void admin_settings_free(struct admin_settings *s)
     mc_free(&s->client_ca);
 }
 
-int admin_settings_parse(const uint8_t *data, size_t len, struct admin_settings *out,
-                         const char **err)
+int link_settings_parse(const uint8_t *data, size_t len, struct admin_settings *out,
+                        const char **err)
 {
     struct msg_admin_settings m;
 
@@ -78,11 +78,11 @@ int admin_settings_parse(const uint8_t *data, size_t len, struct admin_settings 
         }
         off += lens[i];
     }
-    if (out->addr == NULL || (admin_unix_path(out->addr) != NULL && out->addr[5] == '\0')) {
+    if (out->addr == NULL || (link_unix_path(out->addr) != NULL && out->addr[5] == '\0')) {
         *err = "settings carry no admin address";
         goto fail;
     }
-    if (admin_unix_path(out->addr) == NULL &&
+    if (link_unix_path(out->addr) == NULL &&
         (out->tls_cert == NULL || out->tls_key == NULL || out->client_ca == NULL)) {
         *err = "a TCP admin address needs tls_cert, tls_key and client_ca";
         goto fail;
@@ -96,11 +96,11 @@ int admin_settings_parse(const uint8_t *data, size_t len, struct admin_settings 
     out->socket_gid = (gid_t)m.socket_gid;
     return 0;
 fail:
-    admin_settings_free(out);
+    link_settings_free(out);
     return -1;
 }
 
-int admin_resp_parse(const uint8_t *data, size_t len, struct admin_resp_view *out)
+int link_resp_parse(const uint8_t *data, size_t len, struct admin_resp_view *out)
 {
     struct msg_admin_resp m;
 
@@ -171,14 +171,14 @@ static int link_on_message(void *arg, struct chan_msg *msg)
             log_error("expected settings from the master, got message type %u", msg->hdr.type);
             return -1;
         }
-        if (admin_settings_parse(msg->data, msg->hdr.len, w->settings, &err) < 0) {
+        if (link_settings_parse(msg->data, msg->hdr.len, w->settings, &err) < 0) {
             log_error("bad settings from the master: %s", err);
             return -1;
         }
         w->found = true;
         return 0;
     }
-    if (msg->hdr.type != MSG_ADMIN_RESP || admin_resp_parse(msg->data, msg->hdr.len, &v) < 0) {
+    if (msg->hdr.type != MSG_ADMIN_RESP || link_resp_parse(msg->data, msg->hdr.len, &v) < 0) {
         log_error("master sent an unexpected message (type %u, %u bytes)", msg->hdr.type,
                   msg->hdr.len);
         return -1;

@@ -53,7 +53,7 @@ static void pem_free(struct admin_pem *p)
 
 static int pem_load(const struct admin_settings *st, struct admin_pem *p)
 {
-    if (admin_unix_path(st->addr) != NULL)
+    if (link_unix_path(st->addr) != NULL)
         return 0;
     const char *paths[3] = {st->tls_cert, st->tls_key, st->client_ca};
     char **bufs[3] = {&p->cert, &p->key, &p->client_ca};
@@ -122,7 +122,7 @@ int main(int argc, char **argv)
     grpc_shutdown();
 out:
     pem_free(&pem);
-    admin_settings_free(&st);
+    link_settings_free(&st);
     chan_close(&link.chan);
     return rc;
 }

@@ -438,7 +438,7 @@ static int unix_socket_perms(const char *path, const struct admin_settings *st)
 static int rpc_bind(struct rpc_server *s, const struct admin_settings *st,
                     const struct admin_pem *pem)
 {
-    const char *path = admin_unix_path(st->addr);
+    const char *path = link_unix_path(st->addr);
     grpc_server_credentials *creds;
     int port;
 

@@ -1,6 +1,6 @@
 /*
  * The admin process's parsers of what its master sends (admin/link.c):
- * admin_settings_parse() and admin_resp_parse(), each fed the input as a
+ * link_settings_parse() and link_resp_parse(), each fed the input as a
  * payload. A settings header whose string lengths do not add up to the
  * size is rejected first, so the input is also tried with those lengths
  * rewritten to cover exactly the bytes that follow, which reaches the
@@ -58,7 +58,7 @@ static void settings(const uint8_t *data, size_t size)
     struct admin_settings st;
     const char *err = NULL;
 
-    if (admin_settings_parse(data, size, &st, &err) < 0) {
+    if (link_settings_parse(data, size, &st, &err) < 0) {
         /* a rejection says why and leaves nothing allocated */
         if (err == NULL || st.addr != NULL || st.tls_cert != NULL || st.tls_key != NULL ||
             st.client_ca != NULL)
@@ -70,14 +70,14 @@ static void settings(const uint8_t *data, size_t size)
         text_len(st.addr) + text_len(st.tls_cert) + text_len(st.tls_key) + text_len(st.client_ca);
     if (st.addr == NULL || sizeof(struct msg_admin_settings) + strings != size)
         abort();
-    const char *path = admin_unix_path(st.addr);
+    const char *path = link_unix_path(st.addr);
     if (path != NULL ? path[0] == '\0'
                      : st.tls_cert == NULL || st.tls_key == NULL || st.client_ca == NULL)
         abort();
     if (st.socket_mode > 07777 || st.log_level < LOGL_DEBUG || st.log_level > LOGL_ERROR ||
         (st.log_format != LOG_FORMAT_TEXT && st.log_format != LOG_FORMAT_JSON))
         abort();
-    admin_settings_free(&st);
+    link_settings_free(&st);
 }
 
 /* Rewrites the four string lengths of a settings payload to cover the
@@ -119,7 +119,7 @@ static void resp(const uint8_t *data, size_t size)
 {
     struct admin_resp_view v;
 
-    if (admin_resp_parse(data, size, &v) < 0)
+    if (link_resp_parse(data, size, &v) < 0)
         return;
     const uint8_t *msg = (const uint8_t *)v.message;
     if (msg != data + sizeof(struct msg_admin_resp) || v.body != msg + v.message_len ||
@@ -199,7 +199,7 @@ static bool act(struct link *l, int phase)
             return false;
         if (st.addr == NULL)
             abort();
-        admin_settings_free(&st);
+        link_settings_free(&st);
         return link_report_listening(l) == 0;
     }
     if (phase % 2 == 0)
