@@ -345,11 +345,12 @@ static void fill_value(struct loader *ld, int id, const struct cfg_value *s, voi
         if (cfg_parse_decimal(v, UINT64_MAX, &u))
             fill_uint(data, s->size, u);
         break;
-    case CFG_BOOL:
-        fill_uint(data, s->size, strcasecmp(v, "true") == 0);
+    case CFG_BOOL: /* v: step 2 left only scalars where the schema wants them */
+        if (v != NULL)
+            fill_uint(data, s->size, strcasecmp(v, "true") == 0);
         break;
     case CFG_ENUM:
-        for (uint32_t i = 0; i < s->n_words; i++) {
+        for (uint32_t i = 0; v != NULL && i < s->n_words; i++) {
             if (strcmp(v, s->words[i].str) == 0) {
                 fill_uint(data, s->size, (uint64_t)s->words[i].val);
                 break;

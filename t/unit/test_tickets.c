@@ -157,8 +157,12 @@ int main(void)
     T_OK(l7 != NULL && make_cert(&cert, &cert_len, &key, &key_len) == 0 &&
              route_l7_set_tls(l7, (uint8_t *)cert, cert_len, (uint8_t *)key, key_len) == 0,
          "a route context with the ticket callback");
-    if (l7 == NULL || l7->ctx == NULL)
+    if (l7 == NULL || l7->ctx == NULL) {
+        free(cert);
+        free(key);
+        route_l7_free(l7);
         return tap_done();
+    }
     test_rotation(l7->ctx, TLS1_2_VERSION, "TLS 1.2");
     test_rotation(l7->ctx, TLS1_3_VERSION, "TLS 1.3");
     free(cert);
